@@ -1,0 +1,124 @@
+"""The ``fewlabels`` command line. Bad input prints one line and exits with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import UsageError
+
+
+def _cmd_data(args) -> int:
+    from .data import describe, fetch, load_dataset
+
+    if args.action == "fetch":
+        folder = fetch(args.dataset, force=args.force)
+        source = json.loads((folder / "source.json").read_text())["source"]
+        print(f"{args.dataset}: 4 files verified in {folder} (from {source})")
+    else:
+        info = describe(load_dataset(args.dataset, args.data_dir))
+        print(json.dumps(info, indent=2))
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .config import load_preset, parse_set
+    from .experiment import compare
+    from .report import format_table
+
+    overrides = parse_set(args.set or [])
+    for key in ("dataset", "labels", "seeds", "arms", "device", "precision", "label_sampling"):
+        value = getattr(args, key)
+        if value is not None:
+            overrides[key] = value
+    if args.epochs is not None:
+        for arm in ("supervised", "probe"):
+            overrides.setdefault(arm, {})["epochs"] = args.epochs
+    if args.pretrain_steps is not None:
+        overrides.setdefault("autoencoder", {})["steps"] = args.pretrain_steps
+    if args.latent_size is not None:
+        overrides.setdefault("autoencoder", {})["latent_size"] = args.latent_size
+    cfg = load_preset(args.preset, overrides)
+    out = Path(args.out) if args.out else Path("runs") / time.strftime(
+        f"%Y%m%d-%H%M%S-{cfg.dataset}-{cfg.preset}")
+    if (out / "results.json").exists():
+        raise UsageError(f"{out} already holds a finished run: choose another --out folder")
+    results = compare(cfg, out, data_dir=args.data_dir, autoencoder=args.autoencoder)
+    print()
+    print(format_table(results))
+    print(f"\npretraining {results['pretrain_seconds']:.1f} s, "
+          f"wall {results['wall_seconds']:.1f} s; report: {out / 'report.md'}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .models import Classifier
+
+    clf = Classifier.load(args.checkpoint, args.device, data_dir=args.data_dir)
+    print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": clf.dataset.name,
+                      "labels": len(clf.labeled), "test_accuracy": clf.evaluate()}))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .config import ARMS
+
+    p = argparse.ArgumentParser(prog="fewlabels", description=__doc__)
+    p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    d = sub.add_parser("data", help="fetch or describe a dataset")
+    d.add_argument("action", choices=("fetch", "info"))
+    d.add_argument("dataset", help="mnist or fashion-mnist")
+    d.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
+    d.add_argument("--force", action="store_true", help="fetch again even if cached")
+    d.set_defaults(func=_cmd_data)
+
+    c = sub.add_parser("compare", help="pretrain, train every arm on the same label draws, "
+                                       "write results.json and a report")
+    c.add_argument("--preset", default="default", help="seed | default (default: default)")
+    c.add_argument("--dataset", help="mnist | fashion-mnist (default: mnist)")
+    c.add_argument("--labels", nargs="+", help="label budgets: 600, 1%%, 0.01 or all")
+    c.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
+    c.add_argument("--arms", nargs="+", help=f"subset of {' '.join(ARMS)}")
+    c.add_argument("--label-sampling", help="balanced | random (default: balanced)")
+    c.add_argument("--device", help="auto | cpu | cuda (default: auto)")
+    c.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
+    c.add_argument("--epochs", type=int, help="epochs of the supervised and probe arms")
+    c.add_argument("--pretrain-steps", type=int, help="autoencoder optimizer steps")
+    c.add_argument("--latent-size", type=int, help="autoencoder code width")
+    c.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config field, e.g. --set probe.lr=0.1 (repeatable)")
+    c.add_argument("--autoencoder", help="reuse a saved .autoencoder instead of pretraining")
+    c.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
+    c.add_argument("--out", help="run folder (default: runs/<time>-<dataset>-<preset>)")
+    c.set_defaults(func=_cmd_compare)
+
+    e = sub.add_parser("evaluate", help="test accuracy of a saved .classifier")
+    e.add_argument("checkpoint")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--data-dir")
+    e.set_defaults(func=_cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        if args.debug:
+            raise
+        print(f"fewlabels: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fewlabels: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

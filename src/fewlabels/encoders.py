@@ -1,0 +1,82 @@
+"""Encoders: image → feature vector, behind one interface (``num_features``,
+``forward_features``), so every arm uses the same network and differs only in training."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .errors import check_positive
+
+
+def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return layers
+
+
+class MLPEncoder(nn.Module):
+    """The notebook's encoder: flatten → [Linear → ReLU] per hidden width → Linear(latent).
+
+    Input (N, C, H, W) float in [0, 1]; output (N, latent_size). The code layer has no
+    activation, as in a plain autoencoder (Hinton & Salakhutdinov, Science 2006).
+    """
+
+    def __init__(self, in_shape: Sequence[int] = (1, 28, 28),
+                 hidden: Sequence[int] = (512, 128), latent_size: int = 10):
+        super().__init__()
+        check_positive("latent_size", latent_size, integer=True)
+        for h in hidden:
+            check_positive("hidden width", h, integer=True)
+        self.in_shape = tuple(in_shape)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.num_features = int(latent_size)
+        self.net = nn.Sequential(nn.Flatten(), *_mlp([math.prod(self.in_shape), *self.hidden,
+                                                      self.num_features]))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    forward = forward_features
+
+
+class MLPDecoder(nn.Module):
+    """Mirror of ``MLPEncoder``: latent → hidden widths reversed → pixels through a sigmoid.
+
+    The sigmoid keeps every reconstructed pixel in [0, 1], so no later conversion to
+    uint8 can wrap around (the notebook's "black dots").
+    """
+
+    def __init__(self, out_shape: Sequence[int] = (1, 28, 28),
+                 hidden: Sequence[int] = (512, 128), latent_size: int = 10):
+        super().__init__()
+        self.out_shape = tuple(out_shape)
+        sizes = [latent_size, *reversed(tuple(hidden)), math.prod(self.out_shape)]
+        self.net = nn.Sequential(*_mlp(sizes))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(z).float()).view(-1, *self.out_shape)
+
+
+class ClassifierNet(nn.Module):
+    """An encoder plus one linear layer: (N, C, H, W) → (N, num_classes) logits."""
+
+    def __init__(self, encoder: nn.Module, num_classes: int = 10):
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(encoder.num_features, num_classes)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder.forward_features(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))

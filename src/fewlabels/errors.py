@@ -1,0 +1,26 @@
+"""Errors a user can fix. The CLI prints their message on one line and exits with code 2."""
+
+
+class UsageError(ValueError):
+    """A bad value from the user: the message names the value, the allowed range and the fix."""
+
+
+class DataError(UsageError):
+    """A data file that is missing, truncated or altered, and could not be fetched again."""
+
+
+def check_positive(name: str, value: float, *, integer: bool = False, hint: str = "") -> None:
+    """Raise UsageError unless ``value`` is a positive number (an integer when ``integer``)."""
+    kind = "a positive integer" if integer else "a positive number"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    if integer and ok:
+        ok = float(value).is_integer()
+    if not ok:
+        raise UsageError(f"{name}={value!r} is not allowed: it must be {kind} (> 0){hint}")
+
+
+def check_choice(name: str, value: str, choices) -> None:
+    """Raise UsageError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        allowed = ", ".join(sorted(choices))
+        raise UsageError(f"unknown {name} {value!r}: choose one of {allowed}")

@@ -1,0 +1,79 @@
+"""Where and how tensors are computed: device, autocast precision, threads."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from .errors import UsageError, check_choice
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has native bf16 matmul (AVX-512 BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None:
+            try:
+                if fn():
+                    return True
+            except RuntimeError:
+                pass
+    return False
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """A resolved device and autocast dtype (None = plain fp32)."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None
+
+    def autocast(self):
+        """A context that runs matmuls in the chosen low precision, or does nothing."""
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast_dtype]
+
+
+def resolve(device: str = "auto", precision: str = "auto") -> Runtime:
+    """Pick the device and precision; fail clearly when the request cannot be met.
+
+    ``auto`` device: CUDA if available, else CPU. ``auto`` precision: bf16 where the
+    hardware runs it fast (recent CUDA GPUs; CPUs with AVX-512 BF16 / AMX), else fp32.
+    """
+    check_choice("device", str(device), DEVICES)
+    check_choice("precision", precision, PRECISIONS)
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("device 'cuda' was asked for, but no CUDA GPU is available: "
+                         "use --device cpu or --device auto")
+    dev = torch.device("cuda" if device == "cuda" or (device == "auto" and
+                                                     torch.cuda.is_available()) else "cpu")
+    if precision == "auto":
+        fast = torch.cuda.is_bf16_supported() if dev.type == "cuda" else cpu_has_fast_bf16()
+        precision = "bf16" if fast else "fp32"
+    if precision == "fp16" and dev.type != "cuda":
+        raise UsageError("precision 'fp16' needs a CUDA device: use bf16 or fp32 on the CPU")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}[precision]
+    return Runtime(dev, dtype)
+
+
+def environment(rt: Runtime) -> dict:
+    """What a result depends on: versions, device, threads."""
+    import platform
+
+    env = {"torch": torch.__version__, "device": rt.device.type, "precision": rt.precision,
+           "threads": torch.get_num_threads(), "python": platform.python_version(),
+           "cpu": platform.processor() or platform.machine()}
+    if rt.device.type == "cuda":
+        env["gpu"] = torch.cuda.get_device_name(rt.device)
+    return env

@@ -1,0 +1,111 @@
+"""The one training loop. It owns zero_grad / backward / step, autocast, the progress bar,
+logging and the non-finite-loss check; it knows nothing about what the loss computes."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .errors import UsageError, check_positive
+from .runtime import Runtime
+
+# A loss function takes a batch of indices and returns (scalar loss, metrics to show).
+LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
+
+
+class TrainingDiverged(UsageError):
+    """The loss became NaN or infinite; the model keeps its weights from the last good step."""
+
+
+def batch_size(batch: int | float, n: int) -> int:
+    """``batch`` as a size: an int is a size, a float in (0, 1] a fraction of ``n``."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, float)) or batch <= 0:
+        raise UsageError(f"batch={batch!r} is not allowed: use a size >= 1 or a fraction in (0, 1]")
+    if isinstance(batch, float):
+        if batch > 1:
+            if not batch.is_integer():
+                raise UsageError(f"batch={batch!r} is not allowed: use a size >= 1 "
+                                 "or a fraction in (0, 1]")
+            return min(int(batch), n)
+        return max(1, round(batch * n))
+    return min(int(batch), n)
+
+
+def shuffled_batches(indices: torch.Tensor, size: int,
+                     generator: torch.Generator) -> Iterator[torch.Tensor]:
+    """An endless stream of batches: each epoch is a fresh permutation of ``indices``."""
+    while True:
+        perm = indices[torch.randperm(len(indices), generator=generator)]
+        yield from perm.split(size)
+
+
+def steps_per_epoch(n: int, size: int) -> int:
+    return math.ceil(n / size)
+
+
+@dataclass
+class History:
+    """What a training run logged: one record per ``log_every`` steps."""
+
+    records: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def series(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
+        """(x values, ``key`` values) over the records that logged ``key``."""
+        rows = [r for r in self.records if key in r]
+        return [r[x] for r in rows], [r[key] for r in rows]
+
+
+def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Tensor], *,
+        steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
+        log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,
+        eval_every: int = 0, desc: str = "train", progress: bool = True) -> History:
+    """Train ``params`` with Adam (Kingma & Ba, 2015) for ``steps`` steps.
+
+    ``loss_fn(batch)`` is called under autocast; ``evaluate()`` (no grad) every
+    ``eval_every`` steps and at the end, its values logged and shown in the bar.
+    Stops with ``TrainingDiverged`` on a non-finite loss, before that step changes weights.
+    """
+    check_positive("steps", steps, integer=True)
+    check_positive("lr", lr)
+    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    history = History()
+    start = time.perf_counter()
+    shown: dict[str, float] = {}
+    sums: dict[str, float] = {}
+    count = 0
+    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=True,
+               dynamic_ncols=True)
+    for step in bar:
+        batch = next(batches)
+        with runtime.autocast():
+            loss, metrics = loss_fn(batch)
+        if not torch.isfinite(loss):
+            bar.close()
+            raise TrainingDiverged(f"{desc}: the loss became {loss.item()} at step {step}; "
+                                   f"lr={lr} is too high for this model: lower it")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        for k, v in {"loss": loss.item(), **metrics}.items():
+            sums[k] = sums.get(k, 0.0) + v
+        count += 1
+        if step % log_every == 0 or step == steps:
+            record = {"step": step, **{k: v / count for k, v in sums.items()}}
+            if evaluate is not None and ((eval_every and step % eval_every == 0)
+                                         or step == steps):
+                with torch.no_grad(), runtime.autocast():
+                    record.update(evaluate())
+            history.records.append(record)
+            shown.update({k: v for k, v in record.items() if k != "step"})
+            bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+            sums, count = {}, 0
+    history.seconds = time.perf_counter() - start
+    bar.close()
+    return history

@@ -1,0 +1,25 @@
+import os
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two workers on two cores: one torch thread each, or they fight over the cores.
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """The real MNIST, verified by checksum (fetched into the cache if it is not there)."""
+    from fewlabels.data import load_dataset
+
+    return load_dataset("mnist")
+
+
+@pytest.fixture
+def mnist_slice(mnist):
+    """A small real slice of MNIST: 2,000 training and 500 test images."""
+    return mnist.subset(train=2000, test=500)

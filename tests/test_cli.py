@@ -1,0 +1,125 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fewlabels.cli import main
+
+TINY = ["--pretrain-steps", "5", "--epochs", "2"]
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--labels", "0"], "label budget '0' is out of range"),
+    (["--labels", "60001"], "label budget '60001' is out of range"),
+    (["--labels", "lots"], "label budget 'lots' is not a number"),
+    (["--set", "probe.lr=0"], "probe.lr=0.0 is not allowed: it must be a positive number"),
+    (["--set", "supervised.lr=-0.1"], "supervised.lr=-0.1 is not allowed"),
+    (["--set", "autoencoder.lr=-1"], "autoencoder.lr=-1.0 is not allowed"),
+    (["--epochs", "0"], "epochs=0 is not allowed: it must be a positive integer"),
+    (["--epochs", "-5"], "epochs=-5 is not allowed"),
+    (["--latent-size", "0"], "latent_size=0 is not allowed: it must be a positive integer"),
+    (["--dataset", "cifar10"], "unknown dataset 'cifar10': choose one of fashion-mnist, mnist"),
+    (["--preset", "best"], "unknown preset 'best': choose one of default, seed"),
+    (["--arms", "probe", "forest"], "unknown arm 'forest': choose one of"),
+    (["--set", "probe.momentum=0.9"], "unknown setting 'probe.momentum'"),
+    (["--autoencoder", "missing.autoencoder"], "checkpoint 'missing.autoencoder' does not exist"),
+])
+def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, message):
+    code, out, err = run_cli(capsys, "compare", "--out", str(tmp_path / "run"), *TINY, *argv)
+    assert code == 2
+    assert message in err
+    assert err.startswith("fewlabels: error: ") and err.count("\n") == 1
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_cuda_without_a_gpu_exits_2(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = run_cli(capsys, "compare", "--device", "cuda", "--out", str(tmp_path))
+    assert code == 2 and "device 'cuda' was asked for, but no CUDA GPU is available" in err
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "does not exist"),
+    (b"\x00" * 64, "is corrupt or not a safetensors file"),
+    (b"garbage that is not a checkpoint", "is corrupt or not a safetensors file"),
+])
+def test_missing_or_corrupt_checkpoint_exits_2(capsys, tmp_path, content, message):
+    path = tmp_path / "m.classifier"
+    if content is not None:
+        path.write_bytes(content)
+    code, _, err = run_cli(capsys, "evaluate", str(path))
+    assert code == 2 and message in err and str(path) in err
+    if content is not None:
+        assert path.read_bytes() == content, "a bad checkpoint is reported, never overwritten"
+
+
+def test_foreign_safetensors_file_is_refused(capsys, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "other.classifier"
+    save_file({"w": torch.zeros(2)}, str(path))
+    code, _, err = run_cli(capsys, "evaluate", str(path))
+    assert code == 2 and "is not a fewlabels checkpoint" in err
+
+
+def test_unknown_dataset_for_data_fetch(capsys):
+    code, _, err = run_cli(capsys, "data", "fetch", "svhn")
+    assert code == 2 and "unknown dataset 'svhn'" in err
+
+
+def test_console_script_prints_no_traceback(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "fewlabels.cli", "compare", "--labels", "0",
+                          "--out", str(tmp_path)], capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr and "label budget '0'" in out.stderr
+
+
+def test_data_info_describes_mnist(capsys, mnist):
+    code, out, _ = run_cli(capsys, "data", "info", "mnist")
+    info = json.loads(out)
+    assert code == 0 and info["train"] == [60000, 1, 28, 28]
+    assert info["train_class_counts"][1] == 6742 and info["source"]
+
+
+def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
+    out = tmp_path / "run"
+    code, printed, _ = run_cli(capsys, "compare", "--preset", "seed", "--labels", "100",
+                               "--seeds", "0", "1", "--out", str(out), *TINY)
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["preset"] == "seed" and results["dataset"] == "mnist"
+    assert {(r["arm"], r["seed"]) for r in results["runs"]} == {
+        (a, s) for a in ("supervised", "probe", "pixels-logreg", "pixels-knn") for s in (0, 1)}
+    for r in results["runs"]:
+        assert 0 <= r["test_accuracy"] <= 1 and r["train_seconds"] >= 0 and r["labels"] == 100
+    assert results["pretrain_seconds"] > 0 and results["wall_seconds"] >= results[
+        "pretrain_seconds"]
+    assert results["environment"]["torch"] == torch.__version__
+    for name in ("report.md", "report.html", "config.json", "accuracy.png",
+                 "reconstructions.png", "model.autoencoder", "labels/100-seed0.json"):
+        assert (out / name).is_file(), name
+    drawn = json.loads((out / "labels" / "100-seed1.json").read_text())
+    assert len(drawn) == 100
+    probe = [r for r in results["runs"] if r["arm"] == "probe" and r["seed"] == 0][0]
+    assert f"{probe['test_accuracy']:.4f}" in printed
+    assert f"{probe['test_accuracy']:.4f}" in (out / "report.md").read_text()
+
+    # a finished run is never overwritten
+    code, _, err = run_cli(capsys, "compare", "--out", str(out), *TINY)
+    assert code == 2 and "already holds a finished run" in err
+    assert json.loads((out / "results.json").read_text()) == results
+
+    # a saved autoencoder can be reused instead of pretraining again
+    code, _, _ = run_cli(capsys, "compare", "--arms", "probe", "--labels", "50", "--seeds", "0",
+                         "--autoencoder", str(out / "model.autoencoder"),
+                         "--out", str(tmp_path / "reuse"), *TINY)
+    assert code == 0
+    assert json.loads((tmp_path / "reuse" / "results.json").read_text())["pretrain_seconds"] == 0
