@@ -7,8 +7,14 @@ import pytest
 import torch
 
 from fewlabels import data
-from fewlabels.data import (DataFile, DatasetSpec, draw_labels, parse_idx, parse_label_budget,
-                            split_indices)
+from fewlabels.data import (
+    DataFile,
+    DatasetSpec,
+    draw_labels,
+    parse_idx,
+    parse_label_budget,
+    split_indices,
+)
 from fewlabels.errors import DataError, UsageError
 
 

@@ -14,7 +14,6 @@ import gzip
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -316,7 +315,8 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
     arrays = {role: parse_idx(data, spec.files[role].name) for role, data in files.items()}
     images = {k: torch.from_numpy(arrays[f"{k}-images"].copy()) for k in ("train", "test")}
     images = {k: v.unsqueeze(1) if v.dim() == 3 else v for k, v in images.items()}
-    labels = {k: torch.from_numpy(arrays[f"{k}-labels"].astype(np.int64)) for k in ("train", "test")}
+    labels = {k: torch.from_numpy(arrays[f"{k}-labels"].astype(np.int64))
+              for k in ("train", "test")}
     for k in ("train", "test"):
         if len(images[k]) != len(labels[k]):
             raise DataError(f"{name}: {len(images[k])} {k} images but {len(labels[k])} labels")

@@ -88,8 +88,9 @@ def accuracy_bars(summary: Sequence[dict], title: str):
     names = [f"{s['arm']}\n{s['labels']} labels" for s in summary]
     means = [s["mean"] for s in summary]
     ax.bar(names, means, yerr=[s["std"] for s in summary], capsize=4, color="#4c72b0")
-    for i, m in enumerate(means):
-        ax.text(i, m, f"{m:.3f}", ha="center", va="bottom", fontsize=8)
+    for i, s in enumerate(summary):
+        ax.text(i + 0.08, s["mean"] + 0.002, f"{s['mean']:.3f}", ha="left", va="bottom",
+                fontsize=8)
     low = min(means) if means else 0
     ax.set_ylim(max(0.0, low - 0.1), 1.0)
     ax.set_ylabel("test accuracy")
