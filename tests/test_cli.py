@@ -30,7 +30,7 @@ def run_cli(capsys, *argv):
     (["--preset", "best"], "unknown preset 'best': choose one of default, seed"),
     (["--arms", "probe", "forest"], "unknown arm 'forest': choose one of"),
     (["--set", "probe.momentum=0.9"], "unknown setting 'probe.momentum'"),
-    (["--autoencoder", "missing.autoencoder"], "checkpoint 'missing.autoencoder' does not exist"),
+    (["--pretrained", "missing.autoencoder"], "checkpoint 'missing.autoencoder' does not exist"),
 ])
 def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, message):
     code, out, err = run_cli(capsys, "compare", "--out", str(tmp_path / "run"), *TINY, *argv)
@@ -119,7 +119,7 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
 
     # a saved autoencoder can be reused instead of pretraining again
     code, _, _ = run_cli(capsys, "compare", "--arms", "probe", "--labels", "50", "--seeds", "0",
-                         "--autoencoder", str(out / "model.autoencoder"),
+                         "--pretrained", str(out / "model.autoencoder"),
                          "--out", str(tmp_path / "reuse"), *TINY)
     assert code == 0
     assert json.loads((tmp_path / "reuse" / "results.json").read_text())["pretrain_seconds"] == 0

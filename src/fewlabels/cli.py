@@ -46,7 +46,7 @@ def _cmd_compare(args) -> int:
         f"%Y%m%d-%H%M%S-{cfg.dataset}-{cfg.preset}")
     if (out / "results.json").exists():
         raise UsageError(f"{out} already holds a finished run: choose another --out folder")
-    results = compare(cfg, out, data_dir=args.data_dir, autoencoder=args.autoencoder)
+    results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained)
     print()
     print(format_table(results))
     print(f"\npretraining {results['pretrain_seconds']:.1f} s, "
@@ -60,6 +60,73 @@ def _cmd_evaluate(args) -> int:
     clf = Classifier.load(args.checkpoint, args.device, data_dir=args.data_dir)
     print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": clf.dataset.name,
                       "labels": len(clf.labeled), "test_accuracy": clf.evaluate()}))
+    return 0
+
+
+def _cmd_methods(args) -> int:
+    from .methods import METHODS
+
+    for name, cls in sorted(METHODS.items()):
+        doc = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"{name:<20} {doc}")
+    return 0
+
+
+def _cmd_pretrain(args) -> int:
+    from .config import apply, parse_set
+    from .data import draw_labels, load_dataset
+    from .pretrain import PretrainConfig, pretrain, save_encoder
+    from .runtime import resolve
+
+    cfg = PretrainConfig(method=args.method)
+    apply(cfg, parse_set(args.set or []))
+    for key in ("epochs", "batch", "lr"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    if args.width is not None:
+        cfg.encoder_options = {**cfg.encoder_options, "width": args.width}
+    cfg.validate()
+    rt = resolve(args.device, args.precision)
+    ds = load_dataset(args.dataset, args.data_dir)
+    monitor = draw_labels(ds.train_labels, 600, 0)
+    encoder, _, history = pretrain(ds, cfg, rt, monitor_labels=monitor)
+    out = Path(args.out or f"{args.method}.encoder")
+    save_encoder(out, encoder, cfg, ds, history)
+    knn = history.series("knn")[1]
+    print(f"saved {out}: {cfg.method} on {ds.name}, {history.seconds:.1f} s, "
+          f"kNN on the labeled validation split {knn[-1]:.4f}" if knn else f"saved {out}")
+    return 0
+
+
+def _cmd_probe(args) -> int:
+    import statistics
+
+    from .data import draw_labels, load_dataset, parse_label_budget
+    from .evaluate import ProbeConfig, linear_probe
+    from .pretrain import load_encoder
+    from .runtime import resolve
+
+    encoder, meta = load_encoder(args.encoder)
+    rt = resolve(args.device, args.precision)
+    encoder.to(rt.device)
+    ds = load_dataset(args.dataset or meta["dataset"], args.data_dir)
+    count = parse_label_budget(args.labels, len(ds.train_labels))
+    cfg = ProbeConfig(augment=not args.no_augment)
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    from .augment import AugmentConfig
+
+    aug = AugmentConfig(**meta["pretrain"]["augment"])
+    accs = []
+    for seed in args.seeds:
+        labeled = draw_labels(ds.train_labels, count, seed)
+        r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled],
+                         ds.test_images, ds.test_labels, cfg, rt, aug, seed)
+        accs.append(r["test_accuracy"])
+        print(f"seed {seed}: {count} labels, probe test accuracy {r['test_accuracy']:.4f} "
+              f"(weight decay {r['weight_decay']} chosen on the labeled validation split)")
+    if len(accs) > 1:
+        print(f"mean {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}")
     return 0
 
 
@@ -92,10 +159,42 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--latent-size", type=int, help="autoencoder code width")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any config field, e.g. --set probe.lr=0.1 (repeatable)")
-    c.add_argument("--autoencoder", help="reuse a saved .autoencoder instead of pretraining")
+    c.add_argument("--pretrained", metavar="PATH", help="reuse a saved .autoencoder (notebook "
+                   "protocol) or .encoder (ssl protocol) instead of pretraining")
     c.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
     c.add_argument("--out", help="run folder (default: runs/<time>-<dataset>-<preset>)")
     c.set_defaults(func=_cmd_compare)
+
+    m = sub.add_parser("methods", help="list the pretraining methods")
+    m.set_defaults(func=_cmd_methods)
+
+    t = sub.add_parser("pretrain", help="self-supervised pretraining; saves the encoder")
+    t.add_argument("--method", default="vicreg", help="see `fewlabels methods`")
+    t.add_argument("--dataset", default="mnist")
+    t.add_argument("--epochs", type=int)
+    t.add_argument("--batch", type=int)
+    t.add_argument("--lr", type=float)
+    t.add_argument("--width", type=int, help="conv encoder width")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any pretraining field, e.g. --set augment.elastic=0.03")
+    t.add_argument("--device", default="auto")
+    t.add_argument("--precision", default="auto")
+    t.add_argument("--data-dir")
+    t.add_argument("--out", help="where to write the encoder (default: METHOD.encoder)")
+    t.set_defaults(func=_cmd_pretrain)
+
+    r = sub.add_parser("probe", help="frozen linear probe of a saved encoder")
+    r.add_argument("--encoder", required=True, help="a file written by `fewlabels pretrain`")
+    r.add_argument("--labels", default="600")
+    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--no-augment", action="store_true",
+                   help="train the linear layer on clean images only")
+    r.add_argument("--dataset", help="default: the encoder's pretraining dataset")
+    r.add_argument("--device", default="auto")
+    r.add_argument("--precision", default="auto")
+    r.add_argument("--data-dir")
+    r.set_defaults(func=_cmd_probe)
 
     e = sub.add_parser("evaluate", help="test accuracy of a saved .classifier")
     e.add_argument("checkpoint")

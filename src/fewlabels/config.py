@@ -10,8 +10,11 @@ from importlib import resources
 import yaml
 
 from .errors import UsageError, check_choice, check_positive
+from .evaluate import ProbeConfig, SupervisedConfig
+from .pretrain import PretrainConfig
 
 ARMS = ("supervised", "probe", "pixels-logreg", "pixels-knn")
+PROTOCOLS = ("notebook", "ssl")
 
 
 @dataclass
@@ -41,14 +44,23 @@ class CompareConfig:
     label_sampling: str = "balanced"  # balanced | random
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    # notebook: the seed notebook's MLP AutoEncoder and Classifier (sections autoencoder,
+    # supervised, probe); ssl: a self-supervised method on a CNN (sections pretrain,
+    # linear_probe, from_scratch)
+    protocol: str = "notebook"
     autoencoder: AutoEncoderConfig = field(default_factory=AutoEncoderConfig)
     supervised: ArmConfig = field(default_factory=lambda: ArmConfig(0.002, 700, 0.4))
     probe: ArmConfig = field(default_factory=lambda: ArmConfig(0.05, 700, 0.5))
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    linear_probe: ProbeConfig = field(default_factory=ProbeConfig)
+    from_scratch: SupervisedConfig = field(default_factory=SupervisedConfig)
 
     def validate(self) -> CompareConfig:
         from .data import DATASETS
 
         check_choice("dataset", self.dataset, DATASETS)
+        check_choice("protocol", self.protocol, PROTOCOLS)
+        self.pretrain.validate()
         for arm in self.arms:
             check_choice("arm", arm, ARMS)
         if not self.seeds:

@@ -80,3 +80,47 @@ class ClassifierNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
+    return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
+            nn.ReLU(inplace=True)]
+
+
+class ConvEncoder(nn.Module):
+    """A small CNN built for speed on CPU at 28×28: the first layer is strided, so no
+    convolution runs at full resolution (those are slow on CPU), and it runs channels-last.
+
+    (N, C, 28, 28) → 3×3/2 conv (14×14, w) → 3×3 conv (2w) → 3×3/2 conv (7×7, 4w)
+    → 3×3 conv (4w) → global average pool → (N, 4w) features.
+    """
+
+    def __init__(self, in_shape: Sequence[int] = (1, 28, 28), width: int = 32,
+                 channels_last: bool = True):
+        super().__init__()
+        check_positive("width", width, integer=True)
+        self.in_shape = tuple(in_shape)
+        self.width = int(width)
+        w = self.width
+        self.net = nn.Sequential(*_conv_bn(in_shape[0], w, 2), *_conv_bn(w, 2 * w, 1),
+                                 *_conv_bn(2 * w, 4 * w, 2), *_conv_bn(4 * w, 4 * w, 1),
+                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.num_features = 4 * w
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.to(memory_format=self.memory_format)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.contiguous(memory_format=self.memory_format))
+
+    forward = forward_features
+
+
+def build_encoder(name: str, in_shape: Sequence[int], **kwargs) -> nn.Module:
+    """An encoder from its registry name and keyword arguments (stored in checkpoints)."""
+    from .errors import check_choice
+
+    check_choice("encoder", name, ENCODERS)
+    return ENCODERS[name](in_shape, **kwargs)
+
+
+ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder}

@@ -22,7 +22,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from . import checkpoint
 from .config import CompareConfig, to_dict
 from .data import Dataset, draw_labels, load_dataset, parse_label_budget
+from .encoders import build_encoder
+from .evaluate import linear_probe, supervised_from_scratch
 from .models import AutoEncoder, Classifier
+from .pretrain import load_encoder, pretrain, save_encoder
 from .runtime import environment, resolve
 
 
@@ -54,6 +57,14 @@ def _sklearn_arm(make) -> Callable:
 
 
 def _supervised(ds, labeled, seed, cfg: CompareConfig, ae):
+    if cfg.protocol == "ssl":
+        p = cfg.pretrain
+        r = supervised_from_scratch(
+            lambda: build_encoder(p.encoder, ds.image_shape, **p.encoder_options),
+            ds.train_images[labeled], ds.train_labels[labeled], ds.test_images,
+            ds.test_labels, cfg.from_scratch, resolve(cfg.device, cfg.precision), p.augment,
+            seed)
+        return r["test_accuracy"], None, None
     a = cfg.autoencoder
     clf = Classifier(len(labeled), cfg.device, a.latent_size, cfg.supervised.lr, hidden=a.hidden,
                      dataset=ds, seed=seed, labeled=labeled, precision=cfg.precision)
@@ -61,7 +72,12 @@ def _supervised(ds, labeled, seed, cfg: CompareConfig, ae):
     return clf.test_accuracy, None, clf.history.records
 
 
-def _probe(ds, labeled, seed, cfg: CompareConfig, ae: AutoEncoder):
+def _probe(ds, labeled, seed, cfg: CompareConfig, ae):
+    if cfg.protocol == "ssl":
+        r = linear_probe(ae, ds.train_images[labeled], ds.train_labels[labeled],
+                         ds.test_images, ds.test_labels, cfg.linear_probe,
+                         resolve(cfg.device, cfg.precision), cfg.pretrain.augment, seed)
+        return r["test_accuracy"], cfg.pretrain.method, None
     clf = ae.to_classifier(len(labeled), cfg.probe.lr, seed=seed, labeled=labeled)
     clf.train(cfg.probe.epochs, cfg.probe.batch, optimize_encoder=False)
     assert clf.encoder_frozen
@@ -97,7 +113,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, autoencoder=None,
+def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
             log: Callable[[str], None] = print) -> dict:
     """Run the comparison described by ``cfg`` and write its run folder; return results."""
     start = time.perf_counter()
@@ -107,11 +123,22 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, autoencoder=Non
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
 
-    ae, pretrain_seconds = None, 0.0
-    if "probe" in cfg.arms:
-        if autoencoder is not None:
-            ae = AutoEncoder.load(autoencoder, cfg.device, dataset=ds, precision=cfg.precision)
-            log(f"using the pretrained autoencoder {autoencoder}")
+    ae, pretrain_seconds, encoder, pretrain_history = None, 0.0, None, None
+    if "probe" in cfg.arms and cfg.protocol == "ssl":
+        if pretrained is not None:
+            encoder, _ = load_encoder(pretrained)
+            encoder.to(rt.device)
+            log(f"using the pretrained encoder {pretrained}")
+        else:
+            log(f"pretraining {cfg.pretrain.method} on {len(ds.train_images)} unlabeled images")
+            monitor = draw_labels(ds.train_labels, budgets[0], cfg.seeds[0], cfg.label_sampling)
+            encoder, _, pretrain_history = pretrain(ds, cfg.pretrain, rt, monitor)
+            pretrain_seconds = pretrain_history.seconds
+            save_encoder(out_dir / "model.encoder", encoder, cfg.pretrain, ds, pretrain_history)
+    elif "probe" in cfg.arms:
+        if pretrained is not None:
+            ae = AutoEncoder.load(pretrained, cfg.device, dataset=ds, precision=cfg.precision)
+            log(f"using the pretrained autoencoder {pretrained}")
         else:
             a = cfg.autoencoder
             log(f"pretraining the autoencoder on {len(ds.train_images)} unlabeled images")
@@ -131,7 +158,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, autoencoder=Non
                                          json.dumps(labeled.tolist()))
             for arm in cfg.arms:
                 t = time.perf_counter()
-                acc, method, history = ARM_RUNNERS[arm](ds, labeled, seed, cfg, ae)
+                acc, method, history = ARM_RUNNERS[arm](ds, labeled, seed, cfg, encoder or ae)
                 run = Run(arm, method, count, seed, acc, time.perf_counter() - t, history)
                 runs.append(run)
                 log(f"{arm:>14}  labels={count:<6} seed={seed}  test accuracy {acc:.4f}  "
@@ -149,5 +176,6 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, autoencoder=Non
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
     from .report import write_report
 
-    write_report(out_dir, results, ae=ae, runs=runs, dataset=ds)
+    write_report(out_dir, results, ae=ae, runs=runs, dataset=ds,
+                 pretrain_history=pretrain_history)
     return results

@@ -54,7 +54,8 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def make_plots(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None) -> list[tuple]:
+def make_plots(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None,
+               pretrain_history=None) -> list[tuple]:
     """Write the PNGs; return (title, file name) pairs in report order."""
     made = [("Test accuracy per arm (error bars: std over seeds)",
              _save(plots.accuracy_bars(results["summary"], results["dataset"]),
@@ -65,6 +66,12 @@ def make_plots(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None
                      _save(plots.curves({k: v for k, v in series.items() if v[0]},
                                         "autoencoder pretraining"),
                            out_dir / "pretraining.png")))
+    if pretrain_history is not None and pretrain_history.records:
+        series = {k: pretrain_history.series(k) for k in ("loss", "knn")}
+        made.append(("Self-supervised pretraining: loss, and kNN accuracy on a validation "
+                     "split of the labeled subset",
+                     _save(plots.curves({k: v for k, v in series.items() if v[0]},
+                                        "pretraining"), out_dir / "pretraining.png")))
     if ae is not None and dataset is not None:
         x = as_float(dataset.test_images[:12])
         made.append(("Reconstructions of test images (top: truth)",
@@ -131,10 +138,12 @@ img{{max-width:100%}}</style></head><body>
 """
 
 
-def write_report(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None) -> Path:
+def write_report(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None,
+                 pretrain_history=None) -> Path:
     """Write the plots, report.md and report.html into ``out_dir``; return report.md."""
     out_dir = Path(out_dir)
-    figures = make_plots(out_dir, results, ae=ae, runs=runs, dataset=dataset)
+    figures = make_plots(out_dir, results, ae=ae, runs=runs, dataset=dataset,
+                         pretrain_history=pretrain_history)
     atomic_write_text(out_dir / "report.html", _html(results, figures, out_dir))
     atomic_write_text(out_dir / "report.md", _markdown(results, figures))
     return out_dir / "report.md"

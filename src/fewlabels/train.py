@@ -49,6 +49,17 @@ def steps_per_epoch(n: int, size: int) -> int:
     return math.ceil(n / size)
 
 
+def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
+    """lr multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
+
+    def schedule(step: int) -> float:
+        if step <= warmup:
+            return step / max(1, warmup)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return schedule
+
+
 @dataclass
 class History:
     """What a training run logged: one record per ``log_every`` steps."""
@@ -65,8 +76,10 @@ class History:
 def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Tensor], *,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
         log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,
-        eval_every: int = 0, desc: str = "train", progress: bool = True) -> History:
-    """Train ``params`` with Adam (Kingma & Ba, 2015) for ``steps`` steps.
+        eval_every: int = 0, desc: str = "train", progress: bool = True,
+        schedule: Callable[[int], float] | None = None) -> History:
+    """Train ``params`` with AdamW (Loshchilov & Hutter, ICLR 2019; Adam when
+    ``weight_decay`` is 0) for ``steps`` steps; ``schedule(step)`` scales ``lr``.
 
     ``loss_fn(batch)`` is called under autocast; ``evaluate()`` (no grad) every
     ``eval_every`` steps and at the end, its values logged and shown in the bar.
@@ -74,7 +87,7 @@ def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Ten
     """
     check_positive("steps", steps, integer=True)
     check_positive("lr", lr)
-    opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     history = History()
     start = time.perf_counter()
     shown: dict[str, float] = {}
@@ -90,6 +103,9 @@ def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Ten
             bar.close()
             raise TrainingDiverged(f"{desc}: the loss became {loss.item()} at step {step}; "
                                    f"lr={lr} is too high for this model: lower it")
+        if schedule is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr * schedule(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

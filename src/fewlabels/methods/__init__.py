@@ -1,0 +1,17 @@
+"""Pretraining methods: each is a loss over views (it owns its heads — projector or
+decoder — but no optimizer, device calls or data loading). ``METHODS`` maps a name to
+its class; every class takes ``(encoder, **options)`` and has ``views``: how many
+augmented views of each image its ``forward(views, clean)`` needs."""
+
+from .autoencoder import AutoEncoderLoss, MaskedAutoEncoderLoss
+from .simclr import SimCLRLoss
+from .vicreg import VICRegLoss
+
+METHODS = {
+    "autoencoder": AutoEncoderLoss,
+    "masked-autoencoder": MaskedAutoEncoderLoss,
+    "simclr": SimCLRLoss,
+    "vicreg": VICRegLoss,
+}
+
+__all__ = ["METHODS", "AutoEncoderLoss", "MaskedAutoEncoderLoss", "SimCLRLoss", "VICRegLoss"]

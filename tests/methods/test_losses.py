@@ -1,0 +1,62 @@
+"""Properties of each loss, on constructed inputs."""
+
+import math
+
+import pytest
+import torch
+
+from fewlabels.methods.autoencoder import mask_patches, reconstruction_loss
+from fewlabels.methods.simclr import nt_xent
+from fewlabels.methods.vicreg import covariance, invariance, variance, vicreg_loss
+
+
+def test_nt_xent_is_symmetric_in_its_views():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 8, generator=g), torch.randn(16, 8, generator=g)
+    assert nt_xent(z1, z2).item() == pytest.approx(nt_xent(z2, z1).item(), rel=1e-6)
+
+
+def test_nt_xent_closed_form_when_all_embeddings_are_equal():
+    z = torch.ones(10, 4)
+    assert nt_xent(z, z, 0.5).item() == pytest.approx(math.log(19), rel=1e-6)
+
+
+def test_nt_xent_is_low_for_matched_orthogonal_pairs():
+    z = torch.eye(8) * 10
+    assert nt_xent(z, z, 0.1).item() < 1e-3
+
+
+def test_vicreg_terms():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(256, 8, generator=g)
+    assert invariance(z, z).item() == 0
+    assert variance(z * 3).item() == 0  # every std ≈ 3 > γ = 1
+    assert variance(torch.zeros(32, 8)).item() == pytest.approx(1 - math.sqrt(1e-4), rel=1e-6)
+    # covariance: perfectly correlated pair of dims
+    a = torch.randn(1000, 1, generator=g)
+    zz = torch.cat([a, a], 1)
+    c = covariance(zz)
+    var = a.var().item()
+    assert c.item() == pytest.approx(2 * var ** 2 / 2, rel=1e-4)
+    assert covariance(torch.randn(4096, 4, generator=g)).item() < 0.01
+
+
+def test_vicreg_is_symmetric():
+    g = torch.Generator().manual_seed(1)
+    z1, z2 = torch.randn(64, 16, generator=g), torch.randn(64, 16, generator=g)
+    assert vicreg_loss(z1, z2).item() == pytest.approx(vicreg_loss(z2, z1).item(), rel=1e-6)
+
+
+def test_reconstruction_loss_closed_form():
+    assert reconstruction_loss(torch.full((2, 1, 4, 4), 0.5),
+                               torch.zeros(2, 1, 4, 4)).item() == pytest.approx(0.25)
+
+
+def test_mask_patches_zeroes_whole_patches_at_the_ratio():
+    torch.manual_seed(0)
+    x = torch.ones(200, 1, 28, 28)
+    m = mask_patches(x, 0.5)
+    blocks = m.unfold(2, 4, 4).unfold(3, 4, 4)  # (N, 1, 7, 7, 4, 4)
+    per_block = blocks.reshape(200, 49, 16).sum(-1)
+    assert set(per_block.unique().tolist()) <= {0.0, 16.0}
+    assert (per_block == 0).float().mean().item() == pytest.approx(0.5, abs=0.02)
