@@ -118,8 +118,40 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     assert json.loads((out / "results.json").read_text()) == results
 
     # a saved autoencoder can be reused instead of pretraining again
-    code, _, _ = run_cli(capsys, "compare", "--arms", "probe", "--labels", "50", "--seeds", "0",
+    code, _, _ = run_cli(capsys, "compare", "--preset", "seed", "--arms", "probe", "--labels", "50",
+                         "--seeds", "0",
                          "--pretrained", str(out / "model.autoencoder"),
                          "--out", str(tmp_path / "reuse"), *TINY)
     assert code == 0
     assert json.loads((tmp_path / "reuse" / "results.json").read_text())["pretrain_seconds"] == 0
+
+
+def test_methods_lists_the_registry(capsys):
+    from fewlabels.methods import METHODS
+
+    code, out, _ = run_cli(capsys, "methods")
+    assert code == 0 and all(name in out for name in METHODS)
+
+
+def test_pretrain_rejects_an_unknown_method(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "pretrain", "--method", "byol", "--out", str(tmp_path / "x"))
+    assert code == 2 and "unknown method 'byol': choose one of" in err
+
+
+def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
+    out = tmp_path / "ssl"
+    code, _, _ = run_cli(
+        capsys, "compare", "--preset", "default", "--labels", "100", "--seeds", "0",
+        "--arms", "probe", "supervised", "--set", "pretrain.epochs=1",
+        "--set", "pretrain.refine_rounds=1", "--set", "pretrain.refine_epochs=1",
+        "--set", "pretrain.batch=2000", "--set", "pretrain.encoder_options.width=4",
+        "--set", "linear_probe.epochs=5", "--set", "from_scratch.epochs=2",
+        "--out", str(out))
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    probe = [r for r in results["runs"] if r["arm"] == "probe"][0]
+    assert probe["method"] == "simclr+scan" and 0 <= probe["test_accuracy"] <= 1
+    assert results["pretrain_seconds"] > 0 and (out / "pretraining.png").is_file()
+    code, printed, _ = run_cli(capsys, "probe", "--encoder", str(out / "model.encoder"),
+                               "--labels", "100", "--seeds", "0", "--epochs", "5")
+    assert code == 0 and "seed 0: 100 labels, probe test accuracy" in printed

@@ -99,6 +99,8 @@ def _coerce(value, like):
                 raise UsageError(f"{value!r} is not a whole number")
             return int(number)
         return number
+    if isinstance(like, dict) and isinstance(value, dict):
+        return {**like, **{k: _coerce(v, like.get(k, v)) for k, v in value.items()}}
     if isinstance(like, list) and isinstance(value, str):
         return [_coerce(v, like[0]) if like else v for v in value.split(",")]
     return value

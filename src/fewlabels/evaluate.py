@@ -46,7 +46,7 @@ class ProbeConfig:
     weight_decays: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2])
     # candidates, chosen on a validation split carved from the labeled subset
     val_fraction: float = 0.2  # share of the labeled subset held out to choose weight decay
-    augment: bool = True  # train on augmented views (features recomputed every epoch)
+    augment: bool = False  # train on augmented views (features recomputed every epoch)
 
 
 class FrozenEncoderChanged(RuntimeError):

@@ -77,7 +77,9 @@ def _probe(ds, labeled, seed, cfg: CompareConfig, ae):
         r = linear_probe(ae, ds.train_images[labeled], ds.train_labels[labeled],
                          ds.test_images, ds.test_labels, cfg.linear_probe,
                          resolve(cfg.device, cfg.precision), cfg.pretrain.augment, seed)
-        return r["test_accuracy"], cfg.pretrain.method, None
+        p = cfg.pretrain
+        method = f"{p.method}+{p.refine}" if p.refine and p.refine_epochs > 0 else p.method
+        return r["test_accuracy"], method, None
     clf = ae.to_classifier(len(labeled), cfg.probe.lr, seed=seed, labeled=labeled)
     clf.train(cfg.probe.epochs, cfg.probe.batch, optimize_encoder=False)
     assert clf.encoder_frozen
@@ -132,8 +134,9 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
         else:
             log(f"pretraining {cfg.pretrain.method} on {len(ds.train_images)} unlabeled images")
             monitor = draw_labels(ds.train_labels, budgets[0], cfg.seeds[0], cfg.label_sampling)
+            t = time.perf_counter()
             encoder, _, pretrain_history = pretrain(ds, cfg.pretrain, rt, monitor)
-            pretrain_seconds = pretrain_history.seconds
+            pretrain_seconds = time.perf_counter() - t
             save_encoder(out_dir / "model.encoder", encoder, cfg.pretrain, ds, pretrain_history)
     elif "probe" in cfg.arms:
         if pretrained is not None:

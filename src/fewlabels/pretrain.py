@@ -8,6 +8,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from . import checkpoint
 from .augment import AugmentConfig, augment
@@ -33,13 +34,35 @@ class PretrainConfig:
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     seed: int = 0
+    # optional second stage: a method that pairs each image with one of its nearest
+    # neighbours in the first stage's feature space (e.g. scan); "" = none
+    refine: str = ""
+    refine_options: dict = field(default_factory=dict)
+    refine_epochs: int = 0  # epochs of each refine round
+    refine_rounds: int = 1  # rounds of (mine neighbours, train a fresh cluster head)
+    refine_lr: float = 1e-3
+    neighbors: int = 20  # neighbours mined per image for the refine stage
 
     def validate(self) -> PretrainConfig:
         check_choice("method", self.method, METHODS)
+        if self.refine:
+            check_choice("refine method", self.refine, METHODS)
         check_positive("pretrain.epochs", self.epochs, integer=True)
         check_positive("pretrain.batch", self.batch, integer=True)
         check_positive("pretrain.lr", self.lr)
         return self
+
+
+def nearest_neighbors(feats: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
+    """(N, k) indices of each row's k most cosine-similar other rows."""
+    f = F.normalize(feats, dim=1)
+    out = []
+    for start in range(0, len(f), chunk):
+        sim = f[start:start + chunk] @ f.t()
+        rows = torch.arange(start, min(start + chunk, len(f)), device=f.device)
+        sim[torch.arange(len(rows), device=f.device), rows] = float("-inf")
+        out.append(sim.topk(k, dim=1).indices)
+    return torch.cat(out)
 
 
 def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
@@ -48,7 +71,7 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
 
     ``monitor_labels``: indices of a labeled subset; 80% serve as kNN references and 20% as
     queries after every epoch (``knn`` in the progress bar and history).
-    Returns (encoder, method, history).
+    Returns (encoder, method of the last stage, history of all stages).
     """
     cfg.validate()
     with torch.random.fork_rng(devices=[]):
@@ -56,17 +79,48 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
         encoder = build_encoder(cfg.encoder, ds.image_shape, **cfg.encoder_options)
         method = METHODS[cfg.method](encoder, **cfg.options).to(rt.device)
     pool = as_float(ds.train_images.to(rt.device))
-    n = len(pool)
-    per_epoch = -(-n // cfg.batch)
-    steps = cfg.epochs * per_epoch
-    batches = shuffled_batches(torch.arange(n), cfg.batch,
-                               torch.Generator().manual_seed(cfg.seed))
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
 
+    def views_of_itself(idx):
+        x = pool[idx]
+        return [augment(x, cfg.augment, g) for _ in range(method.views)], x
+
+    history = _stage(method, views_of_itself, ds, cfg, rt, monitor_labels, progress,
+                     cfg.epochs, cfg.lr, cfg.method)
+    for round_ in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):
+        # neighbours are mined again each round, in the features the last round left
+        neighbors = nearest_neighbors(features(encoder, ds.train_images, rt), cfg.neighbors)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + 2 + round_)
+            method = METHODS[cfg.refine](encoder, **cfg.refine_options).to(rt.device)
+
+        def with_a_neighbor(idx, neighbors=neighbors):
+            pick = torch.randint(0, cfg.neighbors, (len(idx),), generator=g, device=rt.device)
+            x, n = pool[idx], pool[neighbors[idx, pick]]
+            return [augment(x, cfg.augment, g), augment(n, cfg.augment, g)], x
+
+        more = _stage(method, with_a_neighbor, ds, cfg, rt, monitor_labels, progress,
+                      cfg.refine_epochs, cfg.refine_lr, f"{cfg.refine} round {round_ + 1}")
+        offset = history.records[-1]["step"] if history.records else 0
+        history.records += [{**r, "step": r["step"] + offset} for r in more.records]
+        history.seconds += more.seconds
+    encoder.eval()
+    return encoder, method, history
+
+
+def _stage(method, make_views, ds: Dataset, cfg: PretrainConfig, rt: Runtime, monitor_labels,
+           progress: bool, epochs: int, lr: float, name: str) -> History:
+    """One stage of pretraining with the one loop: warm-up + cosine schedule, kNN monitor."""
+    encoder = method.encoder
+    n = len(ds.train_images)
+    per_epoch = -(-n // cfg.batch)
+    steps = epochs * per_epoch
+    batches = shuffled_batches(torch.arange(n), cfg.batch,
+                               torch.Generator().manual_seed(cfg.seed))
+
     def loss_fn(idx):
-        x = pool[idx.to(rt.device)]
-        views = [augment(x, cfg.augment, g) for _ in range(method.views)]
-        return method(views, x), {}
+        views, clean = make_views(idx.to(rt.device))
+        return method(views, clean), {}
 
     evaluate = None
     if monitor_labels is not None:
@@ -80,13 +134,10 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             return {"knn": knn_accuracy(f_ref, y[ref.to(rt.device)], f_q, y[query.to(rt.device)])}
 
     method.train()
-    history = fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=cfg.lr,
-                  weight_decay=cfg.weight_decay, runtime=rt,
-                  log_every=max(1, per_epoch // 10), evaluate=evaluate, eval_every=per_epoch,
-                  desc=f"pretrain {cfg.method}", progress=progress,
-                  schedule=warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch)))
-    encoder.eval()
-    return encoder, method, history
+    return fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
+               weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
+               evaluate=evaluate, eval_every=per_epoch, desc=f"pretrain {name}",
+               progress=progress, schedule=warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch)))
 
 
 def save_encoder(path, encoder, cfg: PretrainConfig, ds: Dataset, history: History):

@@ -112,10 +112,11 @@ def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Ten
         for k, v in {"loss": loss.item(), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v
         count += 1
-        if step % log_every == 0 or step == steps:
+        due = evaluate is not None and ((eval_every and step % eval_every == 0)
+                                        or step == steps)
+        if step % log_every == 0 or step == steps or due:
             record = {"step": step, **{k: v / count for k, v in sums.items()}}
-            if evaluate is not None and ((eval_every and step % eval_every == 0)
-                                         or step == steps):
+            if due:
                 with torch.no_grad(), runtime.autocast():
                     record.update(evaluate())
             history.records.append(record)

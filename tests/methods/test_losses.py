@@ -60,3 +60,23 @@ def test_mask_patches_zeroes_whole_patches_at_the_ratio():
     per_block = blocks.reshape(200, 49, 16).sum(-1)
     assert set(per_block.unique().tolist()) <= {0.0, 16.0}
     assert (per_block == 0).float().mean().item() == pytest.approx(0.5, abs=0.02)
+
+
+def test_scan_terms_closed_form():
+    from fewlabels.methods.scan import consistency, neg_entropy
+
+    one_hot = torch.eye(4)
+    assert consistency(one_hot, one_hot).item() == pytest.approx(0.0, abs=1e-6)
+    uniform = torch.full((4, 4), 0.25)
+    assert consistency(uniform, uniform).item() == pytest.approx(math.log(4), rel=1e-6)
+    assert neg_entropy(one_hot).item() == pytest.approx(-math.log(4), rel=1e-6)
+    assert neg_entropy(one_hot[:1].repeat(4, 1)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_scan_consistency_is_symmetric():
+    from fewlabels.methods.scan import consistency
+
+    g = torch.Generator().manual_seed(2)
+    a = torch.softmax(torch.randn(32, 10, generator=g), 1)
+    b = torch.softmax(torch.randn(32, 10, generator=g), 1)
+    assert consistency(a, b).item() == pytest.approx(consistency(b, a).item(), rel=1e-6)

@@ -4,14 +4,17 @@ its class; every class takes ``(encoder, **options)`` and has ``views``: how man
 augmented views of each image its ``forward(views, clean)`` needs."""
 
 from .autoencoder import AutoEncoderLoss, MaskedAutoEncoderLoss
+from .scan import SCANLoss
 from .simclr import SimCLRLoss
 from .vicreg import VICRegLoss
 
 METHODS = {
     "autoencoder": AutoEncoderLoss,
     "masked-autoencoder": MaskedAutoEncoderLoss,
+    "scan": SCANLoss,
     "simclr": SimCLRLoss,
     "vicreg": VICRegLoss,
 }
 
-__all__ = ["METHODS", "AutoEncoderLoss", "MaskedAutoEncoderLoss", "SimCLRLoss", "VICRegLoss"]
+__all__ = ["METHODS", "AutoEncoderLoss", "MaskedAutoEncoderLoss", "SCANLoss", "SimCLRLoss",
+           "VICRegLoss"]

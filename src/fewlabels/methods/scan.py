@@ -1,0 +1,42 @@
+"""SCAN: semantic clustering by adopting nearest neighbours (Van Gansbeke et al., ECCV
+2020). An image and one of its nearest neighbours in a pretrained feature space should
+fall in the same cluster; an entropy term keeps every cluster in use. Run after another
+method: the pretraining driver mines the neighbours and feeds (image, neighbour) views."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def consistency(p_anchor: torch.Tensor, p_neighbor: torch.Tensor) -> torch.Tensor:
+    """−mean log ⟨p(a), p(n)⟩: low when both put their mass on the same cluster."""
+    dot = (p_anchor * p_neighbor).sum(1).clamp_min(1e-8)
+    return -dot.log().mean()
+
+
+def neg_entropy(p: torch.Tensor) -> torch.Tensor:
+    """Σ p̄ log p̄ of the mean assignment p̄: −log K when all K clusters are used evenly."""
+    mean = p.mean(0).clamp_min(1e-8)
+    return (mean * mean.log()).sum()
+
+
+class SCANLoss(nn.Module):
+    """Encoder → standardisation → linear cluster head (softmax over ``clusters``) → SCAN."""
+
+    views = 2
+    needs_neighbors = True
+
+    def __init__(self, encoder: nn.Module, clusters: int = 50, entropy_weight: float = 5.0):
+        super().__init__()
+        self.encoder = encoder
+        # standardised features let the new head learn as fast as the encoder moves
+        self.head = nn.Sequential(nn.BatchNorm1d(encoder.num_features, affine=False),
+                                  nn.Linear(encoder.num_features, clusters))
+        self.entropy_weight = entropy_weight
+
+    def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
+        logits = self.head(self.encoder.forward_features(torch.cat(views))).float()
+        p_a, p_n = F.softmax(logits, 1).chunk(2)
+        return consistency(p_a, p_n) + self.entropy_weight * neg_entropy(p_a)

@@ -1,0 +1,45 @@
+import torch
+
+from fewlabels.augment import AugmentConfig
+from fewlabels.data import draw_labels
+from fewlabels.pretrain import PretrainConfig, load_encoder, pretrain, save_encoder
+from fewlabels.runtime import resolve
+
+
+def test_pretrain_monitors_knn_and_round_trips(mnist_slice, tmp_path):
+    cfg = PretrainConfig(method="simclr", epochs=2, batch=300, encoder_options={"width": 4},
+                         augment=AugmentConfig(rotate=5, scale=0.05, shear=0, translate=0.04))
+    rt = resolve("cpu", "fp32")
+    monitor = draw_labels(mnist_slice.train_labels, 200, 0)
+    encoder, method, history = pretrain(mnist_slice, cfg, rt, monitor, progress=False)
+    steps, knn = history.series("knn")
+    assert steps == [7, 14]  # once per epoch (2,000 images / 300 per step), off the log grid
+    assert all(0 <= k <= 1 for k in knn)
+    _, loss = history.series("loss")
+    assert loss[-1] < loss[0]
+    path = save_encoder(tmp_path / "m.encoder", encoder, cfg, mnist_slice, history)
+    back, meta = load_encoder(path)
+    x = mnist_slice.test_images[:16].float() / 255
+    with torch.no_grad():
+        assert torch.equal(back(x), encoder.eval()(x))
+    assert meta["pretrain"]["method"] == "simclr" and meta["history"] == history.records
+
+
+def test_refine_stage_mines_neighbors_and_continues_the_history(mnist_slice):
+    cfg = PretrainConfig(method="vicreg", epochs=1, batch=500, encoder_options={"width": 4},
+                         refine="scan", refine_epochs=1, refine_options={"clusters": 10},
+                         neighbors=5)
+    rt = resolve("cpu", "fp32")
+    monitor = draw_labels(mnist_slice.train_labels, 200, 0)
+    encoder, method, history = pretrain(mnist_slice, cfg, rt, monitor, progress=False)
+    assert type(method).__name__ == "SCANLoss" and method.encoder is encoder
+    steps, knn = history.series("knn")
+    assert steps == [4, 8] and len(knn) == 2
+
+
+def test_nearest_neighbors_excludes_self():
+    from fewlabels.pretrain import nearest_neighbors
+
+    f = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
+    nb = nearest_neighbors(f, 1, chunk=3)
+    assert nb.flatten().tolist() == [1, 0, 3, 2]
