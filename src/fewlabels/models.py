@@ -28,6 +28,7 @@ from . import checkpoint, plots
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, split_indices
 from .encoders import ClassifierNet, MLPDecoder, MLPEncoder
 from .errors import UsageError, check_positive
+from .evaluate import features
 from .runtime import resolve
 from .train import History, batch_size, fit, shuffled_batches, steps_per_epoch
 
@@ -44,20 +45,6 @@ def seeded(seed: int):
 
 def _dataset(dataset: str | Dataset, data_dir) -> Dataset:
     return dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
-
-
-def _features(encoder, images: torch.Tensor, runtime, chunk: int = 4096) -> torch.Tensor:
-    """Encoder features (float32) of uint8 or float images, in chunks, with no grad."""
-    out = []
-    was_training = encoder.training
-    encoder.eval()
-    with torch.no_grad(), runtime.autocast():
-        for part in images.split(chunk):
-            x = part.to(runtime.device)
-            x = as_float(x) if x.dtype == torch.uint8 else x.float()
-            out.append(encoder.forward_features(x).float())
-    encoder.train(was_training)
-    return torch.cat(out)
 
 
 def _meta(obj, config: dict) -> dict:
@@ -129,7 +116,7 @@ class AutoEncoder:
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images → (N, latent_size) float32 features."""
-        return _features(self.encoder, images, self.runtime)
+        return features(self.encoder, images, self.runtime)
 
     def train(self, steps: int = 2000, batch: int | float = 0.05, plot_stats: bool = False,
               progress: bool = True) -> History:
@@ -299,7 +286,7 @@ class Classifier:
         else:
             encoder.requires_grad_(False)
             before = {k: v.clone() for k, v in encoder.state_dict().items()}
-            feats = _features(encoder, images, rt)  # eval mode, no grad: computed once
+            feats = features(encoder, images, rt)  # eval mode, no grad: computed once
             encoder.eval()
             self.net.head.train()
             params = list(self.net.head.parameters())
@@ -336,7 +323,7 @@ class Classifier:
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) uint8 or [0, 1] float images → (N,) predicted class indices."""
-        feats = _features(self.net.encoder, images, self.runtime)
+        feats = features(self.net.encoder, images, self.runtime)
         with torch.no_grad():
             return self.net.forward_head(feats).argmax(1).cpu()
 
