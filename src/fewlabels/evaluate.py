@@ -114,7 +114,7 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 @dataclass
 class SupervisedConfig:
-    epochs: int = 60  # passes over the labeled training images
+    epochs: int = 100  # passes over the labeled training images
     batch: int = 64
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3])
     # candidates, chosen on a validation split carved from the labeled subset
