@@ -101,6 +101,7 @@ def _cmd_pretrain(args) -> int:
 def _cmd_probe(args) -> int:
     import statistics
 
+    from .augment import AugmentConfig
     from .data import draw_labels, load_dataset, parse_label_budget
     from .evaluate import ProbeConfig, linear_probe
     from .pretrain import load_encoder
@@ -114,8 +115,6 @@ def _cmd_probe(args) -> int:
     cfg = ProbeConfig(augment=not args.no_augment)
     if args.epochs is not None:
         cfg.epochs = args.epochs
-    from .augment import AugmentConfig
-
     aug = AugmentConfig(**meta["pretrain"]["augment"])
     accs = []
     for seed in args.seeds:

@@ -53,18 +53,35 @@ class FrozenEncoderChanged(RuntimeError):
     pass
 
 
-def _fit_linear(encoder, images, labels, num_classes, cfg: ProbeConfig, wd: float,
-                rt: Runtime, aug: AugmentConfig | None, seed: int) -> nn.Linear:
-    """Fit one linear layer on frozen, standardised features of ``images``."""
-    g = torch.Generator(device=rt.device).manual_seed(seed)
-    base = features(encoder, images, rt)
+def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> float:
+    """Fraction of ``feats`` that ``head`` assigns to their ``labels``."""
+    with torch.no_grad():
+        return (head(feats).argmax(1).cpu() == labels).float().mean().item()
+
+
+def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: float,
+                          seed: int, fit, score) -> tuple:
+    """Pick the candidate whose model, fit on a split of the labeled indices, scores best on
+    the held-out rest; then refit it on all of them. ``fit(candidate, indices) -> model``,
+    ``score(model, indices) -> accuracy``. Returns (model, chosen, {candidate: score})."""
+    scores = {}
+    if len(candidates) > 1:
+        tr, va = split_indices(torch.arange(len(labels)), 1 - val_fraction, seed)
+        scores = {c: score(fit(c, tr), va) for c in candidates}
+    best = max(scores, key=scores.get) if scores else candidates[0]
+    return fit(best, torch.arange(len(labels))), best, {str(k): v for k, v in scores.items()}
+
+
+def _fit_linear(base: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: ProbeConfig,
+                wd: float, rt: Runtime, augmented=None) -> nn.Linear:
+    """Fit one linear layer on frozen, standardised features ``base``; with
+    ``augmented`` (a callable), each epoch trains on features of fresh augmented views."""
     mean, std = base.mean(0), base.std(0) + 1e-6
     head = nn.Linear(base.shape[1], num_classes).to(rt.device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=wd)
     y = labels.to(rt.device)
-    x_float = as_float(images.to(rt.device))
     for _ in range(cfg.epochs):
-        f = features(encoder, augment(x_float, aug, g), rt) if aug is not None else base
+        f = augmented() if augmented is not None else base
         loss = F.cross_entropy(head((f - mean) / std), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -88,27 +105,32 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     encoder.requires_grad_(False)
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     num_classes = int(max(labels.max(), test_labels.max())) + 1
-    aug = aug if cfg.augment else None
-    scores = {}
-    if len(cfg.weight_decays) > 1:
-        tr, va = split_indices(torch.arange(len(labels)), 1 - cfg.val_fraction, seed)
-        val_feats = features(encoder, images[va], rt)
-        for wd in cfg.weight_decays:
-            head = _fit_linear(encoder, images[tr], labels[tr], num_classes, cfg, wd, rt, aug,
-                               seed)
-            with torch.no_grad():
-                pred = head(val_feats).argmax(1).cpu()
-            scores[wd] = (pred == labels[va]).float().mean().item()
-    best = max(scores, key=scores.get) if scores else cfg.weight_decays[0]
-    head = _fit_linear(encoder, images, labels, num_classes, cfg, best, rt, aug, seed)
-    with torch.no_grad():
-        pred = head(features(encoder, test_images, rt)).argmax(1).cpu()
+    clean = features(encoder, images, rt)  # once: every fit and score reuses them
+    x_float = as_float(images.to(rt.device)) if cfg.augment and aug is not None else None
+
+    def fit(wd, idx):
+        g = torch.Generator(device=rt.device).manual_seed(seed)
+        augmented = None
+        if x_float is not None:
+            x = x_float[idx.to(rt.device)]
+
+            def augmented():
+                return features(encoder, augment(x, aug, g), rt)
+
+        return _fit_linear(clean[idx.to(clean.device)], labels[idx], num_classes, cfg, wd, rt,
+                           augmented)
+
+    def score(head, idx):
+        return _accuracy(head, clean[idx.to(clean.device)], labels[idx])
+
+    head, best, scores = _choose_on_validation(cfg.weight_decays, labels, cfg.val_fraction,
+                                               seed, fit, score)
+    test_accuracy = _accuracy(head, features(encoder, test_images, rt), test_labels)
     after = encoder.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:
         raise FrozenEncoderChanged(f"the frozen encoder changed during the probe: {changed}")
-    return {"test_accuracy": (pred == test_labels).float().mean().item(),
-            "weight_decay": best, "val_scores": {str(k): v for k, v in scores.items()},
+    return {"test_accuracy": test_accuracy, "weight_decay": best, "val_scores": scores,
             "head": head}
 
 
@@ -148,12 +170,6 @@ def _train_from_scratch(make_encoder, images, labels, num_classes, cfg: Supervis
     return net.eval()
 
 
-def _accuracy(net, images, labels, rt: Runtime) -> float:
-    feats = features(net.encoder, images, rt)
-    with torch.no_grad():
-        return (net.head(feats).argmax(1).cpu() == labels).float().mean().item()
-
-
 def supervised_from_scratch(make_encoder, images, labels, test_images, test_labels,
                             cfg: SupervisedConfig, rt: Runtime, aug: AugmentConfig,
                             seed: int = 0) -> dict:
@@ -161,15 +177,15 @@ def supervised_from_scratch(make_encoder, images, labels, test_images, test_labe
     with the same augmentations; the learning rate is chosen on a validation split of the
     labeled images, then the model is retrained on all of them. Test set: once, at the end."""
     num_classes = int(max(labels.max(), test_labels.max())) + 1
-    scores = {}
-    if len(cfg.lrs) > 1:
-        tr, va = split_indices(torch.arange(len(labels)), 1 - cfg.val_fraction, seed)
-        for lr in cfg.lrs:
-            net = _train_from_scratch(make_encoder, images[tr], labels[tr], num_classes, cfg,
-                                      lr, rt, aug, seed)
-            scores[lr] = _accuracy(net, images[va], labels[va], rt)
-    best = max(scores, key=scores.get) if scores else cfg.lrs[0]
-    net = _train_from_scratch(make_encoder, images, labels, num_classes, cfg, best, rt, aug,
-                              seed)
-    return {"test_accuracy": _accuracy(net, test_images, test_labels, rt), "lr": best,
-            "val_scores": {str(k): v for k, v in scores.items()}}
+
+    def fit(lr, idx):
+        return _train_from_scratch(make_encoder, images[idx], labels[idx], num_classes, cfg,
+                                   lr, rt, aug, seed)
+
+    def score(net, idx):
+        return _accuracy(net.head, features(net.encoder, images[idx], rt), labels[idx])
+
+    net, best, scores = _choose_on_validation(cfg.lrs, labels, cfg.val_fraction, seed, fit,
+                                              score)
+    test_accuracy = _accuracy(net.head, features(net.encoder, test_images, rt), test_labels)
+    return {"test_accuracy": test_accuracy, "lr": best, "val_scores": scores}

@@ -81,9 +81,9 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
     pool = as_float(ds.train_images.to(rt.device))
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
 
-    def views_of_itself(idx):
+    def views_of_itself(idx, views=method.views):  # bound now: `method` is reassigned below
         x = pool[idx]
-        return [augment(x, cfg.augment, g) for _ in range(method.views)], x
+        return [augment(x, cfg.augment, g) for _ in range(views)], x
 
     history = _stage(method, views_of_itself, ds, cfg, rt, monitor_labels, progress,
                      cfg.epochs, cfg.lr, cfg.method)
