@@ -112,7 +112,7 @@ def _cmd_probe(args) -> int:
     encoder.to(rt.device)
     ds = load_dataset(args.dataset or meta["dataset"], args.data_dir)
     count = parse_label_budget(args.labels, len(ds.train_labels))
-    cfg = ProbeConfig(augment=not args.no_augment)
+    cfg = ProbeConfig(augment=args.augment)
     if args.epochs is not None:
         cfg.epochs = args.epochs
     aug = AugmentConfig(**meta["pretrain"]["augment"])
@@ -187,8 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--labels", default="600")
     r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     r.add_argument("--epochs", type=int)
-    r.add_argument("--no-augment", action="store_true",
-                   help="train the linear layer on clean images only")
+    r.add_argument("--augment", action="store_true",
+                   help="train the linear layer on augmented views (default: clean images, "
+                        "as compare does)")
     r.add_argument("--dataset", help="default: the encoder's pretraining dataset")
     r.add_argument("--device", default="auto")
     r.add_argument("--precision", default="auto")
