@@ -19,7 +19,7 @@ done
 python3 - "$out" <<'PY'
 import sys
 from fewlabels import AutoEncoder
-ae = AutoEncoder.load(f"{sys.argv[1]}/seed/model.autoencoder", "cuda")
+ae = AutoEncoder.load(f"{sys.argv[1]}/seed/mnist.autoencoder", "cuda")
 assert next(ae.encoder.parameters()).is_cuda
 clf = ae.to_classifier(train_size=600, lr=0.05)
 clf.train(epochs=50, batch=0.5, optimize_encoder=False, progress=False)
@@ -28,5 +28,5 @@ print("reloaded autoencoder on cuda; probe test accuracy", round(clf.test_accura
       "frozen", clf.encoder_frozen, "precision", clf.runtime.precision)
 PY
 python3 -m fewlabels.cli evaluate "$out/probe.classifier" --device cuda
-python3 -m fewlabels.cli probe --encoder "$out/default/model.encoder" --device cuda --seeds 0
+python3 -m fewlabels.cli probe --encoder "$out/default/mnist.encoder" --device cuda --seeds 0
 python3 benchmarks/throughput.py --device cuda --steps 20

@@ -7,7 +7,8 @@ import torch
 
 from fewlabels.cli import main
 
-TINY = ["--pretrain-steps", "5", "--epochs", "2"]
+TINY = ["--pretrain-steps", "5", "--epochs", "2", "--set", "feature_map=60",
+        "--set", "ceiling.epochs=1"]
 
 
 def run_cli(capsys, *argv):
@@ -26,7 +27,8 @@ def run_cli(capsys, *argv):
     (["--epochs", "0"], "epochs=0 is not allowed: it must be a positive integer"),
     (["--epochs", "-5"], "epochs=-5 is not allowed"),
     (["--latent-size", "0"], "latent_size=0 is not allowed: it must be a positive integer"),
-    (["--dataset", "cifar10"], "unknown dataset 'cifar10': choose one of fashion-mnist, mnist"),
+    (["--dataset", "cifar10"],
+     "unknown dataset 'cifar10': choose one of fashion-mnist, mnist, mnist-hard"),
     (["--preset", "best"], "unknown preset 'best': choose one of default, seed"),
     (["--arms", "probe", "forest"], "unknown arm 'forest': choose one of"),
     (["--set", "probe.momentum=0.9"], "unknown setting 'probe.momentum'"),
@@ -95,22 +97,47 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
                                "--seeds", "0", "1", "--out", str(out), *TINY)
     assert code == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["preset"] == "seed" and results["dataset"] == "mnist"
+    assert results["preset"] == "seed" and results["datasets"] == ["mnist"]
     assert {(r["arm"], r["seed"]) for r in results["runs"]} == {
-        (a, s) for a in ("supervised", "probe", "pixels-logreg", "pixels-knn") for s in (0, 1)}
+        (a, s) for a in ("supervised", "probe", "pixels-logreg", "pixels-knn")
+        for s in (0, 1)} | {("ceiling", 0)}
     for r in results["runs"]:
-        assert 0 <= r["test_accuracy"] <= 1 and r["train_seconds"] >= 0 and r["labels"] == 100
-    assert results["pretrain_seconds"] > 0 and results["wall_seconds"] >= results[
-        "pretrain_seconds"]
+        assert 0 <= r["test_accuracy"] <= 1 and r["train_seconds"] >= 0
+        assert r["labels"] == (60000 if r["arm"] == "ceiling" else 100)
+        assert len(r["per_class"]) == 10 and sum(map(sum, r["confusion"])) == 10000
+        assert r["test_accuracy"] == pytest.approx(
+            sum(r["confusion"][k][k] for k in range(10)) / 10000)
+    assert {(s["arm"], s["n"]) for s in results["summary"]} == {
+        ("supervised", 2), ("probe", 2), ("pixels-logreg", 2), ("pixels-knn", 2),
+        ("ceiling", 1)}
+    assert len(results["paired"]) == 6  # every pair of the four arms that saw the draws
+    pre = results["pretrain_seconds"]["mnist"]
+    assert pre > 0 and results["wall_seconds"] >= pre
     assert results["environment"]["torch"] == torch.__version__
-    for name in ("report.md", "report.html", "config.json", "accuracy.png",
-                 "reconstructions.png", "model.autoencoder", "labels/100-seed0.json"):
+    for name in ("report.md", "report.html", "config.json", "metrics.jsonl",
+                 "accuracy_vs_labels.png", "gains.png", "confusion-mnist.png",
+                 "features-mnist.png", "reconstructions-mnist.png", "mnist.autoencoder",
+                 "labels/mnist-100-seed0.json"):
         assert (out / name).is_file(), name
-    drawn = json.loads((out / "labels" / "100-seed1.json").read_text())
+    curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {m["stage"] for m in curves} == {"pretrain", "arm"}
+    drawn = json.loads((out / "labels" / "mnist-100-seed1.json").read_text())
     assert len(drawn) == 100
     probe = [r for r in results["runs"] if r["arm"] == "probe" and r["seed"] == 0][0]
     assert f"{probe['test_accuracy']:.4f}" in printed
-    assert f"{probe['test_accuracy']:.4f}" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert f"{probe['test_accuracy']:.4f}" in report
+    # every number of the table is the one in results.json
+    from fewlabels.report import table_rows
+
+    for row in table_rows(results):
+        assert "| " + " | ".join(row) + " |" in report
+    assert "Does pretraining pay off more on harder data?" in report
+
+    # the report is rebuilt from results.json alone, to the same text
+    (out / "report.md").unlink()
+    code, printed, _ = run_cli(capsys, "report", str(out))
+    assert code == 0 and (out / "report.md").read_text() == report
 
     # a finished run is never overwritten
     code, _, err = run_cli(capsys, "compare", "--out", str(out), *TINY)
@@ -120,10 +147,11 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     # a saved autoencoder can be reused instead of pretraining again
     code, _, _ = run_cli(capsys, "compare", "--preset", "seed", "--arms", "probe", "--labels", "50",
                          "--seeds", "0",
-                         "--pretrained", str(out / "model.autoencoder"),
+                         "--pretrained", str(out / "mnist.autoencoder"),
                          "--out", str(tmp_path / "reuse"), *TINY)
     assert code == 0
-    assert json.loads((tmp_path / "reuse" / "results.json").read_text())["pretrain_seconds"] == 0
+    reuse = json.loads((tmp_path / "reuse" / "results.json").read_text())
+    assert reuse["pretrain_seconds"] == {"mnist": 0}
 
 
 def test_methods_lists_the_registry(capsys):
@@ -145,13 +173,16 @@ def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
         "--arms", "probe", "supervised", "--set", "pretrain.epochs=1",
         "--set", "pretrain.refine_rounds=1", "--set", "pretrain.refine_epochs=1",
         "--set", "pretrain.batch=2000", "--set", "pretrain.encoder_options.width=4",
+        "--set", "pretrain.self_label_epochs=1", "--set", "feature_map=60",
         "--set", "linear_probe.epochs=5", "--set", "from_scratch.epochs=2",
         "--out", str(out))
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     probe = [r for r in results["runs"] if r["arm"] == "probe"][0]
-    assert probe["method"] == "simclr+scan" and 0 <= probe["test_accuracy"] <= 1
-    assert results["pretrain_seconds"] > 0 and (out / "pretraining.png").is_file()
-    code, printed, _ = run_cli(capsys, "probe", "--encoder", str(out / "model.encoder"),
+    assert probe["method"] == "simclr+scan+self-label" and 0 <= probe["test_accuracy"] <= 1
+    assert "weight_decay" in probe["chosen"]
+    assert results["pretrain_seconds"]["mnist"] > 0
+    assert (out / "pretraining-mnist.png").is_file()
+    code, printed, _ = run_cli(capsys, "probe", "--encoder", str(out / "mnist.encoder"),
                                "--labels", "100", "--seeds", "0", "--epochs", "5")
     assert code == 0 and "seed 0: 100 labels, probe test accuracy" in printed

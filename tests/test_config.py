@@ -11,7 +11,7 @@ def test_seed_preset_is_the_notebook_protocol():
                                                                          0.05)
     assert (cfg.supervised.lr, cfg.supervised.epochs, cfg.supervised.batch) == (0.002, 700, 0.4)
     assert (cfg.probe.lr, cfg.probe.epochs, cfg.probe.batch) == (0.05, 700, 0.5)
-    assert cfg.labels == ["600"] and cfg.dataset == "mnist"
+    assert cfg.labels == ["600"] and cfg.datasets == ["mnist"]
 
 
 def test_every_preset_loads():

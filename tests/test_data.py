@@ -11,18 +11,12 @@ from fewlabels.data import (
     DataFile,
     DatasetSpec,
     draw_labels,
+    idx_bytes,
     parse_idx,
     parse_label_budget,
     split_indices,
 )
 from fewlabels.errors import DataError, UsageError
-
-
-def idx_bytes(array: np.ndarray) -> bytes:
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(d).to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
-
 
 # ------------------------------------------------------------------ IDX parsing
 

@@ -1,7 +1,11 @@
+import re
+
+import pytest
 import torch
 
 from fewlabels.augment import AugmentConfig
 from fewlabels.data import draw_labels
+from fewlabels.errors import UsageError
 from fewlabels.pretrain import PretrainConfig, load_encoder, pretrain, save_encoder
 from fewlabels.runtime import resolve
 
@@ -28,13 +32,23 @@ def test_pretrain_monitors_knn_and_round_trips(mnist_slice, tmp_path):
 def test_refine_stage_mines_neighbors_and_continues_the_history(mnist_slice):
     cfg = PretrainConfig(method="vicreg", epochs=1, batch=500, encoder_options={"width": 4},
                          refine="scan", refine_epochs=1, refine_options={"clusters": 10},
-                         neighbors=5)
+                         neighbors=5, self_label_epochs=1, self_label_threshold=0.5)
     rt = resolve("cpu", "fp32")
     monitor = draw_labels(mnist_slice.train_labels, 200, 0)
     encoder, method, history = pretrain(mnist_slice, cfg, rt, monitor, progress=False)
-    assert type(method).__name__ == "SCANLoss" and method.encoder is encoder
+    assert type(method).__name__ == "SelfLabelLoss" and method.encoder is encoder
     steps, knn = history.series("knn")
-    assert steps == [4, 8] and len(knn) == 2
+    assert steps == [4, 8, 12] and len(knn) == 3
+
+
+@pytest.mark.parametrize("fields, words", [
+    ({"self_label_epochs": 1}, "needs a SCAN refine stage"),
+    ({"refine": "scan", "refine_epochs": 1, "self_label_epochs": 1,
+      "self_label_threshold": 1.5}, "must lie in (0, 1)"),
+])
+def test_self_label_settings_are_checked_before_training(fields, words):
+    with pytest.raises(UsageError, match=re.escape(words)):
+        PretrainConfig(**fields).validate()
 
 
 def test_nearest_neighbors_excludes_self():

@@ -25,12 +25,13 @@ def _cmd_data(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .config import load_preset, parse_set
+    from .config import load_preset, parse_set, quick
     from .experiment import compare
     from .report import format_table
 
     overrides = parse_set(args.set or [])
-    for key in ("dataset", "labels", "seeds", "arms", "device", "precision", "label_sampling"):
+    for key in ("datasets", "labels", "seeds", "arms", "device", "precision", "label_sampling",
+                "tune"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
@@ -42,15 +43,33 @@ def _cmd_compare(args) -> int:
     if args.latent_size is not None:
         overrides.setdefault("autoencoder", {})["latent_size"] = args.latent_size
     cfg = load_preset(args.preset, overrides)
+    if args.quick:
+        cfg = quick(cfg).validate()
     out = Path(args.out) if args.out else Path("runs") / time.strftime(
-        f"%Y%m%d-%H%M%S-{cfg.dataset}-{cfg.preset}")
+        f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
     if (out / "results.json").exists():
         raise UsageError(f"{out} already holds a finished run: choose another --out folder")
     results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained)
     print()
     print(format_table(results))
-    print(f"\npretraining {results['pretrain_seconds']:.1f} s, "
+    print(f"\npretraining {sum(results['pretrain_seconds'].values()):.1f} s, "
           f"wall {results['wall_seconds']:.1f} s; report: {out / 'report.md'}")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .report import write_report
+
+    folder = Path(args.run_dir)
+    try:
+        results = json.loads((folder / "results.json").read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{folder} holds no results.json: pass a run folder written by "
+                         "`fewlabels compare`") from None
+    except ValueError as e:
+        raise UsageError(f"{folder / 'results.json'} is not valid JSON ({e}); "
+                         "it cannot be reported") from None
+    print(f"wrote {write_report(folder, results)} and {folder / 'report.html'}")
     return 0
 
 
@@ -138,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="fetch or describe a dataset")
     d.add_argument("action", choices=("fetch", "info"))
-    d.add_argument("dataset", help="mnist or fashion-mnist")
+    d.add_argument("dataset", help="mnist, fashion-mnist or mnist-hard")
     d.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
     d.add_argument("--force", action="store_true", help="fetch again even if cached")
     d.set_defaults(func=_cmd_data)
@@ -146,8 +165,11 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="pretrain, train every arm on the same label draws, "
                                        "write results.json and a report")
     c.add_argument("--preset", default="default", help="seed | default (default: default)")
-    c.add_argument("--dataset", help="mnist | fashion-mnist (default: mnist)")
-    c.add_argument("--labels", nargs="+", help="label budgets: 600, 1%%, 0.01 or all")
+    c.add_argument("--dataset", "--datasets", dest="datasets", nargs="+",
+                   help="mnist fashion-mnist mnist-hard (default: mnist); each is pretrained "
+                        "once")
+    c.add_argument("--labels", nargs="+",
+                   help="label budgets, e.g. 100 600 1000 6000 all (also 1%%, 0.01)")
     c.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
     c.add_argument("--arms", nargs="+", help=f"subset of {' '.join(ARMS)}")
     c.add_argument("--label-sampling", help="balanced | random (default: balanced)")
@@ -161,8 +183,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pretrained", metavar="PATH", help="reuse a saved .autoencoder (notebook "
                    "protocol) or .encoder (ssl protocol) instead of pretraining")
     c.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
-    c.add_argument("--out", help="run folder (default: runs/<time>-<dataset>-<preset>)")
+    c.add_argument("--tune", type=int, metavar="N",
+                   help="Optuna trials per tunable arm, label budget and seed, each scored on a "
+                        "validation split of the labels (default 0: the preset's values)")
+    c.add_argument("--quick", action="store_true",
+                   help="the same protocol on reduced epochs: a first look in minutes")
+    c.add_argument("--out", help="run folder (default: runs/<time>-<datasets>-<preset>)")
     c.set_defaults(func=_cmd_compare)
+
+    rp = sub.add_parser("report", help="rebuild report.md / report.html of a run folder from "
+                                       "its results.json, without training")
+    rp.add_argument("run_dir")
+    rp.set_defaults(func=_cmd_report)
 
     m = sub.add_parser("methods", help="list the pretraining methods")
     m.set_defaults(func=_cmd_methods)

@@ -13,7 +13,7 @@ from .errors import UsageError, check_choice, check_positive
 from .evaluate import ProbeConfig, SupervisedConfig
 from .pretrain import PretrainConfig
 
-ARMS = ("supervised", "probe", "pixels-logreg", "pixels-knn")
+ARMS = ("supervised", "probe", "pixels-logreg", "pixels-knn", "ceiling")
 PROTOCOLS = ("notebook", "ssl")
 
 
@@ -35,9 +35,15 @@ class ArmConfig:
 
 
 @dataclass
+class PixelsConfig:
+    logreg_c: float = 1.0  # inverse regularisation strength of the logistic regression
+    knn_k: int = 1  # neighbours in the k-nearest-neighbour vote
+
+
+@dataclass
 class CompareConfig:
     preset: str = "default"  # name of the preset this config came from
-    dataset: str = "mnist"
+    datasets: list[str] = field(default_factory=lambda: ["mnist"])  # pretrained once each
     labels: list[str] = field(default_factory=lambda: ["600"])  # label budgets
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one label draw per seed
     arms: list[str] = field(default_factory=lambda: list(ARMS))
@@ -54,15 +60,30 @@ class CompareConfig:
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     linear_probe: ProbeConfig = field(default_factory=ProbeConfig)
     from_scratch: SupervisedConfig = field(default_factory=SupervisedConfig)
+    # the fully supervised ceiling: the supervised arm's network on every training label,
+    # once per dataset, with one learning rate (nothing to choose it on but the labels)
+    ceiling: SupervisedConfig = field(default_factory=lambda: SupervisedConfig(
+        epochs=2, batch=256, lrs=[3e-3]))
+    pixels: PixelsConfig = field(default_factory=PixelsConfig)
+    tune: int = 0  # Optuna trials per arm, label budget and seed (0: the preset's values)
+    feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
+    quick: bool = False  # reduced epochs for a first look (see `quick`)
 
     def validate(self) -> CompareConfig:
         from .data import DATASETS
 
-        check_choice("dataset", self.dataset, DATASETS)
+        if not self.datasets:
+            raise UsageError("no dataset given: pass at least one, e.g. --dataset mnist")
+        for name in self.datasets:
+            check_choice("dataset", name, DATASETS)
         check_choice("protocol", self.protocol, PROTOCOLS)
         self.pretrain.validate()
         for arm in self.arms:
             check_choice("arm", arm, ARMS)
+        if self.tune < 0:
+            raise UsageError(f"tune={self.tune} is not allowed: give a number of trials >= 0")
+        check_positive("pixels.logreg_c", self.pixels.logreg_c)
+        check_positive("pixels.knn_k", self.pixels.knn_k, integer=True)
         if not self.seeds:
             raise UsageError("no seeds given: pass at least one, e.g. --seeds 0 1 2")
         ae = self.autoencoder
@@ -72,12 +93,42 @@ class CompareConfig:
         if not 0 < ae.train_size <= 1:
             raise UsageError(f"autoencoder.train_size={ae.train_size!r} is out of range: "
                              "use a fraction in (0, 1]")
+        for name in ("from_scratch", "ceiling"):
+            arm = getattr(self, name)
+            check_positive(f"{name}.epochs", arm.epochs, integer=True)
+            check_positive(f"{name}.batch", arm.batch, integer=True)
+            if not arm.lrs:
+                raise UsageError(f"{name}.lrs is empty: give at least one learning rate")
+            for lr in arm.lrs:
+                check_positive(f"{name}.lrs", lr)
         for name in ("supervised", "probe"):
             arm = getattr(self, name)
             check_positive(f"{name}.lr", arm.lr)
             check_positive(f"{name}.epochs", arm.epochs, integer=True)
             check_positive(f"{name}.batch", arm.batch)
         return self
+
+
+def quick(cfg: CompareConfig) -> CompareConfig:
+    """The same protocol on reduced epochs, for a look in a minute or two: shorter
+    pretraining, fewer epochs per arm, one learning rate instead of a choice, a smaller
+    feature map."""
+    p = cfg.pretrain
+    p.epochs = 1
+    p.refine_rounds = min(p.refine_rounds, 1)
+    p.refine_epochs = min(p.refine_epochs, 1)
+    p.self_label_epochs = 0
+    p.pool = min(p.pool or 10_000, 10_000)
+    cfg.autoencoder.steps = min(cfg.autoencoder.steps, 300)
+    for arm in (cfg.supervised, cfg.probe):
+        arm.epochs = min(arm.epochs, 100)
+    cfg.from_scratch.epochs = min(cfg.from_scratch.epochs, 40)
+    cfg.from_scratch.lrs = cfg.from_scratch.lrs[-1:]
+    cfg.ceiling.epochs = 1
+    cfg.linear_probe.epochs = min(cfg.linear_probe.epochs, 50)
+    cfg.feature_map = min(cfg.feature_map, 500)
+    cfg.quick = True
+    return cfg
 
 
 def presets() -> list[str]:

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import mnist_hard
 from .checkpoint import atomic_write_bytes
 from .errors import DataError, UsageError, check_choice
 
@@ -119,6 +120,31 @@ def debian_source(package: str, folder: str) -> Callable[[DatasetSpec, Path], Pa
     return fetch
 
 
+def derived_source(base: str, make: Callable[[np.ndarray, int], np.ndarray]
+                   ) -> Callable[[DatasetSpec, Path], Path]:
+    """Generate a dataset from another one: ``make(images, stream)`` turns the base's
+    uint8 images into new ones (stream 0 for training, 1 for test); labels are kept."""
+
+    def fetch(spec: DatasetSpec, scratch: Path) -> Path:
+        ds = load_dataset(base)
+        parts = {"train-images": make(ds.train_images.numpy(), 0),
+                 "train-labels": ds.train_labels.numpy().astype(np.uint8),
+                 "test-images": make(ds.test_images.numpy(), 1),
+                 "test-labels": ds.test_labels.numpy().astype(np.uint8)}
+        for role, f in spec.files.items():
+            (scratch / f.name).write_bytes(idx_bytes(parts[role]))
+        return scratch
+
+    return fetch
+
+
+def idx_bytes(array: np.ndarray) -> bytes:
+    """A uint8 array as an IDX file (the inverse of ``parse_idx``)."""
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    return header + np.ascontiguousarray(array, dtype=np.uint8).tobytes()
+
+
 def _spec(name, hashes, classes, sources) -> DatasetSpec:
     names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -150,6 +176,17 @@ DATASETS: dict[str, DatasetSpec] = {
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/")),
          ("debian dataset-fashion-mnist", debian_source(
              "dataset-fashion-mnist", "/usr/share/datasets/fashion-mnist"))),
+    ),
+    # MNIST rotated, shifted on a 36×36 canvas and coloured; see fewlabels.mnist_hard
+    "mnist-hard": _spec(
+        "mnist-hard",
+        ("64bb9c099e40882ef5020cad29adcac70e010f4c32136c70ff4350bccbaed825",
+         "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+         "7b76a13934c3c1e5302bb0cf2e71bc39112e515ee3e6969e70de9178790ff41a",
+         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        tuple(str(d) for d in range(10)),
+        ((f"generated from mnist (seed {mnist_hard.SEED})",
+          derived_source("mnist", mnist_hard.make_mnist_hard)),),
     ),
 }
 

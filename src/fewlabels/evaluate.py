@@ -53,10 +53,19 @@ class FrozenEncoderChanged(RuntimeError):
     pass
 
 
+def _predict(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
+    """The class ``head`` assigns to each row of ``feats`` (on the CPU)."""
+    with torch.no_grad():
+        return head(feats).argmax(1).cpu()
+
+
+def _fraction_right(predictions: torch.Tensor, labels: torch.Tensor) -> float:
+    return (predictions == labels).float().mean().item()
+
+
 def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``feats`` that ``head`` assigns to their ``labels``."""
-    with torch.no_grad():
-        return (head(feats).argmax(1).cpu() == labels).float().mean().item()
+    return _fraction_right(_predict(head, feats), labels)
 
 
 def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: float,
@@ -80,9 +89,15 @@ def _fit_linear(base: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg:
     head = nn.Linear(base.shape[1], num_classes).to(rt.device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=wd)
     y = labels.to(rt.device)
-    for _ in range(cfg.epochs):
+    head.history = []  # training loss and accuracy, about 50 points
+    every = max(1, cfg.epochs // 50)
+    for epoch in range(1, cfg.epochs + 1):
         f = augmented() if augmented is not None else base
-        loss = F.cross_entropy(head((f - mean) / std), y)
+        logits = head((f - mean) / std)
+        loss = F.cross_entropy(logits, y)
+        if epoch % every == 0 or epoch == cfg.epochs:
+            head.history.append({"step": epoch, "loss": loss.item(), "accuracy": (
+                logits.argmax(1) == y).float().mean().item()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -125,13 +140,14 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     head, best, scores = _choose_on_validation(cfg.weight_decays, labels, cfg.val_fraction,
                                                seed, fit, score)
-    test_accuracy = _accuracy(head, features(encoder, test_images, rt), test_labels)
+    predictions = _predict(head, features(encoder, test_images, rt))
     after = encoder.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
     if changed:
         raise FrozenEncoderChanged(f"the frozen encoder changed during the probe: {changed}")
-    return {"test_accuracy": test_accuracy, "weight_decay": best, "val_scores": scores,
-            "head": head}
+    return {"test_accuracy": _fraction_right(predictions, test_labels), "weight_decay": best,
+            "val_scores": scores, "head": head, "predictions": predictions,
+            "history": head.history}
 
 
 @dataclass
@@ -160,13 +176,17 @@ def _train_from_scratch(make_encoder, images, labels, num_classes, cfg: Supervis
 
     def loss_fn(idx):
         idx = idx.to(rt.device)
-        return F.cross_entropy(net(augment(x[idx], aug, g)).float(), y[idx]), {}
+        logits = net(augment(x[idx], aug, g)).float()
+        accuracy = (logits.argmax(1) == y[idx]).float().mean().item()
+        return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
 
     net.train()
-    fit(list(net.parameters()), loss_fn,
+    net.fit_history = fit(list(net.parameters()), loss_fn,
         shuffled_batches(torch.arange(len(x)), cfg.batch, torch.Generator().manual_seed(seed)),
-        steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt, log_every=per_epoch,
-        desc="supervised", progress=False, schedule=warmup_cosine(steps, per_epoch))
+        steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
+        log_every=max(1, min(per_epoch, steps // 50)),
+        desc="supervised", progress=False,
+        schedule=warmup_cosine(steps, min(per_epoch, max(1, steps // 10))))
     return net.eval()
 
 
@@ -187,5 +207,6 @@ def supervised_from_scratch(make_encoder, images, labels, test_images, test_labe
 
     net, best, scores = _choose_on_validation(cfg.lrs, labels, cfg.val_fraction, seed, fit,
                                               score)
-    test_accuracy = _accuracy(net.head, features(net.encoder, test_images, rt), test_labels)
-    return {"test_accuracy": test_accuracy, "lr": best, "val_scores": scores}
+    predictions = _predict(net.head, features(net.encoder, test_images, rt))
+    return {"test_accuracy": _fraction_right(predictions, test_labels), "lr": best,
+            "val_scores": scores, "predictions": predictions, "history": net.fit_history}

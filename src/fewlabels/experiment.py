@@ -1,17 +1,17 @@
-"""The comparison protocol: arms × label budgets × seeds on one dataset.
+"""The comparison protocol: datasets × label budgets × seeds × arms.
 
-Pretraining runs once and serves every label draw; every arm of a seed sees the same
-draw; the test set is read only for each run's final number.
+Pretraining runs once per dataset and serves every label draw; every arm of a seed sees the
+same draw; the test set is read only for each run's final predictions. The fully
+supervised ceiling (all training labels) runs once per dataset.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,27 +19,52 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
-from . import checkpoint
+from . import checkpoint, stats
 from .config import CompareConfig, to_dict
 from .data import Dataset, draw_labels, load_dataset, parse_label_budget
 from .encoders import build_encoder
-from .evaluate import linear_probe, supervised_from_scratch
+from .errors import UsageError
+from .evaluate import features, linear_probe, supervised_from_scratch
 from .models import AutoEncoder, Classifier
 from .pretrain import load_encoder, pretrain, save_encoder
 from .runtime import environment, resolve
+from .tuning import SPACES, tune
+
+
+@dataclass
+class Outcome:
+    """What an arm runner returns: its test-set predictions and how it got there."""
+
+    predictions: torch.Tensor
+    method: str | None = None  # the pretraining method behind it, if any
+    history: list | None = None  # learning curve records
+    chosen: dict = field(default_factory=dict)  # hyperparameters chosen on validation
 
 
 @dataclass
 class Run:
-    """One arm × label budget × seed and what it measured."""
+    """One dataset × arm × label budget × seed and what it measured."""
 
+    dataset: str
     arm: str
     method: str | None
     labels: int
     seed: int
     test_accuracy: float
+    per_class: list[float]
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
     train_seconds: float
-    history: list | None = None
+    chosen: dict
+    history: list | None = None  # goes to metrics.jsonl, not results.json
+
+    def record(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "history"}
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
+    """(k, k) counts: row = true class, column = predicted class."""
+    flat = labels.long() * k + predictions.long().cpu()
+    return torch.bincount(flat, minlength=k * k).view(k, k).numpy()
 
 
 def _pixels(images: torch.Tensor) -> np.ndarray:
@@ -47,63 +72,73 @@ def _pixels(images: torch.Tensor) -> np.ndarray:
 
 
 def _sklearn_arm(make) -> Callable:
-    def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg, ae):
-        model = make(seed).fit(_pixels(ds.train_images[labeled]),
-                               ds.train_labels[labeled].numpy())
-        pred = model.predict(_pixels(ds.test_images))
-        return float((pred == ds.test_labels.numpy()).mean()), None, None
+    def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg, model) -> Outcome:
+        fitted = make(cfg.pixels, len(labeled)).fit(_pixels(ds.train_images[labeled]),
+                                                    ds.train_labels[labeled].numpy())
+        return Outcome(torch.from_numpy(fitted.predict(_pixels(ds.test_images))))
 
     return run
 
 
-def _supervised(ds, labeled, seed, cfg: CompareConfig, ae):
+def _from_scratch(ds, labeled, seed, cfg: CompareConfig, settings) -> Outcome:
     if cfg.protocol == "ssl":
         p = cfg.pretrain
         r = supervised_from_scratch(
             lambda: build_encoder(p.encoder, ds.image_shape, **p.encoder_options),
             ds.train_images[labeled], ds.train_labels[labeled], ds.test_images,
-            ds.test_labels, cfg.from_scratch, resolve(cfg.device, cfg.precision), p.augment,
-            seed)
-        return r["test_accuracy"], None, None
+            ds.test_labels, settings, resolve(cfg.device, cfg.precision), p.augment, seed)
+        return Outcome(r["predictions"], history=r["history"].records,
+                       chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
     a = cfg.autoencoder
-    clf = Classifier(len(labeled), cfg.device, a.latent_size, cfg.supervised.lr, hidden=a.hidden,
+    clf = Classifier(len(labeled), cfg.device, a.latent_size, settings.lr, hidden=a.hidden,
                      dataset=ds, seed=seed, labeled=labeled, precision=cfg.precision)
-    clf.train(cfg.supervised.epochs, cfg.supervised.batch, optimize_encoder=True)
-    return clf.test_accuracy, None, clf.history.records
+    clf.train(settings.epochs, settings.batch, optimize_encoder=True, progress=False)
+    return Outcome(clf.predict(ds.test_images), history=clf.history.records)
 
 
-def _probe(ds, labeled, seed, cfg: CompareConfig, ae):
+def _supervised(ds, labeled, seed, cfg: CompareConfig, model) -> Outcome:
+    return _from_scratch(ds, labeled, seed, cfg,
+                         cfg.from_scratch if cfg.protocol == "ssl" else cfg.supervised)
+
+
+def _ceiling(ds, labeled, seed, cfg: CompareConfig, model) -> Outcome:
+    c = cfg.ceiling
+    if cfg.protocol == "notebook":  # the notebook's MLP classifier on every label
+        from .config import ArmConfig
+
+        return _from_scratch(ds, labeled, seed, cfg, ArmConfig(c.lrs[0], c.epochs, c.batch))
+    return _from_scratch(ds, labeled, seed, cfg, c)
+
+
+def _probe(ds, labeled, seed, cfg: CompareConfig, model) -> Outcome:
     if cfg.protocol == "ssl":
-        r = linear_probe(ae, ds.train_images[labeled], ds.train_labels[labeled],
+        r = linear_probe(model, ds.train_images[labeled], ds.train_labels[labeled],
                          ds.test_images, ds.test_labels, cfg.linear_probe,
                          resolve(cfg.device, cfg.precision), cfg.pretrain.augment, seed)
-        p = cfg.pretrain
-        method = f"{p.method}+{p.refine}" if p.refine and p.refine_epochs > 0 else p.method
-        return r["test_accuracy"], method, None
-    clf = ae.to_classifier(len(labeled), cfg.probe.lr, seed=seed, labeled=labeled)
-    clf.train(cfg.probe.epochs, cfg.probe.batch, optimize_encoder=False)
+        return Outcome(r["predictions"], method=pretrain_name(cfg), history=r["history"],
+                       chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
+    clf = model.to_classifier(len(labeled), cfg.probe.lr, seed=seed, labeled=labeled)
+    clf.train(cfg.probe.epochs, cfg.probe.batch, optimize_encoder=False, progress=False)
     assert clf.encoder_frozen
-    return clf.test_accuracy, "autoencoder", clf.history.records
+    return Outcome(clf.predict(ds.test_images), "autoencoder", clf.history.records)
 
 
-# name → fn(dataset, labeled indices, seed, config, pretrained autoencoder)
-#        → (test accuracy, pretraining method or None, learning curve or None)
+def pretrain_name(cfg: CompareConfig) -> str:
+    if cfg.protocol == "notebook":
+        return "autoencoder"
+    p = cfg.pretrain
+    name = f"{p.method}+{p.refine}" if p.refine and p.refine_epochs > 0 else p.method
+    return name + ("+self-label" if p.self_label_epochs > 0 else "")
+
+
+# name → fn(dataset, labeled indices, seed, config, pretrained model or None) → Outcome
 ARM_RUNNERS: dict[str, Callable] = {
     "supervised": _supervised,
     "probe": _probe,
-    "pixels-logreg": _sklearn_arm(lambda seed: LogisticRegression(max_iter=2000)),
-    "pixels-knn": _sklearn_arm(lambda seed: KNeighborsClassifier(n_neighbors=1)),
+    "pixels-logreg": _sklearn_arm(lambda p, n: LogisticRegression(C=p.logreg_c, max_iter=2000)),
+    "pixels-knn": _sklearn_arm(lambda p, n: KNeighborsClassifier(n_neighbors=min(p.knn_k, n))),
+    "ceiling": _ceiling,
 }
-
-
-def summarize(runs: list[Run]) -> list[dict]:
-    """Mean and standard deviation of test accuracy per arm × label budget."""
-    groups: dict[tuple, list[float]] = {}
-    for r in runs:
-        groups.setdefault((r.arm, r.labels), []).append(r.test_accuracy)
-    return [{"arm": arm, "labels": labels, "n": len(accs), "mean": statistics.fmean(accs),
-             "std": statistics.stdev(accs) if len(accs) > 1 else 0.0}
-            for (arm, labels), accs in groups.items()]
 
 
 def git_commit() -> str:
@@ -115,70 +150,166 @@ def git_commit() -> str:
         return "unknown"
 
 
+class Metrics:
+    """Appends curves to ``metrics.jsonl``: one JSON object per logged point."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def write(self, records: list[dict] | None, **tags) -> None:
+        if not records:
+            return
+        with self.path.open("a") as f:
+            for r in records:
+                f.write(json.dumps({**tags, **r}) + "\n")
+
+
+def _pretrained_model(ds: Dataset, cfg: CompareConfig, rt, budget: int, out_dir: Path,
+                      pretrained, log):
+    """(model, seconds, history): the pretrained encoder (ssl) or autoencoder (notebook),
+    written to the run folder as ``<dataset>.encoder`` / ``<dataset>.autoencoder``."""
+    if cfg.protocol == "ssl":
+        if pretrained is not None:
+            encoder, _ = load_encoder(pretrained)
+            log(f"using the pretrained encoder {pretrained}")
+            return encoder.to(rt.device), 0.0, None
+        pool = min(cfg.pretrain.pool or len(ds.train_images), len(ds.train_images))
+        log(f"{ds.name}: pretraining {pretrain_name(cfg)} on {pool} unlabeled images")
+        monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0], cfg.label_sampling)
+        t = time.perf_counter()
+        encoder, _, history = pretrain(ds, cfg.pretrain, rt, monitor)
+        seconds = time.perf_counter() - t
+        save_encoder(out_dir / f"{ds.name}.encoder", encoder, cfg.pretrain, ds, history)
+        return encoder, seconds, history
+    if pretrained is not None:
+        log(f"using the pretrained autoencoder {pretrained}")
+        ae = AutoEncoder.load(pretrained, cfg.device, dataset=ds, precision=cfg.precision)
+        ae.save(out_dir / ds.name)
+        return ae, 0.0, None
+    a = cfg.autoencoder
+    log(f"{ds.name}: pretraining the autoencoder on {len(ds.train_images)} unlabeled images")
+    ae = AutoEncoder(a.train_size, cfg.device, a.latent_size, a.lr, hidden=a.hidden,
+                     dataset=ds, seed=0, precision=cfg.precision)
+    t = time.perf_counter()
+    ae.train(a.steps, a.batch)
+    seconds = time.perf_counter() - t
+    ae.save(out_dir / ds.name)
+    return ae, seconds, ae.history
+
+
+def feature_map(encoder: torch.nn.Module, ds: Dataset, rt, n: int) -> dict:
+    """A 2-D t-SNE map (van der Maaten & Hinton, 2008) of the encoder's features of the
+    first ``n`` test images, for the report's picture only (nothing is chosen on it)."""
+    from sklearn.manifold import TSNE
+
+    f = features(encoder, ds.test_images[:n], rt).cpu().numpy()
+    xy = TSNE(2, init="pca", perplexity=min(30.0, (len(f) - 1) / 3), random_state=0
+              ).fit_transform(f)
+    return {"x": np.round(xy[:, 0], 3).tolist(), "y": np.round(xy[:, 1], 3).tolist(),
+            "labels": ds.test_labels[:n].tolist()}
+
+
+def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
+             cfg: CompareConfig, model, metrics: Metrics, log, *, name: str | None = None,
+             tuning: dict | None = None, extra_seconds: float = 0.0) -> Run:
+    """Train and test one arm on one label draw; log its curve and its line. ``name``
+    labels the run (e.g. ``probe-tuned``); ``tuning`` records how ``cfg`` was tuned."""
+    name = name or arm
+    t = time.perf_counter()
+    o = ARM_RUNNERS[arm](ds, labeled, seed, cfg, model)
+    conf = confusion_matrix(o.predictions, ds.test_labels, ds.num_classes)
+    per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
+    chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
+    run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),
+              per_class, conf.tolist(), time.perf_counter() - t + extra_seconds, chosen,
+              o.history)
+    metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed)
+    log(f"{ds.name:>13} {name:>14}  labels={count:<6} seed={seed}  "
+        f"test accuracy {run.test_accuracy:.4f}  ({run.train_seconds:.1f} s)")
+    return run
+
+
+def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
+               cfg: CompareConfig, model, metrics: Metrics, log, out_dir: Path) -> Run:
+    """Tune ``arm`` on a validation split of its labels (cfg.tune trials), then train it
+    on all of them with the chosen values and test it once."""
+    def run_arm(arm_, view, train, seed_, cfg_, model_):
+        return ARM_RUNNERS[arm_](view, train, seed_, cfg_, model_).predictions
+
+    t = time.perf_counter()
+    chosen_cfg, info = tune(arm, ds, labeled, seed, cfg, model, run_arm, cfg.tune,
+                            out_dir / "tuning.db", f"{ds.name}-{arm}-{count}-seed{seed}")
+    log(f"{ds.name:>13} {arm:>14}  tuned: {info['params']} "
+        f"(validation accuracy {info['val_accuracy']:.4f}, {info['trials']} trials)")
+    return _run_arm(arm, ds, labeled, seed, count, chosen_cfg, model, metrics, log,
+                    name=f"{arm}-tuned", tuning=info, extra_seconds=time.perf_counter() - t)
+
+
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
             log: Callable[[str], None] = print) -> dict:
     """Run the comparison described by ``cfg`` and write its run folder; return results."""
     start = time.perf_counter()
     rt = resolve(cfg.device, cfg.precision)
-    ds = load_dataset(cfg.dataset, data_dir)
-    budgets = [parse_label_budget(b, len(ds.train_labels)) for b in cfg.labels]
+    if pretrained is not None and len(cfg.datasets) > 1:
+        raise UsageError(f"--pretrained serves one dataset, but {len(cfg.datasets)} were given "
+                         f"({' '.join(cfg.datasets)}): pass one --dataset")
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
-
-    ae, pretrain_seconds, encoder, pretrain_history = None, 0.0, None, None
-    if "probe" in cfg.arms and cfg.protocol == "ssl":
-        if pretrained is not None:
-            encoder, _ = load_encoder(pretrained)
-            encoder.to(rt.device)
-            log(f"using the pretrained encoder {pretrained}")
-        else:
-            log(f"pretraining {cfg.pretrain.method} on {len(ds.train_images)} unlabeled images")
-            monitor = draw_labels(ds.train_labels, budgets[0], cfg.seeds[0], cfg.label_sampling)
-            t = time.perf_counter()
-            encoder, _, pretrain_history = pretrain(ds, cfg.pretrain, rt, monitor)
-            pretrain_seconds = time.perf_counter() - t
-            save_encoder(out_dir / "model.encoder", encoder, cfg.pretrain, ds, pretrain_history)
-    elif "probe" in cfg.arms:
-        if pretrained is not None:
-            ae = AutoEncoder.load(pretrained, cfg.device, dataset=ds, precision=cfg.precision)
-            log(f"using the pretrained autoencoder {pretrained}")
-        else:
-            a = cfg.autoencoder
-            log(f"pretraining the autoencoder on {len(ds.train_images)} unlabeled images")
-            ae = AutoEncoder(a.train_size, cfg.device, a.latent_size, a.lr, hidden=a.hidden,
-                             dataset=ds, seed=0, precision=cfg.precision)
-            t = time.perf_counter()
-            ae.train(a.steps, a.batch)
-            pretrain_seconds = time.perf_counter() - t
-        ae.save(out_dir / "model")
-
-    runs: list[Run] = []
+    (out_dir / "metrics.jsonl").unlink(missing_ok=True)
+    metrics = Metrics(out_dir / "metrics.jsonl")
     (out_dir / "labels").mkdir(exist_ok=True)
-    for count in budgets:
-        for seed in cfg.seeds:
-            labeled = draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
-            checkpoint.atomic_write_text(out_dir / "labels" / f"{count}-seed{seed}.json",
-                                         json.dumps(labeled.tolist()))
-            for arm in cfg.arms:
-                t = time.perf_counter()
-                acc, method, history = ARM_RUNNERS[arm](ds, labeled, seed, cfg, encoder or ae)
-                run = Run(arm, method, count, seed, acc, time.perf_counter() - t, history)
-                runs.append(run)
-                log(f"{arm:>14}  labels={count:<6} seed={seed}  test accuracy {acc:.4f}  "
-                    f"({run.train_seconds:.1f} s)")
+    runs: list[Run] = []
+    pretrain_seconds, data, maps = {}, {}, {}
+    for name in cfg.datasets:
+        ds = load_dataset(name, data_dir)
+        data[name] = {"sha256": ds.sha256, "source": ds.source, "image_shape": ds.image_shape,
+                      "classes": list(ds.classes)}
+        budgets = [parse_label_budget(b, len(ds.train_labels)) for b in cfg.labels]
+        model, seconds, history = None, 0.0, None
+        if "probe" in cfg.arms:
+            model, seconds, history = _pretrained_model(ds, cfg, rt, budgets[0], out_dir,
+                                                        pretrained, log)
+            metrics.write(history.records if history else None, dataset=name,
+                          stage="pretrain")
+            encoder = model if cfg.protocol == "ssl" else model.encoder
+            if cfg.feature_map > 0:
+                maps[name] = feature_map(encoder, ds, rt, cfg.feature_map)
+        pretrain_seconds[name] = seconds
 
+        for count in budgets:
+            for seed in cfg.seeds:
+                labeled = draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
+                checkpoint.atomic_write_text(
+                    out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
+                    json.dumps(labeled.tolist()))
+                for arm in cfg.arms:
+                    if arm != "ceiling":
+                        runs.append(_run_arm(arm, ds, labeled, seed, count, cfg, model,
+                                             metrics, log))
+                for arm in cfg.arms if cfg.tune > 0 else []:
+                    if arm in SPACES:
+                        runs.append(_tuned_run(arm, ds, labeled, seed, count, cfg, model,
+                                               metrics, log, out_dir))
+        if "ceiling" in cfg.arms:  # every label, once per dataset
+            runs.append(_run_arm("ceiling", ds, torch.arange(len(ds.train_labels)),
+                                 cfg.seeds[0], len(ds.train_labels), cfg, model, metrics, log))
+
+    records = [r.record() for r in runs]
     results = {
-        "preset": cfg.preset, "dataset": cfg.dataset,
-        "runs": [{k: v for k, v in vars(r).items() if k != "history"} for r in runs],
-        "summary": summarize(runs),
+        "preset": cfg.preset, "quick": cfg.quick, "datasets": list(cfg.datasets),
+        "labels": list(cfg.labels), "seeds": list(cfg.seeds), "arms": list(cfg.arms),
+        "runs": records,
+        "summary": stats.summarize(records),
+        "paired": stats.paired_differences([r for r in records if r["arm"] != "ceiling"]),
+        "pretrain_method": pretrain_name(cfg), "tune": cfg.tune,
         "pretrain_seconds": pretrain_seconds,
         "wall_seconds": time.perf_counter() - start,
         "environment": {**environment(rt), "git": git_commit()},
-        "data_sha256": ds.sha256, "data_source": ds.source,
+        "data": data,
+        "feature_maps": maps,
     }
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
     from .report import write_report
 
-    write_report(out_dir, results, ae=ae, runs=runs, dataset=ds,
-                 pretrain_history=pretrain_history)
+    write_report(out_dir, results)
     return results

@@ -82,19 +82,91 @@ def predictions(images: torch.Tensor, predicted: Sequence[int], truth: Sequence[
     return fig
 
 
-def accuracy_bars(summary: Sequence[dict], title: str):
-    """Mean test accuracy per arm with its standard deviation as an error bar."""
-    fig, ax = plt.subplots(figsize=(1.2 + 1.3 * len(summary), 3.4))
-    names = [f"{s['arm']}\n{s['labels']} labels" for s in summary]
-    means = [s["mean"] for s in summary]
-    ax.bar(names, means, yerr=[s["std"] for s in summary], capsize=4, color="#4c72b0")
-    for i, s in enumerate(summary):
-        ax.text(i + 0.08, s["mean"] + 0.002, f"{s['mean']:.3f}", ha="left", va="bottom",
-                fontsize=8)
-    low = min(means) if means else 0
-    ax.set_ylim(max(0.0, low - 0.1), 1.0)
-    ax.set_ylabel("test accuracy")
-    ax.set_title(title)
+ARM_COLOURS = {"supervised": "#dd8452", "probe": "#4c72b0", "pixels-logreg": "#8c8c8c",
+               "pixels-knn": "#b0b0b0", "ceiling": "#55a868"}
+
+
+def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
+    """Mean test accuracy against the number of labels (log axis), one panel per dataset,
+    one line per arm, error bars = 95% interval over label draws; the ceiling (every
+    label) is a dashed line."""
+    fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], datasets, strict=True):
+        rows = [s for s in summary if s["dataset"] == name]
+        for arm in dict.fromkeys(s["arm"] for s in rows):
+            pts = sorted((s for s in rows if s["arm"] == arm), key=lambda s: s["labels"])
+            colour = ARM_COLOURS.get(arm)
+            if arm == "ceiling":
+                ax.axhline(pts[0]["mean"], ls="--", color=colour,
+                           label=f"ceiling ({pts[0]['labels']} labels)")
+                continue
+            err = [[s["mean"] - s["ci95"][0] if s["ci95"] else 0 for s in pts],
+                   [s["ci95"][1] - s["mean"] if s["ci95"] else 0 for s in pts]]
+            ax.errorbar([s["labels"] for s in pts], [s["mean"] for s in pts], yerr=err,
+                        marker="o", capsize=3, label=arm, color=colour)
+        ax.set_xscale("log")
+        ax.set_xlabel("labeled training images")
+        ax.set_ylabel("test accuracy")
+        ax.set_title(name)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def gains(paired: Sequence[dict], datasets: Sequence[str]):
+    """``probe − supervised`` per dataset and label budget with its 95% interval."""
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * max(1, len(paired)), 3.4))
+    names, means, lows, highs = [], [], [], []
+    for p in paired:
+        names.append(f"{p['dataset']}\n{p['labels']} labels")
+        means.append(100 * p["mean"])
+        lo, hi = p["ci95"] or (p["mean"], p["mean"])
+        lows.append(100 * (p["mean"] - lo))
+        highs.append(100 * (hi - p["mean"]))
+    ax.bar(names, means, yerr=[lows, highs], capsize=4,
+           color=["#4c72b0" if m >= 0 else "#c44e52" for m in means])
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("probe − supervised (points)")
+    ax.set_title("Gain of pretraining over training on the labels alone")
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def confusion(matrix: np.ndarray, classes: Sequence[str], title: str, ax=None):
+    """A confusion matrix as row-normalised colours with counts written in."""
+    m = np.asarray(matrix, dtype=float)
+    share = m / m.sum(1, keepdims=True).clip(min=1)
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(len(m)):
+        for j in range(len(m)):
+            if m[i, j]:
+                ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=5,
+                        color="white" if share[i, j] > 0.5 else "black")
+    short = [c[:6] for c in classes]
+    ax.set_xticks(range(len(m)), short, rotation=90, fontsize=6)
+    ax.set_yticks(range(len(m)), short, fontsize=6)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title, fontsize=9)
+    return ax.figure if own else ax
+
+
+def feature_map(xy: dict, classes: Sequence[str], title: str):
+    """A 2-D map of features, one colour per class."""
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    labels = np.asarray(xy["labels"])
+    for k, name in enumerate(classes):
+        pick = labels == k
+        ax.scatter(np.asarray(xy["x"])[pick], np.asarray(xy["y"])[pick], s=4, label=name,
+                   color=plt.get_cmap("tab10")(k % 10))
+    ax.legend(fontsize=6, markerscale=3, loc="best")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title)
     fig.tight_layout()
     return fig

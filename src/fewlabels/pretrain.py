@@ -14,9 +14,10 @@ from . import checkpoint
 from .augment import AugmentConfig, augment
 from .data import Dataset, as_float, split_indices
 from .encoders import build_encoder
-from .errors import check_choice, check_positive
+from .errors import UsageError, check_choice, check_positive
 from .evaluate import features, knn_accuracy
 from .methods import METHODS
+from .methods.scan import SelfLabelLoss
 from .runtime import Runtime
 from .train import History, fit, shuffled_batches, warmup_cosine
 
@@ -28,6 +29,7 @@ class PretrainConfig:
     encoder: str = "conv"  # a name in fewlabels.encoders.ENCODERS
     encoder_options: dict = field(default_factory=lambda: {"width": 32})
     epochs: int = 10  # passes over the unlabeled pool
+    pool: int = 0  # how many training images form the unlabeled pool (0: all of them)
     batch: int = 512  # images per step (each gives the method its views)
     lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 1e-4
@@ -42,6 +44,10 @@ class PretrainConfig:
     refine_rounds: int = 1  # rounds of (mine neighbours, train a fresh cluster head)
     refine_lr: float = 1e-3
     neighbors: int = 20  # neighbours mined per image for the refine stage
+    # after the refine rounds: epochs of self-labelling with the cluster head's confident
+    # predictions (SCAN's third step; needs refine: scan)
+    self_label_epochs: int = 0
+    self_label_threshold: float = 0.99
 
     def validate(self) -> PretrainConfig:
         check_choice("method", self.method, METHODS)
@@ -50,6 +56,16 @@ class PretrainConfig:
         check_positive("pretrain.epochs", self.epochs, integer=True)
         check_positive("pretrain.batch", self.batch, integer=True)
         check_positive("pretrain.lr", self.lr)
+        if self.pool < 0:
+            raise UsageError(f"pretrain.pool={self.pool} is not allowed: give a number of "
+                             "images > 0, or 0 for all of them")
+        if self.self_label_epochs > 0 and not (self.refine == "scan" and self.refine_epochs > 0):
+            raise UsageError(f"pretrain.self_label_epochs={self.self_label_epochs} needs a SCAN "
+                             "refine stage (refine: scan, refine_epochs > 0); set it to 0 or "
+                             "add that stage")
+        if not 0 < self.self_label_threshold < 1:
+            raise UsageError(f"pretrain.self_label_threshold={self.self_label_threshold} must "
+                             "lie in (0, 1), e.g. 0.99")
         return self
 
 
@@ -78,18 +94,24 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
         torch.manual_seed(cfg.seed)
         encoder = build_encoder(cfg.encoder, ds.image_shape, **cfg.encoder_options)
         method = METHODS[cfg.method](encoder, **cfg.options).to(rt.device)
-    pool = as_float(ds.train_images.to(rt.device))
+    images = ds.train_images[:cfg.pool or None]
+    pool = as_float(images.to(rt.device))
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
 
-    def views_of_itself(idx, views=method.views):  # bound now: `method` is reassigned below
-        x = pool[idx]
-        return [augment(x, cfg.augment, g) for _ in range(views)], x
+    def views_of_itself(views: int):
+        def make(idx):
+            x = pool[idx]
+            return [augment(x, cfg.augment, g) for _ in range(views)], x
+        return make
 
-    history = _stage(method, views_of_itself, ds, cfg, rt, monitor_labels, progress,
-                     cfg.epochs, cfg.lr, cfg.method)
+    def stage(method, make_views, epochs: int, lr: float, name: str) -> History:
+        return _stage(method, make_views, len(pool), ds, cfg, rt, monitor_labels, progress,
+                      epochs, lr, name)
+
+    history = stage(method, views_of_itself(method.views), cfg.epochs, cfg.lr, cfg.method)
     for round_ in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):
         # neighbours are mined again each round, in the features the last round left
-        neighbors = nearest_neighbors(features(encoder, ds.train_images, rt), cfg.neighbors)
+        neighbors = nearest_neighbors(features(encoder, images, rt), cfg.neighbors)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 2 + round_)
             method = METHODS[cfg.refine](encoder, **cfg.refine_options).to(rt.device)
@@ -99,20 +121,27 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             x, n = pool[idx], pool[neighbors[idx, pick]]
             return [augment(x, cfg.augment, g), augment(n, cfg.augment, g)], x
 
-        more = _stage(method, with_a_neighbor, ds, cfg, rt, monitor_labels, progress,
-                      cfg.refine_epochs, cfg.refine_lr, f"{cfg.refine} round {round_ + 1}")
-        offset = history.records[-1]["step"] if history.records else 0
-        history.records += [{**r, "step": r["step"] + offset} for r in more.records]
-        history.seconds += more.seconds
+        _extend(history, stage(method, with_a_neighbor, cfg.refine_epochs, cfg.refine_lr,
+                               f"{cfg.refine} round {round_ + 1}"))
+    if cfg.self_label_epochs > 0:
+        method = SelfLabelLoss(encoder, method.head, cfg.self_label_threshold)
+        _extend(history, stage(method, views_of_itself(1), cfg.self_label_epochs,
+                               cfg.refine_lr, "self-label"))
     encoder.eval()
     return encoder, method, history
 
 
-def _stage(method, make_views, ds: Dataset, cfg: PretrainConfig, rt: Runtime, monitor_labels,
-           progress: bool, epochs: int, lr: float, name: str) -> History:
-    """One stage of pretraining with the one loop: warm-up + cosine schedule, kNN monitor."""
+def _extend(history: History, more: History) -> None:
+    offset = history.records[-1]["step"] if history.records else 0
+    history.records += [{**r, "step": r["step"] + offset} for r in more.records]
+    history.seconds += more.seconds
+
+
+def _stage(method, make_views, n: int, ds: Dataset, cfg: PretrainConfig, rt: Runtime,
+           monitor_labels, progress: bool, epochs: int, lr: float, name: str) -> History:
+    """One stage of pretraining on a pool of ``n`` images with the one loop: warm-up +
+    cosine schedule, kNN monitor."""
     encoder = method.encoder
-    n = len(ds.train_images)
     per_epoch = -(-n // cfg.batch)
     steps = epochs * per_epoch
     batches = shuffled_batches(torch.arange(n), cfg.batch,

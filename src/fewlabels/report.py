@@ -1,51 +1,148 @@
-"""The run folder's report: a results table, plots, report.md and a self-contained
-report.html (images embedded), built from results.json and what the run left behind."""
+"""The run folder's report, built from ``results.json`` and what the run left beside it
+(``metrics.jsonl``, saved autoencoders): tables, the answers to the notebook's two open
+questions computed from the numbers, plots, ``report.md`` and a self-contained
+``report.html`` (images embedded). ``fewlabels report RUN_DIR`` rebuilds it, no training.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 from . import plots
 from .checkpoint import atomic_write_text
-from .data import as_float
+
+HEADER = ["dataset", "arm", "labels", "test accuracy (mean ± std)", "95% interval",
+          "per seed", "train s (mean)"]
+PAIRED_HEADER = ["dataset", "labels", "difference", "mean (points)", "95% interval (points)",
+                 "per seed (points)"]
+
+
+def _interval(ci, scale: float = 1.0, digits: int = 4) -> str:
+    return "—" if ci is None else f"[{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
 
 
 def table_rows(results: dict) -> list[list[str]]:
-    """Rows of the results table: arm, labels, mean ± std test accuracy, seeds, seconds."""
+    """Rows of the results table, one per dataset × arm × label budget."""
     seconds: dict[tuple, list[float]] = {}
     per_seed: dict[tuple, list[str]] = {}
     for r in results["runs"]:
-        key = (r["arm"], r["labels"])
+        key = (r["dataset"], r["arm"], r["labels"])
         seconds.setdefault(key, []).append(r["train_seconds"])
         per_seed.setdefault(key, []).append(f"{r['seed']}: {r['test_accuracy']:.4f}")
     rows = []
     for s in results["summary"]:
-        key = (s["arm"], s["labels"])
-        rows.append([s["arm"], str(s["labels"]), f"{s['mean']:.4f} ± {s['std']:.4f}",
-                     ", ".join(per_seed[key]), f"{sum(seconds[key]) / len(seconds[key]):.1f}"])
+        key = (s["dataset"], s["arm"], s["labels"])
+        rows.append([s["dataset"], s["arm"], str(s["labels"]),
+                     f"{s['mean']:.4f} ± {s['std']:.4f}", _interval(s["ci95"]),
+                     ", ".join(per_seed[key]),
+                     f"{sum(seconds[key]) / len(seconds[key]):.1f}"])
     return rows
 
 
-HEADER = ["arm", "labels", "test accuracy (mean ± std)", "per seed", "train s (mean)"]
+def paired_rows(results: dict) -> list[list[str]]:
+    return [[p["dataset"], str(p["labels"]), f"{p['a']} − {p['b']}",
+             f"{100 * p['mean']:+.2f}", _interval(p["ci95"], 100, 2),
+             ", ".join(f"{s}: {100 * d:+.2f}" for s, d in zip(p["seeds"], p["differences"],
+                                                              strict=True))]
+            for p in results["paired"]]
 
 
 def format_table(results: dict) -> str:
     """The results table as aligned plain text, for the terminal."""
     rows = [HEADER, *table_rows(results)]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
-def _markdown_table(results: dict) -> str:
-    rows = [HEADER, ["---"] * len(HEADER), *table_rows(results)]
-    return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join("| " + " | ".join(r) + " |" for r in [header, ["---"] * len(header), *rows])
+
+
+def pretraining_gains(results: dict, suffix: str = "") -> list[dict]:
+    """probe − supervised on the same draws, per dataset and budget (from ``paired``);
+    ``suffix="-tuned"`` for the tuned arms."""
+    a, b = f"probe{suffix}", f"supervised{suffix}"
+    out = []
+    for p in results["paired"]:
+        if {p["a"], p["b"]} == {a, b}:
+            sign = 1 if p["a"] == a else -1
+            ci = p["ci95"] and sorted(sign * c for c in p["ci95"])
+            out.append({**p, "a": a, "b": b, "mean": sign * p["mean"],
+                        "differences": [sign * d for d in p["differences"]], "ci95": ci})
+    return out
+
+
+def _ci(p: dict) -> str:
+    return "" if p["ci95"] is None else (f" (95% interval {100 * p['ci95'][0]:+.2f} to "
+                                         f"{100 * p['ci95'][1]:+.2f})")
+
+
+def _points(p: dict) -> str:
+    return f"{100 * p['mean']:+.2f} points at {p['labels']} labels{_ci(p)}"
+
+
+def answers(results: dict) -> list[str]:
+    """The notebook's two questions, answered in sentences computed from the numbers."""
+    gains = pretraining_gains(results)
+    out = []
+    if not gains:
+        out.append("**Does pretraining pay off more on harder data?** Not answered by this "
+                   "run: it needs both the `probe` and `supervised` arms.")
+    else:
+        per = {}
+        for g in gains:
+            per.setdefault(g["dataset"], []).append(g)
+        parts = "; ".join(f"{d}: " + ", ".join(_points(g) for g in gs)
+                          for d, gs in per.items())
+        text = ("**Does pretraining pay off more on harder data?** The frozen probe minus "
+                f"the supervised arm, on the same label draws — {parts}.")
+        if len(per) > 1:
+            shared = sorted(set.intersection(*({g["labels"] for g in gs}
+                                               for gs in per.values())))
+            for budget in shared:
+                at = [g for g in gains if g["labels"] == budget]
+                best = max(at, key=lambda g: g["mean"])
+                worst = min(at, key=lambda g: g["mean"])
+                text += (f" At {budget} labels pretraining pays off most on "
+                         f"{best['dataset']} ({100 * best['mean']:+.2f} points) and least on "
+                         f"{worst['dataset']} ({100 * worst['mean']:+.2f}).")
+        else:
+            text += (" Run more datasets (e.g. `--dataset mnist fashion-mnist mnist-hard`) "
+                     "to compare.")
+        out.append(text)
+    question = "**Was the gain from the method or from better hyperparameters?**"
+    tuned = {(g["dataset"], g["labels"]): g for g in pretraining_gains(results, "-tuned")}
+    pairs = [(g, tuned[(g["dataset"], g["labels"])]) for g in gains
+             if (g["dataset"], g["labels"]) in tuned]
+    if not pairs:
+        out.append(f"{question} Not answered by this run: every arm used its preset's "
+                   "hyperparameters. Run with `--tune N` to give every arm the same tuning "
+                   "budget.")
+        return out
+    parts = "; ".join(f"{g['dataset']} at {g['labels']} labels: {100 * g['mean']:+.2f} "
+                      f"points untuned, {100 * t['mean']:+.2f} with {results['tune']} trials "
+                      f"per arm{_ci(t)}" for g, t in pairs)
+    kept = sum(t["mean"] for _, t in pairs) / max(1e-12, sum(g["mean"] for g, _ in pairs))
+    verdict = ("the gain survives an equal tuning budget: it comes from the method"
+               if all(t["mean"] > 0 for _, t in pairs) and kept >= 0.5 else
+               "the gain shrinks or vanishes under an equal tuning budget: much of it came "
+               "from hyperparameters" if any(g["mean"] > 0 for g, _ in pairs) else
+               "pretraining did not gain before tuning either")
+    out.append(f"{question} Probe minus supervised — {parts}. So {verdict}.")
+    return out
+
+
+# ----------------------------------------------------------------------------- figures
 
 
 def _save(fig, path: Path) -> str:
@@ -54,96 +151,225 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def make_plots(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None,
-               pretrain_history=None) -> list[tuple]:
-    """Write the PNGs; return (title, file name) pairs in report order."""
-    made = [("Test accuracy per arm (error bars: std over seeds)",
-             _save(plots.accuracy_bars(results["summary"], results["dataset"]),
-                   out_dir / "accuracy.png"))]
-    if ae is not None and ae.history.records:
-        series = {k: ae.history.series(k) for k in ("loss", "val_loss")}
-        made.append(("Autoencoder pretraining loss (train and validation split of the pool)",
-                     _save(plots.curves({k: v for k, v in series.items() if v[0]},
-                                        "autoencoder pretraining"),
-                           out_dir / "pretraining.png")))
-    if pretrain_history is not None and pretrain_history.records:
-        series = {k: pretrain_history.series(k) for k in ("loss", "knn")}
-        made.append(("Self-supervised pretraining: loss, and kNN accuracy on a validation "
-                     "split of the labeled subset",
-                     _save(plots.curves({k: v for k, v in series.items() if v[0]},
-                                        "pretraining"), out_dir / "pretraining.png")))
-    if ae is not None and dataset is not None:
-        x = as_float(dataset.test_images[:12])
-        made.append(("Reconstructions of test images (top: truth)",
-                     _save(plots.reconstructions(x, ae.reconstruct(x).cpu(), "reconstructions"),
-                           out_dir / "reconstructions.png")))
-    first = {}
-    for r in runs or []:
-        if r.history and r.arm not in first:
-            first[r.arm] = r
-    if first:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for arm, r in first.items():
-            epochs = [h["epoch"] for h in r.history]
-            axes[0].plot(epochs, [h["loss"] for h in r.history], label=arm)
-            axes[1].plot(epochs, [h["accuracy"] for h in r.history], label=arm)
-        for ax, name in zip(axes, ("training loss", "training accuracy"), strict=True):
-            ax.set_title(name)
-            ax.set_xlabel("epoch")
-            ax.grid(alpha=0.3)
-            ax.legend()
-        axes[0].set_yscale("log")
-        fig.tight_layout()
-        seed = next(iter(first.values())).seed
-        made.append((f"Learning curves on the labeled subset (seed {seed})",
-                     _save(fig, out_dir / "learning_curves.png")))
+def _read_metrics(folder: Path) -> list[dict]:
+    path = folder / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
+    """Write the PNGs into ``folder``; return (title, file name) pairs in report order."""
+    datasets = results["datasets"]
+    made = [("Test accuracy against the number of labels (error bars: 95% interval over "
+             "label draws; log axis)",
+             _save(plots.accuracy_vs_labels(results["summary"], datasets),
+                   folder / "accuracy_vs_labels.png"))]
+    gains = pretraining_gains(results)
+    if gains:
+        made.append(("Gain of pretraining: probe − supervised on the same label draws "
+                     "(95% interval)", _save(plots.gains(gains, datasets),
+                                             folder / "gains.png")))
+    metrics = _read_metrics(folder)
+    for name in datasets:
+        classes = results["data"][name]["classes"]
+        pre = [m for m in metrics if m.get("dataset") == name and m.get("stage") == "pretrain"]
+        series = {k: ([m["step"] for m in pre if k in m], [m[k] for m in pre if k in m])
+                  for k in ("loss", "val_loss", "knn")}
+        series = {k: v for k, v in series.items() if v[0]}
+        if series:
+            made.append((f"{name}: pretraining loss, and kNN accuracy on a validation split "
+                         "of the labeled subset" if "knn" in series else
+                         f"{name}: autoencoder pretraining loss (train and held-out pool)",
+                         _save(plots.curves(series, f"{name} pretraining"),
+                               folder / f"pretraining-{_slug(name)}.png")))
+        curves = _learning_curves(name, metrics)
+        if curves is not None:
+            made.append((f"{name}: learning curves on the labeled subset (first seed, "
+                         "smallest budget)", _save(curves, folder / f"curves-{_slug(name)}.png")))
+        ae = folder / f"{name}.autoencoder"
+        if ae.is_file():
+            made.append((f"{name}: reconstructions of test images (top: truth)",
+                         _save(_reconstructions(ae, name), folder /
+                               f"reconstructions-{_slug(name)}.png")))
+        conf = _confusions(results, name, classes)
+        if conf is not None:
+            made.append((f"{name}: confusion matrices at the smallest label budget "
+                         "(summed over seeds; rows: true class)",
+                         _save(conf, folder / f"confusion-{_slug(name)}.png")))
+        fmap = results.get("feature_maps", {}).get(name)
+        if fmap:
+            made.append((f"{name}: t-SNE map of the pretrained encoder's features of "
+                         f"{len(fmap['labels'])} test images, coloured by class",
+                         _save(plots.feature_map(fmap, classes, f"{name} features"),
+                               folder / f"features-{_slug(name)}.png")))
     return made
 
 
-def _markdown(results: dict, figures: list[tuple]) -> str:
-    env = results["environment"]
-    parts = [f"# fewlabels — {results['dataset']}, preset `{results['preset']}`", "",
-             _markdown_table(results), "",
-             f"Pretraining: {results['pretrain_seconds']:.1f} s. "
-             f"Wall time: {results['wall_seconds']:.1f} s. Test accuracy is measured once per "
-             "run, after training; nothing is tuned or stopped on the test set.", ""]
+def _learning_curves(name: str, metrics: list[dict]):
+    rows = [m for m in metrics if m.get("dataset") == name and m.get("stage") == "arm"]
+    if not rows:
+        return None
+    budget = min(m["labels"] for m in rows if m["arm"] != "ceiling") if any(
+        m["arm"] != "ceiling" for m in rows) else rows[0]["labels"]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for arm in dict.fromkeys(m["arm"] for m in rows):
+        mine = [m for m in rows if m["arm"] == arm and (m["labels"] == budget
+                                                        or arm == "ceiling")]
+        if not mine:
+            continue
+        seed = mine[0]["seed"]
+        mine = [m for m in mine if m["seed"] == seed]
+        x = "epoch" if "epoch" in mine[0] else "step"
+        axes[0].plot([m[x] / (mine[-1][x] or 1) for m in mine], [m["loss"] for m in mine],
+                     label=arm, color=plots.ARM_COLOURS.get(arm))
+        acc = [m for m in mine if "accuracy" in m]
+        if acc:
+            axes[1].plot([m[x] / (mine[-1][x] or 1) for m in acc],
+                         [m["accuracy"] for m in acc], label=arm,
+                         color=plots.ARM_COLOURS.get(arm))
+    for ax, title in zip(axes, ("training loss", "training accuracy"), strict=True):
+        ax.set_title(title)
+        ax.set_xlabel("fraction of training")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=8)
+    axes[0].set_yscale("log")
+    fig.tight_layout()
+    return fig
+
+
+def _confusions(results: dict, name: str, classes):
+    runs = [r for r in results["runs"] if r["dataset"] == name and r.get("confusion")]
+    if not runs:
+        return None
+    small = min(r["labels"] for r in runs)
+    arms = list(dict.fromkeys(r["arm"] for r in runs))
+    fig, axes = plt.subplots(1, len(arms), figsize=(3.3 * len(arms), 3.4), squeeze=False)
+    for ax, arm in zip(axes[0], arms, strict=True):
+        mine = [r for r in runs if r["arm"] == arm]
+        labels = small if any(r["labels"] == small for r in mine) else mine[0]["labels"]
+        total = sum(np.asarray(r["confusion"]) for r in mine if r["labels"] == labels)
+        plots.confusion(total, classes, f"{arm} ({labels} labels)", ax=ax)
+    fig.tight_layout()
+    return fig
+
+
+def _reconstructions(path: Path, name: str):
+    from .data import as_float, load_dataset
+    from .models import AutoEncoder
+
+    ds = load_dataset(name)
+    ae = AutoEncoder.load(path, "cpu", dataset=ds)
+    x = as_float(ds.test_images[:12])
+    return plots.reconstructions(x, ae.reconstruct(x).cpu(), f"{name} reconstructions")
+
+
+# ----------------------------------------------------------------------------- documents
+
+
+def _chosen_rows(results: dict) -> list[list[str]]:
+    rows = []
+    for r in results["runs"]:
+        chosen = {k: v for k, v in (r.get("chosen") or {}).items() if k != "val_scores"}
+        if chosen:
+            rows.append([r["dataset"], r["arm"], str(r["labels"]), str(r["seed"]),
+                         ", ".join(f"{k} = {v}" for k, v in chosen.items())])
+    return rows
+
+
+def reproducibility(results: dict) -> dict:
+    return {"environment": results["environment"], "seeds": results["seeds"],
+            "data": {k: {"sha256": v["sha256"], "source": v["source"]}
+                     for k, v in results["data"].items()}}
+
+
+def _summary_line(results: dict) -> str:
+    pre = results["pretrain_seconds"]
+    return (f"Datasets: {', '.join(results['datasets'])}; label budgets: "
+            f"{', '.join(map(str, results['labels']))}; seeds: "
+            f"{', '.join(map(str, results['seeds']))}"
+            + (" (quick: reduced epochs)" if results.get("quick") else "")
+            + f". Pretraining ({results['pretrain_method']}): "
+            + ", ".join(f"{k} {v:.1f} s" for k, v in pre.items())
+            + f". Wall time {results['wall_seconds']:.1f} s. Each seed is one label draw "
+            "that every arm trains on; the test set is read once per run, for its final "
+            "predictions — nothing is tuned, stopped or chosen on it.")
+
+
+def _markdown(results: dict, figures: list[tuple[str, str]]) -> str:
+    parts = [f"# fewlabels — {', '.join(results['datasets'])}, preset `{results['preset']}`",
+             "", _summary_line(results), "", "## Answers", ""]
+    parts += [f"- {a}" for a in answers(results)]
+    parts += ["", "## Results", "", _markdown_table(HEADER, table_rows(results)), ""]
+    if results["paired"]:
+        parts += ["## Paired differences (same label draws)", "",
+                  _markdown_table(PAIRED_HEADER, paired_rows(results)), ""]
+    chosen = _chosen_rows(results)
+    if chosen:
+        parts += ["## Hyperparameters chosen on the labeled validation split", "",
+                  _markdown_table(["dataset", "arm", "labels", "seed", "chosen"], chosen), ""]
     for title, name in figures:
         parts += [f"## {title}", "", f"![{title}]({name})", ""]
     parts += ["## Reproducibility", "", "```json",
-              json.dumps({"environment": env, "data_sha256": results.get("data_sha256"),
-                          "data_source": results.get("data_source")}, indent=2),
-              "```", "", "The resolved configuration is in `config.json`; the label draws are "
-              "in `labels/`.", ""]
+              json.dumps(reproducibility(results), indent=2), "```", "",
+              "The resolved configuration is in `config.json`, the label draws in `labels/`, "
+              "the curves in `metrics.jsonl`.", ""]
     return "\n".join(parts)
 
 
-def _html(results: dict, figures: list[tuple], out_dir: Path) -> str:
-    rows = [HEADER, *table_rows(results)]
-    cells = "\n".join("<tr>" + "".join(f"<{'th' if i == 0 else 'td'}>{html.escape(c)}"
-                                       f"</{'th' if i == 0 else 'td'}>" for c in r) + "</tr>"
-                      for i, r in enumerate(rows))
-    imgs = "\n".join(
-        f"<h2>{html.escape(t)}</h2><img alt='{html.escape(t)}' src='data:image/png;base64,"
-        f"{base64.b64encode((out_dir / n).read_bytes()).decode()}'>" for t, n in figures)
-    env = html.escape(json.dumps(results["environment"], indent=2))
+def _html_table(header: list[str], rows: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in header)
+    body = "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>"
+                     for r in rows)
+    return f"<table><tr>{head}</tr>\n{body}</table>"
+
+
+def _inline_markdown(text: str) -> str:
+    text = html.escape(text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+
+def _html(results: dict, figures: list[tuple[str, str]], folder: Path) -> str:
+    title = f"fewlabels — {', '.join(results['datasets'])}, preset {results['preset']}"
+    sections = [f"<h1>{html.escape(title)}</h1>",
+                f"<p>{html.escape(_summary_line(results))}</p>", "<h2>Answers</h2><ul>",
+                *[f"<li>{_inline_markdown(a)}</li>" for a in answers(results)], "</ul>",
+                "<h2>Results</h2>", _html_table(HEADER, table_rows(results))]
+    if results["paired"]:
+        sections += ["<h2>Paired differences (same label draws)</h2>",
+                     _html_table(PAIRED_HEADER, paired_rows(results))]
+    chosen = _chosen_rows(results)
+    if chosen:
+        sections += ["<h2>Hyperparameters chosen on the labeled validation split</h2>",
+                     _html_table(["dataset", "arm", "labels", "seed", "chosen"], chosen)]
+    for t, name in figures:
+        data = base64.b64encode((folder / name).read_bytes()).decode()
+        sections.append(f"<h2>{html.escape(t)}</h2>"
+                        f"<img alt='{html.escape(t)}' src='data:image/png;base64,{data}'>")
+    sections += ["<h2>Reproducibility</h2>",
+                 f"<pre>{html.escape(json.dumps(reproducibility(results), indent=2))}</pre>"]
+    body = "\n".join(sections)
     return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>fewlabels — {html.escape(results['dataset'])}</title>
-<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto;padding:0 1em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:left}}
+<title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}}
+table{{border-collapse:collapse;font-size:90%}}
+td,th{{border:1px solid #ccc;padding:3px 7px;text-align:left}}
 img{{max-width:100%}}</style></head><body>
-<h1>fewlabels — {html.escape(results['dataset'])}, preset {html.escape(results['preset'])}</h1>
-<table>{cells}</table>
-<p>Pretraining {results['pretrain_seconds']:.1f} s; wall time {results['wall_seconds']:.1f} s.</p>
-{imgs}<h2>Reproducibility</h2><pre>{env}</pre></body></html>
+{body}
+</body></html>
 """
 
 
-def write_report(out_dir: Path, results: dict, *, ae=None, runs=None, dataset=None,
-                 pretrain_history=None) -> Path:
-    """Write the plots, report.md and report.html into ``out_dir``; return report.md."""
-    out_dir = Path(out_dir)
-    figures = make_plots(out_dir, results, ae=ae, runs=runs, dataset=dataset,
-                         pretrain_history=pretrain_history)
-    atomic_write_text(out_dir / "report.html", _html(results, figures, out_dir))
-    atomic_write_text(out_dir / "report.md", _markdown(results, figures))
-    return out_dir / "report.md"
+def write_report(folder: Path, results: dict) -> Path:
+    """Write the plots, report.md and report.html into ``folder``; return report.md."""
+    folder = Path(folder)
+    figures = make_plots(folder, results)
+    atomic_write_text(folder / "report.html", _html(results, figures, folder))
+    atomic_write_text(folder / "report.md", _markdown(results, figures))
+    return folder / "report.md"

@@ -67,13 +67,39 @@ def resolve(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(dev, dtype)
 
 
-def environment(rt: Runtime) -> dict:
-    """What a result depends on: versions, device, threads."""
+def cpu_name() -> str:
+    """The CPU's model name where the system tells it, else its architecture."""
     import platform
 
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+PACKAGES = ("numpy", "scipy", "scikit-learn", "matplotlib", "safetensors", "optuna")
+
+
+def environment(rt: Runtime) -> dict:
+    """What a result depends on: versions, device, threads."""
+    import os
+    import platform
+    from importlib import metadata
+
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
     env = {"torch": torch.__version__, "device": rt.device.type, "precision": rt.precision,
-           "threads": torch.get_num_threads(), "python": platform.python_version(),
-           "cpu": platform.processor() or platform.machine()}
+           "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+           "python": platform.python_version(), "platform": platform.platform(),
+           "cpu": cpu_name(), "packages": versions}
     if rt.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(rt.device)
     return env

@@ -80,3 +80,34 @@ def test_scan_consistency_is_symmetric():
     a = torch.softmax(torch.randn(32, 10, generator=g), 1)
     b = torch.softmax(torch.randn(32, 10, generator=g), 1)
     assert consistency(a, b).item() == pytest.approx(consistency(b, a).item(), rel=1e-6)
+
+
+class _Flatten(torch.nn.Module):
+    num_features = 3
+
+    def forward_features(self, x):
+        return x.flatten(1)
+
+
+def test_self_label_closed_form():
+    from fewlabels.methods.scan import SelfLabelLoss
+
+    loss = SelfLabelLoss(_Flatten(), torch.nn.Identity(), threshold=0.99)
+    clean = torch.tensor([[10.0, 0, 0], [0, 10.0, 0], [10.0, 0, 0], [0, 0, 0]])
+    views = torch.tensor([[1.0, 2, 3], [0, 1, 0], [2, 0, 1], [5, 5, 5]])
+    # confident: rows 0-2 (targets 0, 1, 0); the uniform row 3 is left out; class 0 has
+    # two samples and class 1 one, so each class-0 sample weighs half a class-1 sample
+    nll = -torch.log_softmax(views[:3], 1)[[0, 1, 2], [0, 1, 0]]
+    w = torch.tensor([1.0, 2.0, 1.0])
+    expected = (w * nll).sum() / w.sum()
+    assert loss([views], clean).item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_self_label_is_zero_with_a_graph_when_nothing_is_confident():
+    from fewlabels.methods.scan import SelfLabelLoss
+
+    encoder = _Flatten()
+    head = torch.nn.Linear(3, 3)
+    torch.nn.init.zeros_(head.weight)
+    out = SelfLabelLoss(encoder, head, threshold=0.5)([torch.rand(4, 3)], torch.rand(4, 3))
+    assert out.item() == 0.0 and out.requires_grad

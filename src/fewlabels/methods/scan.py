@@ -40,3 +40,29 @@ class SCANLoss(nn.Module):
         logits = self.head(self.encoder.forward_features(torch.cat(views))).float()
         p_a, p_n = F.softmax(logits, 1).chunk(2)
         return consistency(p_a, p_n) + self.entropy_weight * neg_entropy(p_a)
+
+
+class SelfLabelLoss(nn.Module):
+    """SCAN's self-labelling step: the cluster head's confident predictions on clean images
+    become targets for augmented views (cross entropy, weighted so that every cluster
+    counts alike). Not a method on its own: it continues a trained ``SCANLoss``'s head."""
+
+    views = 1
+
+    def __init__(self, encoder: nn.Module, head: nn.Module, threshold: float = 0.99):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+        self.threshold = threshold
+
+    def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            p = F.softmax(self.head(self.encoder.forward_features(clean)).float(), 1)
+        confidence, target = p.max(1)
+        keep = confidence > self.threshold
+        logits = self.head(self.encoder.forward_features(views[0][keep])).float()
+        if not keep.any():  # nothing confident yet: a zero loss that still has a graph
+            return logits.sum() * 0.0
+        counts = torch.bincount(target[keep], minlength=p.shape[1]).float()
+        weight = torch.where(counts > 0, counts.sum() / counts.clamp_min(1), 0.0)
+        return F.cross_entropy(logits, target[keep], weight=weight / weight.sum())
