@@ -49,3 +49,9 @@ def test_paired_differences_by_hand():
     assert x["mean"] == pytest.approx(-0.02) and x["std"] == pytest.approx(0.02)
     half = 4.302652729911275 * 0.02 / math.sqrt(3)
     assert x["ci95"] == pytest.approx([-0.02 - half, -0.02 + half])
+
+
+def test_accuracy_intervals_stay_within_0_and_1():
+    s = summarize([_run("probe", 0, 0.99), _run("probe", 1, 0.90)])[0]
+    assert s["ci95"][1] == 1.0 and s["ci95"][0] > -1
+    assert describe([0.99, 0.90])["ci95"][1] > 1  # unbounded when asked for no bounds

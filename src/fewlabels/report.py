@@ -272,13 +272,24 @@ def _reconstructions(path: Path, name: str):
 # ----------------------------------------------------------------------------- documents
 
 
+def _value(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
 def _chosen_rows(results: dict) -> list[list[str]]:
     rows = []
     for r in results["runs"]:
-        chosen = {k: v for k, v in (r.get("chosen") or {}).items() if k != "val_scores"}
-        if chosen:
-            rows.append([r["dataset"], r["arm"], str(r["labels"]), str(r["seed"]),
-                         ", ".join(f"{k} = {v}" for k, v in chosen.items())])
+        chosen = dict(r.get("chosen") or {})
+        tuning = chosen.pop("tuning", None)
+        chosen.pop("val_scores", None)
+        if tuning:
+            text = (", ".join(f"{k} = {_value(v)}" for k, v in tuning["params"].items())
+                    + f" (validation accuracy {tuning['val_accuracy']:.3f}, "
+                      f"{tuning['trials']} trials)")
+        else:
+            text = ", ".join(f"{k} = {_value(v)}" for k, v in chosen.items())
+        if text:
+            rows.append([r["dataset"], r["arm"], str(r["labels"]), str(r["seed"]), text])
     return rows
 
 

@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from scipy.stats import t as student_t
 
 
-def describe(values: Sequence[float]) -> dict:
-    """n, mean, std and the 95% interval [low, high] (None for a single value)."""
+def describe(values: Sequence[float], bounds: tuple[float, float] | None = None) -> dict:
+    """n, mean, std and the 95% interval [low, high] (None for a single value), cut to
+    ``bounds`` where given (an accuracy cannot leave [0, 1])."""
     n = len(values)
     if n == 0:
         raise ValueError("no values to describe")
@@ -25,7 +26,10 @@ def describe(values: Sequence[float]) -> dict:
         return {"n": 1, "mean": mean, "std": 0.0, "ci95": None}
     std = statistics.stdev(values)
     half = float(student_t.ppf(0.975, n - 1)) * std / math.sqrt(n)
-    return {"n": n, "mean": mean, "std": std, "ci95": [mean - half, mean + half]}
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(bounds[0], low), min(bounds[1], high)
+    return {"n": n, "mean": mean, "std": std, "ci95": [low, high]}
 
 
 def _key(run: dict) -> tuple:
@@ -37,7 +41,7 @@ def summarize(runs: Iterable[dict]) -> list[dict]:
     groups: dict[tuple, list[float]] = {}
     for r in runs:
         groups.setdefault(_key(r), []).append(r["test_accuracy"])
-    return [{"dataset": d, "arm": arm, "labels": labels, **describe(accs)}
+    return [{"dataset": d, "arm": arm, "labels": labels, **describe(accs, (0.0, 1.0))}
             for (d, arm, labels), accs in groups.items()]
 
 
