@@ -30,11 +30,11 @@ window.addEventListener("load", () => {
 
 
 def find_browser(name: str | None) -> str:
-    for candidate in ([name] if name else ["chromium", "chromium-browser", "google-chrome"]):
+    for candidate in ([name] if name else ["chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"]):
         path = shutil.which(candidate)
         if path:
             return path
-    sys.exit("no headless Chromium found: install one (e.g. the Debian package chromium) "
+    sys.exit("no headless Chromium found: install one (e.g. the Debian package chromium-headless-shell) "
              "or pass --browser")
 
 

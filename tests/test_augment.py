@@ -42,3 +42,32 @@ def test_erasing_zeroes_a_rectangle():
     y = augment(x, cfg, torch.Generator().manual_seed(0))
     erased = (y == 0).float().sum((1, 2, 3)) / (28 * 28)
     assert ((erased > 0.05) & (erased < 0.16)).all()
+
+
+def _only_colour(**kw):
+    return AugmentConfig(rotate=0, scale=0, shear=0, translate=0,
+                         **{"colour": 0, "grayscale": 0, "invert": 0, **kw})
+
+
+def test_colour_distortion_on_rgb_images():
+    x = torch.rand(32, 3, 20, 20)
+    g = torch.Generator().manual_seed(0)
+    assert torch.allclose(augment(x, _only_colour(), g), x, atol=1e-5)
+    grey = augment(x, _only_colour(grayscale=1.0), g)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    luma = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    assert torch.allclose(grey[:, 0], luma, atol=1e-5)
+    assert torch.allclose(augment(x, _only_colour(invert=1.0), g), 1 - x, atol=1e-5)
+    jittered = augment(x, _only_colour(colour=0.4), g)
+    assert jittered.min() >= 0 and jittered.max() <= 1
+    # a constant image stays constant within each channel, at a new colour
+    flat = torch.full((8, 3, 5, 5), 0.5)
+    out = augment(flat, _only_colour(colour=0.4), g)
+    assert torch.allclose(out, out[:, :, :1, :1].expand_as(out))
+    assert not torch.allclose(out[0], out[1])
+
+
+def test_colour_settings_leave_grey_images_alone():
+    x = torch.rand(8, 1, 28, 28)
+    cfg = _only_colour(colour=0.4, grayscale=1.0, invert=1.0)
+    assert torch.allclose(augment(x, cfg, torch.Generator().manual_seed(0)), x, atol=1e-5)

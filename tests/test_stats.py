@@ -55,3 +55,10 @@ def test_accuracy_intervals_stay_within_0_and_1():
     s = summarize([_run("probe", 0, 0.99), _run("probe", 1, 0.90)])[0]
     assert s["ci95"][1] == 1.0 and s["ci95"][0] > -1
     assert describe([0.99, 0.90])["ci95"][1] > 1  # unbounded when asked for no bounds
+
+
+def test_paired_differences_can_put_an_arm_first():
+    runs = [_run("supervised", 0, 0.95), _run("probe", 0, 0.97)]
+    (x,) = paired_differences(runs, first=("probe",))
+    assert (x["a"], x["b"]) == ("probe", "supervised")
+    assert x["differences"] == pytest.approx([0.02])

@@ -26,10 +26,38 @@ class AugmentConfig:
     erase: float = 0.0  # probability of erasing one random rectangle
     erase_area: tuple[float, float] = (0.05, 0.2)  # its area, fraction of the image
     noise: float = 0.0  # std of added Gaussian noise (pixels in [0, 1])
+    # colour images only (3 channels; no-ops on grey ones): shuffle the channels and jitter
+    # each one's gain and offset by up to ``colour``; turn grey with probability
+    # ``grayscale``; invert with probability ``invert``. Without them a contrastive method
+    # can tell two views apart by colour alone and never learn shape.
+    colour: float = 0.4
+    grayscale: float = 0.2
+    invert: float = 0.5
 
 
 def _uniform(n, low, high, g, device):
     return torch.rand(n, generator=g, device=device) * (high - low) + low
+
+
+def _colour(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """Colour distortion of a batch of RGB images (as SimCLR's, simplified to per-channel
+    gain and offset): channel shuffle, jitter, grey, inversion — per image."""
+    n, dev = len(x), x.device
+    if cfg.colour > 0:
+        order = torch.rand(n, 3, generator=g, device=dev).argsort(1)
+        x = x.gather(1, order.view(n, 3, 1, 1).expand_as(x))
+        gain = _uniform(3 * n, 1 - cfg.colour, 1 + cfg.colour, g, dev).view(n, 3, 1, 1)
+        offset = _uniform(3 * n, -cfg.colour / 2, cfg.colour / 2, g, dev).view(n, 3, 1, 1)
+        x = (x * gain + offset).clamp(0, 1)
+    if cfg.grayscale > 0:
+        grey = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(
+            1, keepdim=True).expand_as(x)
+        pick = (torch.rand(n, generator=g, device=dev) < cfg.grayscale).view(n, 1, 1, 1)
+        x = torch.where(pick, grey, x)
+    if cfg.invert > 0:
+        pick = (torch.rand(n, generator=g, device=dev) < cfg.invert).view(n, 1, 1, 1)
+        x = torch.where(pick, 1 - x, x)
+    return x
 
 
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
@@ -69,6 +97,8 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
                & (cols >= left.view(n, 1, 1)) & (cols < (left + ew).view(n, 1, 1)))
         apply = torch.rand(n, generator=g, device=dev) < cfg.erase
         x = x.masked_fill((box & apply.view(n, 1, 1)).unsqueeze(1), 0.0)
+    if x.shape[1] == 3 and (cfg.colour > 0 or cfg.grayscale > 0 or cfg.invert > 0):
+        x = _colour(x, cfg, g)
     if cfg.noise > 0:
         x = x + torch.randn(x.shape, generator=g, device=dev) * cfg.noise
     return x.clamp_(0, 1)

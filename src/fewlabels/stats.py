@@ -45,9 +45,10 @@ def summarize(runs: Iterable[dict]) -> list[dict]:
             for (d, arm, labels), accs in groups.items()]
 
 
-def paired_differences(runs: Iterable[dict]) -> list[dict]:
-    """For every dataset × label budget and every pair of arms (in run order) that share
-    seeds: the per-seed differences ``a − b`` in test accuracy and their statistics.
+def paired_differences(runs: Iterable[dict], first: Sequence[str] = ()) -> list[dict]:
+    """For every dataset × label budget and every pair of arms that share seeds: the
+    per-seed differences ``a − b`` in test accuracy and their statistics. Arms are taken
+    in run order, except that those named in ``first`` come first, in that order.
 
     Each seed is one label draw that every arm of that seed trained on, so the difference
     removes the draw's own luck from the comparison."""
@@ -57,7 +58,9 @@ def paired_differences(runs: Iterable[dict]) -> list[dict]:
         arms.setdefault(r["arm"], {})[r["seed"]] = r["test_accuracy"]
     out = []
     for (dataset, labels), arms in by_group.items():
-        for a, b in itertools.combinations(arms, 2):
+        rank = {arm: i for i, arm in enumerate(first)}
+        ordered = sorted(arms, key=lambda arm: rank.get(arm, len(rank)))  # stable
+        for a, b in itertools.combinations(ordered, 2):
             seeds = sorted(set(arms[a]) & set(arms[b]))
             if not seeds:
                 continue
