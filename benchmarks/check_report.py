@@ -29,13 +29,16 @@ window.addEventListener("load", () => {
 </script>"""
 
 
+BROWSERS = ["chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"]
+
+
 def find_browser(name: str | None) -> str:
-    for candidate in ([name] if name else ["chromium-headless-shell", "chromium", "chromium-browser", "google-chrome"]):
+    for candidate in [name] if name else BROWSERS:
         path = shutil.which(candidate)
         if path:
             return path
-    sys.exit("no headless Chromium found: install one (e.g. the Debian package chromium-headless-shell) "
-             "or pass --browser")
+    sys.exit("no headless Chromium found: install one (e.g. the Debian package "
+             "chromium-headless-shell) or pass --browser")
 
 
 def main() -> None:
