@@ -94,7 +94,7 @@ def test_data_info_describes_mnist(capsys, mnist):
 def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     out = tmp_path / "run"
     code, printed, _ = run_cli(capsys, "compare", "--preset", "seed", "--labels", "100",
-                               "--seeds", "0", "1", "--out", str(out), *TINY)
+                               "--seeds", "0", "1", "--tensorboard", "--out", str(out), *TINY)
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["preset"] == "seed" and results["datasets"] == ["mnist"]
@@ -119,6 +119,7 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
                  "features-mnist.png", "reconstructions-mnist.png", "mnist.autoencoder",
                  "labels/mnist-100-seed0.json"):
         assert (out / name).is_file(), name
+    assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     curves = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {m["stage"] for m in curves} == {"pretrain", "arm"}
     drawn = json.loads((out / "labels" / "mnist-100-seed1.json").read_text())

@@ -49,7 +49,8 @@ def _cmd_compare(args) -> int:
         f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
     if (out / "results.json").exists():
         raise UsageError(f"{out} already holds a finished run: choose another --out folder")
-    results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained)
+    results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained,
+                      tensorboard=args.tensorboard)
     print()
     print(format_table(results))
     print(f"\npretraining {sum(results['pretrain_seconds'].values()):.1f} s, "
@@ -186,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tune", type=int, metavar="N",
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
+    c.add_argument("--tensorboard", action="store_true",
+                   help="also write the curves, feature embeddings and reconstructions to "
+                        "RUN_DIR/tensorboard (needs the tensorboard package)")
     c.add_argument("--quick", action="store_true",
                    help="the same protocol on reduced epochs: a first look in minutes")
     c.add_argument("--out", help="run folder (default: runs/<time>-<datasets>-<preset>)")

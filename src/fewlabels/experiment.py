@@ -21,7 +21,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from . import checkpoint, stats
 from .config import CompareConfig, to_dict
-from .data import Dataset, draw_labels, load_dataset, parse_label_budget
+from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
 from .encoders import build_encoder
 from .errors import UsageError
 from .evaluate import features, linear_probe, supervised_from_scratch
@@ -151,10 +151,20 @@ def git_commit() -> str:
 
 
 class Metrics:
-    """Appends curves to ``metrics.jsonl``: one JSON object per logged point."""
+    """Appends curves to ``metrics.jsonl`` (one JSON object per logged point) and, when
+    ``tensorboard`` names a folder, the same scalars, feature embeddings and
+    reconstructions to TensorBoard."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, tensorboard: Path | None = None):
         self.path = path
+        self.writer = None
+        if tensorboard is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise UsageError("--tensorboard needs the tensorboard package: "
+                                 "pip install tensorboard") from None
+            self.writer = SummaryWriter(str(tensorboard))
 
     def write(self, records: list[dict] | None, **tags) -> None:
         if not records:
@@ -162,6 +172,24 @@ class Metrics:
         with self.path.open("a") as f:
             for r in records:
                 f.write(json.dumps({**tags, **r}) + "\n")
+        if self.writer is not None:
+            prefix = "/".join(str(v) for v in tags.values())
+            for r in records:
+                for key, value in r.items():
+                    if key not in ("step", "epoch") and isinstance(value, (int, float)):
+                        self.writer.add_scalar(f"{prefix}/{key}", value, r["step"])
+
+    def embedding(self, feats: torch.Tensor, labels: torch.Tensor, tag: str) -> None:
+        if self.writer is not None:
+            self.writer.add_embedding(feats, metadata=labels.tolist(), tag=tag)
+
+    def images(self, images: torch.Tensor, tag: str) -> None:
+        if self.writer is not None:
+            self.writer.add_images(tag, images.clamp(0, 1))
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def _pretrained_model(ds: Dataset, cfg: CompareConfig, rt, budget: int, out_dir: Path,
@@ -197,16 +225,15 @@ def _pretrained_model(ds: Dataset, cfg: CompareConfig, rt, budget: int, out_dir:
     return ae, seconds, ae.history
 
 
-def feature_map(encoder: torch.nn.Module, ds: Dataset, rt, n: int) -> dict:
-    """A 2-D t-SNE map (van der Maaten & Hinton, 2008) of the encoder's features of the
-    first ``n`` test images, for the report's picture only (nothing is chosen on it)."""
+def feature_map(f: np.ndarray, labels: torch.Tensor) -> dict:
+    """A 2-D t-SNE map (van der Maaten & Hinton, 2008) of features ``f`` (N, D) of test
+    images, for the report's picture only (nothing is chosen on it)."""
     from sklearn.manifold import TSNE
 
-    f = features(encoder, ds.test_images[:n], rt).cpu().numpy()
     xy = TSNE(2, init="pca", perplexity=min(30.0, (len(f) - 1) / 3), random_state=0
               ).fit_transform(f)
     return {"x": np.round(xy[:, 0], 3).tolist(), "y": np.round(xy[:, 1], 3).tolist(),
-            "labels": ds.test_labels[:n].tolist()}
+            "labels": labels.tolist()}
 
 
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
@@ -246,7 +273,7 @@ def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: i
 
 
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
-            log: Callable[[str], None] = print) -> dict:
+            tensorboard: bool = False, log: Callable[[str], None] = print) -> dict:
     """Run the comparison described by ``cfg`` and write its run folder; return results."""
     start = time.perf_counter()
     rt = resolve(cfg.device, cfg.precision)
@@ -256,7 +283,8 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     (out_dir / "metrics.jsonl").unlink(missing_ok=True)
-    metrics = Metrics(out_dir / "metrics.jsonl")
+    metrics = Metrics(out_dir / "metrics.jsonl",
+                      out_dir / "tensorboard" if tensorboard else None)
     (out_dir / "labels").mkdir(exist_ok=True)
     runs: list[Run] = []
     pretrain_seconds, data, maps = {}, {}, {}
@@ -273,7 +301,14 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                           stage="pretrain")
             encoder = model if cfg.protocol == "ssl" else model.encoder
             if cfg.feature_map > 0:
-                maps[name] = feature_map(encoder, ds, rt, cfg.feature_map)
+                f = features(encoder, ds.test_images[:cfg.feature_map], rt).cpu()
+                labels = ds.test_labels[:cfg.feature_map]
+                maps[name] = feature_map(f.numpy(), labels)
+                metrics.embedding(f, labels, f"{name}/features")
+            if cfg.protocol == "notebook":
+                x = as_float(ds.test_images[:16])
+                metrics.images(torch.cat([x, model.reconstruct(x).cpu()]),
+                               f"{name}/reconstructions (top: truth)")
         pretrain_seconds[name] = seconds
 
         for count in budgets:
@@ -310,6 +345,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
         "data": data,
         "feature_maps": maps,
     }
+    metrics.close()
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
     from .report import write_report
 
