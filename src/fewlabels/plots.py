@@ -95,7 +95,8 @@ def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
         rows = [s for s in summary if s["dataset"] == name]
         for arm in dict.fromkeys(s["arm"] for s in rows):
             pts = sorted((s for s in rows if s["arm"] == arm), key=lambda s: s["labels"])
-            colour = ARM_COLOURS.get(arm)
+            tuned = arm.endswith("-tuned")
+            colour = ARM_COLOURS.get(arm.removesuffix("-tuned"))
             if arm == "ceiling":
                 ax.axhline(pts[0]["mean"], ls="--", color=colour,
                            label=f"ceiling ({pts[0]['labels']} labels)")
@@ -103,7 +104,8 @@ def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
             err = [[s["mean"] - s["ci95"][0] if s["ci95"] else 0 for s in pts],
                    [s["ci95"][1] - s["mean"] if s["ci95"] else 0 for s in pts]]
             ax.errorbar([s["labels"] for s in pts], [s["mean"] for s in pts], yerr=err,
-                        marker="o", capsize=3, label=arm, color=colour)
+                        marker="s" if tuned else "o", ls="--" if tuned else "-",
+                        mfc="white" if tuned else colour, capsize=3, label=arm, color=colour)
         ax.set_xscale("log")
         ax.set_xlabel("labeled training images")
         ax.set_ylabel("test accuracy")
@@ -115,11 +117,13 @@ def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
 
 
 def gains(paired: Sequence[dict], datasets: Sequence[str]):
-    """``probe − supervised`` per dataset and label budget with its 95% interval."""
+    """``probe − supervised`` per dataset and label budget with its 95% interval (tuned
+    pairs, ``probe-tuned − supervised-tuned``, are marked "tuned")."""
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * max(1, len(paired)), 3.4))
     names, means, lows, highs = [], [], [], []
     for p in paired:
-        names.append(f"{p['dataset']}\n{p['labels']} labels")
+        tuned = "\ntuned" if p["a"].endswith("-tuned") else ""
+        names.append(f"{p['dataset']}\n{p['labels']} labels{tuned}")
         means.append(100 * p["mean"])
         lo, hi = p["ci95"] or (p["mean"], p["mean"])
         lows.append(100 * (p["mean"] - lo))

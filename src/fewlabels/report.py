@@ -169,7 +169,7 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
              "label draws; log axis)",
              _save(plots.accuracy_vs_labels(results["summary"], datasets),
                    folder / "accuracy_vs_labels.png"))]
-    gains = pretraining_gains(results)
+    gains = pretraining_gains(results) + pretraining_gains(results, "-tuned")
     if gains:
         made.append(("Gain of pretraining: probe − supervised on the same label draws "
                      "(95% interval)", _save(plots.gains(gains, datasets),
