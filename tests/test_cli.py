@@ -114,6 +114,7 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     pre = results["pretrain_seconds"]["mnist"]
     assert pre > 0 and results["wall_seconds"] >= pre
     assert results["environment"]["torch"] == torch.__version__
+    assert results["config"]["preset"] == "seed" and results["config"]["seeds"] == [0, 1]
     for name in ("report.md", "report.html", "config.json", "metrics.jsonl",
                  "accuracy_vs_labels.png", "gains.png", "confusion-mnist.png",
                  "features-mnist.png", "reconstructions-mnist.png", "mnist.autoencoder",

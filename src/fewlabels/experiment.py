@@ -344,6 +344,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
         "environment": {**environment(rt), "git": git_commit()},
         "data": data,
         "feature_maps": maps,
+        "config": to_dict(cfg),
     }
     metrics.close()
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))

@@ -294,9 +294,11 @@ def _chosen_rows(results: dict) -> list[list[str]]:
 
 
 def reproducibility(results: dict) -> dict:
+    """What is needed to run it again: code version, environment, seeds, data, config."""
     return {"environment": results["environment"], "seeds": results["seeds"],
             "data": {k: {"sha256": v["sha256"], "source": v["source"]}
-                     for k, v in results["data"].items()}}
+                     for k, v in results["data"].items()},
+            "config": results.get("config")}
 
 
 def _summary_line(results: dict) -> str:
@@ -328,7 +330,7 @@ def _markdown(results: dict, figures: list[tuple[str, str]]) -> str:
         parts += [f"## {title}", "", f"![{title}]({name})", ""]
     parts += ["## Reproducibility", "", "```json",
               json.dumps(reproducibility(results), indent=2), "```", "",
-              "The resolved configuration is in `config.json`, the label draws in `labels/`, "
+              "The configuration is also in `config.json`, the label draws in `labels/`, "
               "the curves in `metrics.jsonl`.", ""]
     return "\n".join(parts)
 
