@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 
 from . import checkpoint, stats
-from .config import CompareConfig, to_dict
+from .config import ArmConfig, CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
 from .encoders import build_encoder
 from .errors import UsageError
@@ -104,8 +104,6 @@ def _supervised(ds, labeled, seed, cfg: CompareConfig, model) -> Outcome:
 def _ceiling(ds, labeled, seed, cfg: CompareConfig, model) -> Outcome:
     c = cfg.ceiling
     if cfg.protocol == "notebook":  # the notebook's MLP classifier on every label
-        from .config import ArmConfig
-
         return _from_scratch(ds, labeled, seed, cfg, ArmConfig(c.lrs[0], c.epochs, c.batch))
     return _from_scratch(ds, labeled, seed, cfg, c)
 
