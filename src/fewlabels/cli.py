@@ -176,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--label-sampling", help="balanced | random (default: balanced)")
     c.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     c.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
-    c.add_argument("--epochs", type=int, help="epochs of the supervised and probe arms")
+    c.add_argument("--epochs", type=int,
+                   help="epochs of the seed protocol's supervised and probe arms")
     c.add_argument("--pretrain-steps", type=int, help="autoencoder optimizer steps")
     c.add_argument("--latent-size", type=int, help="autoencoder code width")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
