@@ -111,3 +111,16 @@ def test_self_label_is_zero_with_a_graph_when_nothing_is_confident():
     torch.nn.init.zeros_(head.weight)
     out = SelfLabelLoss(encoder, head, threshold=0.5)([torch.rand(4, 3)], torch.rand(4, 3))
     assert out.item() == 0.0 and out.requires_grad
+
+
+def test_self_label_with_one_confident_sample_is_zero_not_a_batchnorm_error():
+    from fewlabels.methods.scan import SelfLabelLoss
+
+    head = torch.nn.Sequential(torch.nn.BatchNorm1d(3, affine=False), torch.nn.Linear(3, 3))
+    clean = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        top = torch.softmax(head(clean), 1).max(1).values.sort(descending=True).values
+    loss = SelfLabelLoss(_Flatten(), head, threshold=float(top[1] + top[0]) / 2)
+    out = loss([clean + 0.01], clean)  # only the most confident row passes the threshold
+    assert out.item() == 0.0 and out.requires_grad
+    out.backward()

@@ -26,7 +26,6 @@ class SCANLoss(nn.Module):
     """Encoder → standardisation → linear cluster head (softmax over ``clusters``) → SCAN."""
 
     views = 2
-    needs_neighbors = True
 
     def __init__(self, encoder: nn.Module, clusters: int = 50, entropy_weight: float = 5.0):
         super().__init__()
@@ -60,9 +59,10 @@ class SelfLabelLoss(nn.Module):
             p = F.softmax(self.head(self.encoder.forward_features(clean)).float(), 1)
         confidence, target = p.max(1)
         keep = confidence > self.threshold
+        if keep.sum() < 2:  # too few confident to train on (BatchNorm needs two samples):
+            # a zero loss that still reaches every parameter
+            return sum(p.sum() for p in self.parameters()) * 0.0
         logits = self.head(self.encoder.forward_features(views[0][keep])).float()
-        if not keep.any():  # nothing confident yet: a zero loss that still has a graph
-            return logits.sum() * 0.0
         counts = torch.bincount(target[keep], minlength=p.shape[1]).float()
         weight = torch.where(counts > 0, counts.sum() / counts.clamp_min(1), 0.0)
         return F.cross_entropy(logits, target[keep], weight=weight / weight.sum())
