@@ -303,7 +303,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                 labels = ds.test_labels[:cfg.feature_map]
                 maps[name] = feature_map(f.numpy(), labels)
                 metrics.embedding(f, labels, f"{name}/features")
-            if cfg.protocol == "notebook":
+            if cfg.protocol == "notebook" and metrics.writer is not None:
                 x = as_float(ds.test_images[:16])
                 metrics.images(torch.cat([x, model.reconstruct(x).cpu()]),
                                f"{name}/reconstructions (top: truth)")

@@ -116,7 +116,7 @@ def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
     return fig
 
 
-def gains(paired: Sequence[dict], datasets: Sequence[str]):
+def gains(paired: Sequence[dict]):
     """``probe − supervised`` per dataset and label budget with its 95% interval (tuned
     pairs, ``probe-tuned − supervised-tuned``, are marked "tuned")."""
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * max(1, len(paired)), 3.4))

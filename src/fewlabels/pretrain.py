@@ -97,6 +97,16 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
     images = ds.train_images[:cfg.pool or None]
     pool = as_float(images.to(rt.device))
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
+    monitor = None
+    if monitor_labels is not None:
+        ref, query = split_indices(monitor_labels, 0.8, cfg.seed)
+        y = ds.train_labels.to(rt.device)
+
+        def monitor(training):  # after the eval-mode features, the stage trains on
+            f_ref = features(encoder, ds.train_images[ref], rt)
+            f_q = features(encoder, ds.train_images[query], rt)
+            training.train()
+            return {"knn": knn_accuracy(f_ref, y[ref.to(rt.device)], f_q, y[query.to(rt.device)])}
 
     def views_of_itself(views: int):
         def make(idx):
@@ -105,8 +115,22 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
         return make
 
     def stage(method, make_views, epochs: int, lr: float, name: str) -> History:
-        return _stage(method, make_views, len(pool), ds, cfg, rt, monitor_labels, progress,
-                      epochs, lr, name)
+        """One stage with the one loop: warm-up + cosine schedule, kNN monitor per epoch."""
+        per_epoch = -(-len(pool) // cfg.batch)
+        steps = epochs * per_epoch
+        batches = shuffled_batches(torch.arange(len(pool)), cfg.batch,
+                                   torch.Generator().manual_seed(cfg.seed))
+
+        def loss_fn(idx):
+            views, clean = make_views(idx.to(rt.device))
+            return method(views, clean), {}
+
+        method.train()
+        return fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
+                   weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
+                   evaluate=(lambda: monitor(method)) if monitor else None, eval_every=per_epoch,
+                   desc=f"pretrain {name}", progress=progress,
+                   schedule=warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch)))
 
     history = stage(method, views_of_itself(method.views), cfg.epochs, cfg.lr, cfg.method)
     for round_ in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):
@@ -135,38 +159,6 @@ def _extend(history: History, more: History) -> None:
     offset = history.records[-1]["step"] if history.records else 0
     history.records += [{**r, "step": r["step"] + offset} for r in more.records]
     history.seconds += more.seconds
-
-
-def _stage(method, make_views, n: int, ds: Dataset, cfg: PretrainConfig, rt: Runtime,
-           monitor_labels, progress: bool, epochs: int, lr: float, name: str) -> History:
-    """One stage of pretraining on a pool of ``n`` images with the one loop: warm-up +
-    cosine schedule, kNN monitor."""
-    encoder = method.encoder
-    per_epoch = -(-n // cfg.batch)
-    steps = epochs * per_epoch
-    batches = shuffled_batches(torch.arange(n), cfg.batch,
-                               torch.Generator().manual_seed(cfg.seed))
-
-    def loss_fn(idx):
-        views, clean = make_views(idx.to(rt.device))
-        return method(views, clean), {}
-
-    evaluate = None
-    if monitor_labels is not None:
-        ref, query = split_indices(monitor_labels, 0.8, cfg.seed)
-        y = ds.train_labels.to(rt.device)
-
-        def evaluate():
-            f_ref = features(encoder, ds.train_images[ref], rt)
-            f_q = features(encoder, ds.train_images[query], rt)
-            method.train()
-            return {"knn": knn_accuracy(f_ref, y[ref.to(rt.device)], f_q, y[query.to(rt.device)])}
-
-    method.train()
-    return fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
-               weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
-               evaluate=evaluate, eval_every=per_epoch, desc=f"pretrain {name}",
-               progress=progress, schedule=warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch)))
 
 
 def save_encoder(path, encoder, cfg: PretrainConfig, ds: Dataset, history: History):

@@ -172,7 +172,7 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
     gains = pretraining_gains(results) + pretraining_gains(results, "-tuned")
     if gains:
         made.append(("Gain of pretraining: probe − supervised on the same label draws "
-                     "(95% interval)", _save(plots.gains(gains, datasets),
+                     "(95% interval)", _save(plots.gains(gains),
                                              folder / "gains.png")))
     metrics = _read_metrics(folder)
     for name in datasets:

@@ -21,8 +21,10 @@ from .data import Dataset, split_indices
 VAL_FRACTION = 0.2  # share of the labeled subset each trial is scored on
 
 
-def _epochs(trial, name: str, base: int) -> int:
-    return trial.suggest_categorical(name, [max(1, base // 2), base, 2 * base])
+def _epochs(trial, base: int, longer: bool = False) -> int:
+    """Half or all of the preset's epochs (or twice them, with ``longer``)."""
+    return trial.suggest_categorical("epochs", [max(1, base // 2), base]
+                                     + ([2 * base] if longer else []))
 
 
 def _supervised(trial, cfg: CompareConfig) -> None:
@@ -30,11 +32,11 @@ def _supervised(trial, cfg: CompareConfig) -> None:
         s = cfg.from_scratch
         s.lrs = [trial.suggest_float("lr", 3e-4, 1e-2, log=True)]
         s.weight_decay = trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True)
-        s.epochs = trial.suggest_categorical("epochs", [max(1, s.epochs // 2), s.epochs])
+        s.epochs = _epochs(trial, s.epochs)
     else:
         s = cfg.supervised
         s.lr = trial.suggest_float("lr", 3e-4, 1e-2, log=True)
-        s.epochs = trial.suggest_categorical("epochs", [max(1, s.epochs // 2), s.epochs])
+        s.epochs = _epochs(trial, s.epochs)
 
 
 def _probe(trial, cfg: CompareConfig) -> None:
@@ -42,11 +44,11 @@ def _probe(trial, cfg: CompareConfig) -> None:
         p = cfg.linear_probe
         p.lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
         p.weight_decays = [trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)]
-        p.epochs = _epochs(trial, "epochs", p.epochs)
+        p.epochs = _epochs(trial, p.epochs, longer=True)
     else:
         p = cfg.probe
         p.lr = trial.suggest_float("lr", 3e-3, 3e-1, log=True)
-        p.epochs = trial.suggest_categorical("epochs", [max(1, p.epochs // 2), p.epochs])
+        p.epochs = _epochs(trial, p.epochs)
 
 
 def _logreg(trial, cfg: CompareConfig) -> None:
