@@ -39,6 +39,8 @@ def test_refine_stage_mines_neighbors_and_continues_the_history(mnist_slice):
     assert type(method).__name__ == "SelfLabelLoss" and method.encoder is encoder
     steps, knn = history.series("knn")
     assert steps == [4, 8, 12] and len(knn) == 3
+    phases = [r["phase"] for r in history.records]
+    assert list(dict.fromkeys(phases)) == ["vicreg", "scan round 1", "self-label"]
 
 
 @pytest.mark.parametrize("fields, words", [

@@ -35,11 +35,17 @@ def show(fig, path: str | Path | None = None):
 
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str,
-           xlabel: str = "step"):
-    """One panel per metric name: ``{name: (x, y)}``; loss panels use a log y axis."""
+           xlabel: str = "step", phases: Sequence[tuple[float, str]] = ()):
+    """One panel per metric name: ``{name: (x, y)}``; loss panels use a log y axis.
+    ``phases``: (first x, name) of each training stage, marked by a dotted line when there
+    is more than one."""
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.2), squeeze=False)
     for ax, (name, (x, y)) in zip(axes[0], series.items(), strict=True):
         ax.plot(x, y)
+        for start, phase in phases if len(phases) > 1 else ():
+            ax.axvline(start, color="grey", linestyle=":", linewidth=0.8)
+            ax.text(start, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), rotation=90,
+                    va="top", ha="left", fontsize=6, color="grey")
         ax.set_title(name)
         ax.set_xlabel(xlabel)
         if "loss" in name and min(y, default=1) > 0:

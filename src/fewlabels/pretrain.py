@@ -126,11 +126,14 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             return method(views, clean), {}
 
         method.train()
-        return fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
+        done = fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
                    weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
                    evaluate=(lambda: monitor(method)) if monitor else None, eval_every=per_epoch,
                    desc=f"pretrain {name}", progress=progress,
                    schedule=warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch)))
+        for record in done.records:  # which stage each point of the joined curve is from
+            record["phase"] = name
+        return done
 
     history = stage(method, views_of_itself(method.views), cfg.epochs, cfg.lr, cfg.method)
     for round_ in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):

@@ -181,11 +181,18 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
         series = {k: ([m["step"] for m in pre if k in m], [m[k] for m in pre if k in m])
                   for k in ("loss", "val_loss", "knn")}
         series = {k: v for k, v in series.items() if v[0]}
+        phases: dict[str, float] = {}  # where each pretraining stage starts
+        last = 0
+        for m in pre:
+            if "phase" in m:
+                phases.setdefault(m["phase"], last)
+            last = m["step"]
         if series:
             made.append((f"{name}: pretraining loss, and kNN accuracy on a validation split "
                          "of the labeled subset" if "knn" in series else
                          f"{name}: autoencoder pretraining loss (train and held-out pool)",
-                         _save(plots.curves(series, f"{name} pretraining"),
+                         _save(plots.curves(series, f"{name} pretraining",
+                                            phases=[(x, p) for p, x in phases.items()]),
                                folder / f"pretraining-{_slug(name)}.png")))
         curves = _learning_curves(name, metrics)
         if curves is not None:

@@ -1,0 +1,49 @@
+import pytest
+import torch
+
+from fewlabels.errors import UsageError
+from fewlabels.runtime import cpu_bf16_units, cpu_has_fast_bf16, environment, resolve
+
+
+def test_auto_precision_on_cpu_follows_the_bf16_units():
+    rt = resolve("cpu", "auto")
+    units = cpu_bf16_units()
+    assert set(units) == {"amx", "avx512_bf16"}
+    assert all(isinstance(v, bool) for v in units.values())
+    assert cpu_has_fast_bf16() == any(units.values())
+    assert rt.precision == ("bf16" if any(units.values()) else "fp32")
+
+
+def test_fp32_runs_without_autocast_and_bf16_with_it():
+    x = torch.randn(4, 8)
+    w = torch.randn(8, 2)
+    with resolve("cpu", "fp32").autocast():
+        assert (x @ w).dtype == torch.float32
+    with resolve("cpu", "bf16").autocast():
+        assert (x @ w).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("device,precision,names", [
+    ("tpu", "auto", ["tpu", "cpu"]),
+    ("cpu", "fp8", ["fp8", "bf16"]),
+    ("cpu", "fp16", ["fp16", "bf16 or fp32"]),
+])
+def test_requests_that_cannot_be_met_name_the_value_and_the_fix(device, precision, names):
+    with pytest.raises(UsageError) as err:
+        resolve(device, precision)
+    for name in names:
+        assert name in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+def test_cuda_without_a_gpu_says_what_to_use_instead():
+    with pytest.raises(UsageError, match="--device cpu"):
+        resolve("cuda")
+
+
+def test_environment_records_what_a_result_depends_on():
+    env = environment(resolve("cpu", "fp32"))
+    assert env["device"] == "cpu" and env["precision"] == "fp32"
+    assert env["threads"] == torch.get_num_threads()
+    assert env["cpu_bf16"] == cpu_bf16_units()
+    assert env["torch"] == torch.__version__ and "numpy" in env["packages"]
