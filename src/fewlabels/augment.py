@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601 weights of red, green and blue in brightness
+
 
 @dataclass
 class AugmentConfig:
@@ -50,7 +52,7 @@ def _colour(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
         offset = _uniform(3 * n, -cfg.colour / 2, cfg.colour / 2, g, dev).view(n, 3, 1, 1)
         x = (x * gain + offset).clamp(0, 1)
     if cfg.grayscale > 0:
-        grey = (x * torch.tensor([0.299, 0.587, 0.114], device=dev).view(1, 3, 1, 1)).sum(
+        grey = (x * torch.tensor(LUMA, device=dev).view(1, 3, 1, 1)).sum(
             1, keepdim=True).expand_as(x)
         pick = (torch.rand(n, generator=g, device=dev) < cfg.grayscale).view(n, 1, 1, 1)
         x = torch.where(pick, grey, x)

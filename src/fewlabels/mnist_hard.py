@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .augment import LUMA
+
 SEED = 0
 CANVAS = 36  # the 28×28 digit moves by up to ±4 pixels on a 36×36 canvas
 MAX_ROTATION = 30.0  # degrees, either way
 MIN_CONTRAST = 96.0  # least difference in luma between foreground and background (0-255)
-_LUMA = np.array([0.299, 0.587, 0.114])
+_LUMA = np.array(LUMA)
 
 
 def _colours(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -113,14 +113,21 @@ def test_self_label_is_zero_with_a_graph_when_nothing_is_confident():
     assert out.item() == 0.0 and out.requires_grad
 
 
-def test_self_label_with_one_confident_sample_is_zero_not_a_batchnorm_error():
+def test_self_label_with_one_confident_sample_normalises_over_the_whole_batch():
     from fewlabels.methods.scan import SelfLabelLoss
 
     head = torch.nn.Sequential(torch.nn.BatchNorm1d(3, affine=False), torch.nn.Linear(3, 3))
     clean = torch.randn(8, 3, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        top = torch.softmax(head(clean), 1).max(1).values.sort(descending=True).values
+        p = torch.softmax(head(clean), 1).max(1)
+    top = p.values.sort(descending=True).values
     loss = SelfLabelLoss(_Flatten(), head, threshold=float(top[1] + top[0]) / 2)
     out = loss([clean + 0.01], clean)  # only the most confident row passes the threshold
-    assert out.item() == 0.0 and out.requires_grad
+    # BatchNorm sees all 8 augmented images (as in SCAN), the loss only the confident one
+    row = int(p.values.argmax())
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(head(clean + 0.01)[row:row + 1],
+                                                     p.indices[row:row + 1])
+    assert out.item() == pytest.approx(expected.item(), rel=1e-5) and out.item() > 0
     out.backward()
+    assert head[1].weight.grad.abs().sum() > 0

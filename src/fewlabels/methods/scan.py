@@ -59,10 +59,11 @@ class SelfLabelLoss(nn.Module):
             p = F.softmax(self.head(self.encoder.forward_features(clean)).float(), 1)
         confidence, target = p.max(1)
         keep = confidence > self.threshold
-        if keep.sum() < 2:  # too few confident to train on (BatchNorm needs two samples):
-            # a zero loss that still reaches every parameter
-            return sum(p.sum() for p in self.parameters()) * 0.0
-        logits = self.head(self.encoder.forward_features(views[0][keep])).float()
+        # the whole batch goes through the network (BatchNorm sees every image, not only
+        # the confident ones); the loss counts the confident ones
+        logits = self.head(self.encoder.forward_features(views[0])).float()[keep]
+        if not keep.any():  # nothing confident: a zero loss that still reaches every parameter
+            return logits.sum() * 0.0
         counts = torch.bincount(target[keep], minlength=p.shape[1]).float()
         weight = torch.where(counts > 0, counts.sum() / counts.clamp_min(1), 0.0)
         return F.cross_entropy(logits, target[keep], weight=weight / weight.sum())
