@@ -4,9 +4,9 @@ memory layout, eager — measured side by side in one process, interleaved.
 
 Prints JSON: images per second for each, their ratio, and the floating-point operations
 per second each reached (counted by torch's FlopCounterMode over one training step), to
-compare with the hardware's peak: where both paths run at their precision's peak, the ratio
-is the hardware's bf16 / fp32 throughput (2 on a CPU whose AVX-512 BF16 instructions do
-twice the work of its fp32 FMAs and that has no AMX). Real MNIST images.
+compare with what the hardware can do in each precision: the ratio cannot exceed the
+hardware's bf16 / fp32 convolution speed (about 2 on a CPU with AVX-512 BF16 and no AMX).
+Real MNIST images.
 Usage: python benchmarks/throughput.py [--steps 16] [--batch N] [--device cpu]
 (--batch: default the preset's batch)
 """
