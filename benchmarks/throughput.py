@@ -6,7 +6,7 @@ Prints JSON: images per second for each, their ratio, and the floating-point ope
 per second each reached (counted by torch's FlopCounterMode over one training step), to
 compare with what the hardware can do in each precision: the ratio cannot exceed the
 hardware's bf16 / fp32 convolution speed (about 2 on a CPU with AVX-512 BF16 and no AMX).
-Real MNIST images.
+"parts" splits both paths' time into convolutions and the rest (CPU). Real MNIST images.
 Usage: python benchmarks/throughput.py [--steps 16] [--batch N] [--device cpu]
 (--batch: default the preset's batch)
 """
@@ -49,6 +49,20 @@ def make_step(cfg, rt, channels_last: bool, pool):
     return step
 
 
+def split_by_convolutions(step, batches) -> dict:
+    """Seconds one path spends in convolutions (forward and backward) and in everything
+    else, from torch's profiler (CPU only: on a GPU the kernels run asynchronously)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for idx in batches:
+            step(idx)
+    events = prof.key_averages()
+    conv = sum(e.self_cpu_time_total for e in events if "convolution" in e.key) / 1e6
+    total = sum(e.self_cpu_time_total for e in events) / 1e6
+    return {"convolutions": conv, "rest": total - conv}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=16)
@@ -80,6 +94,15 @@ def main() -> None:
         steps["baseline"](torch.randint(0, len(pool), (args.batch,), generator=g))
     gflops = {k: round(counter.get_total_flops() * args.rounds * args.steps / v / 1e9, 1)
               for k, v in seconds.items()}
+    parts = None
+    if fast_rt.device.type == "cpu":
+        batches = [torch.randint(0, len(pool), (args.batch,), generator=g)
+                   for _ in range(args.steps)]
+        split = {k: split_by_convolutions(step, batches) for k, step in steps.items()}
+        parts = {part: {"optimised_share": round(split["optimised"][part] / sum(
+                            split["optimised"].values()), 3),
+                        "ratio": round(split["baseline"][part] / split["optimised"][part], 3)}
+                 for part in ("convolutions", "rest")}
     print(json.dumps({
         "benchmark": "pretrain_throughput", "method": cfg.method, "encoder": cfg.encoder,
         "encoder_options": cfg.encoder_options, "batch": args.batch,
@@ -90,6 +113,9 @@ def main() -> None:
                      "images_per_second": round(rate["baseline"], 1),
                      "gflops": gflops["baseline"]},
         "ratio": round(rate["optimised"] / rate["baseline"], 3),
+        # where the time goes (profiled steps): each part's share of an optimised step,
+        # and how much faster the optimised path runs it than the baseline
+        "parts": parts,
         "environment": environment(fast_rt)}, indent=2))
 
 

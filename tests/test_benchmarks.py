@@ -1,0 +1,31 @@
+"""The benchmarks run and print what they promise (their figures are not judged here:
+timings on a shared machine belong in benchmarks/, not in unit tests)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.usefixtures("mnist")  # the benchmark reads the real MNIST from the cache
+def test_throughput_prints_both_paths_their_ratio_and_where_the_time_goes():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "throughput.py"), "--steps", "1",
+                          "--rounds", "1", "--batch", "16"], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    report = json.loads(out.stdout)
+    fast, base = report["optimised"], report["baseline"]
+    assert base["precision"] == "fp32" and base["channels_last"] is False
+    assert fast["channels_last"] is True and report["batch"] == 16
+    for path in (fast, base):
+        assert path["images_per_second"] > 0 and path["gflops"] > 0
+    assert report["ratio"] == pytest.approx(
+        fast["images_per_second"] / base["images_per_second"], rel=1e-2)
+    parts = report["parts"]
+    assert set(parts) == {"convolutions", "rest"}
+    assert sum(p["optimised_share"] for p in parts.values()) == pytest.approx(1, abs=2e-3)
+    assert report["environment"]["cpu_bf16"].keys() == {"amx", "avx512_bf16"}
