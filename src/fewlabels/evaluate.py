@@ -12,6 +12,7 @@ from torch import nn
 from .augment import AugmentConfig, augment
 from .data import as_float, split_indices
 from .runtime import Runtime
+from .train import History, fit, shuffled_batches, warmup_cosine
 
 
 def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
@@ -71,32 +72,34 @@ def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> flo
 def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: float,
                           seed: int, fit, score) -> tuple:
     """Pick the candidate whose model, fit on a split of the labeled indices, scores best on
-    the held-out rest; then refit it on all of them. ``fit(candidate, indices) -> model``,
-    ``score(model, indices) -> accuracy``. Returns (model, chosen, {candidate: score})."""
+    the held-out rest; then refit it on all of them. ``fit(candidate, indices) -> (model,
+    history)``, ``score(model, indices) -> accuracy``. Returns ((model, history) of the
+    refit, chosen, {candidate: score})."""
     scores = {}
     if len(candidates) > 1:
         tr, va = split_indices(torch.arange(len(labels)), 1 - val_fraction, seed)
-        scores = {c: score(fit(c, tr), va) for c in candidates}
+        scores = {c: score(fit(c, tr)[0], va) for c in candidates}
     best = max(scores, key=scores.get) if scores else candidates[0]
     return fit(best, torch.arange(len(labels))), best, {str(k): v for k, v in scores.items()}
 
 
 def _fit_linear(base: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: ProbeConfig,
-                wd: float, rt: Runtime, augmented=None) -> nn.Linear:
+                wd: float, rt: Runtime, augmented=None) -> tuple[nn.Linear, History]:
     """Fit one linear layer on frozen, standardised features ``base``; with
-    ``augmented`` (a callable), each epoch trains on features of fresh augmented views."""
+    ``augmented`` (a callable), each epoch trains on features of fresh augmented views.
+    Returns the layer and its training loss and accuracy (about 50 points)."""
     mean, std = base.mean(0), base.std(0) + 1e-6
     head = nn.Linear(base.shape[1], num_classes).to(rt.device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=wd)
     y = labels.to(rt.device)
-    head.history = []  # training loss and accuracy, about 50 points
+    history = History()
     every = max(1, cfg.epochs // 50)
     for epoch in range(1, cfg.epochs + 1):
         f = augmented() if augmented is not None else base
         logits = head((f - mean) / std)
         loss = F.cross_entropy(logits, y)
         if epoch % every == 0 or epoch == cfg.epochs:
-            head.history.append({"step": epoch, "loss": loss.item(), "accuracy": (
+            history.records.append({"step": epoch, "loss": loss.item(), "accuracy": (
                 logits.argmax(1) == y).float().mean().item()})
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,7 +108,7 @@ def _fit_linear(base: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg:
     with torch.no_grad():
         head.weight.div_(std)
         head.bias.sub_(head.weight @ mean)
-    return head
+    return head, history
 
 
 def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -138,8 +141,8 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     def score(head, idx):
         return _accuracy(head, clean[idx.to(clean.device)], labels[idx])
 
-    head, best, scores = _choose_on_validation(cfg.weight_decays, labels, cfg.val_fraction,
-                                               seed, fit, score)
+    (head, history), best, scores = _choose_on_validation(
+        cfg.weight_decays, labels, cfg.val_fraction, seed, fit, score)
     predictions = _predict(head, features(encoder, test_images, rt))
     after = encoder.state_dict()
     changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
@@ -147,7 +150,7 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         raise FrozenEncoderChanged(f"the frozen encoder changed during the probe: {changed}")
     return {"test_accuracy": _fraction_right(predictions, test_labels), "weight_decay": best,
             "val_scores": scores, "head": head, "predictions": predictions,
-            "history": head.history}
+            "history": history}
 
 
 @dataclass
@@ -161,9 +164,11 @@ class SupervisedConfig:
 
 
 def _train_from_scratch(make_encoder, images, labels, num_classes, cfg: SupervisedConfig,
-                        lr: float, rt: Runtime, aug: AugmentConfig, seed: int):
+                        lr: float, rt: Runtime, aug: AugmentConfig,
+                        seed: int) -> tuple[nn.Module, History]:
+    """The encoder plus a linear layer trained on ``images``; returns it (eval mode) and
+    its training curve."""
     from .encoders import ClassifierNet
-    from .train import fit, shuffled_batches, warmup_cosine
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -181,13 +186,13 @@ def _train_from_scratch(make_encoder, images, labels, num_classes, cfg: Supervis
         return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
 
     net.train()
-    net.fit_history = fit(list(net.parameters()), loss_fn,
+    history = fit(list(net.parameters()), loss_fn,
         shuffled_batches(torch.arange(len(x)), cfg.batch, torch.Generator().manual_seed(seed)),
         steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
         log_every=max(1, min(per_epoch, steps // 50)),
         desc="supervised", progress=False,
         schedule=warmup_cosine(steps, min(per_epoch, max(1, steps // 10))))
-    return net.eval()
+    return net.eval(), history
 
 
 def supervised_from_scratch(make_encoder, images, labels, test_images, test_labels,
@@ -205,8 +210,8 @@ def supervised_from_scratch(make_encoder, images, labels, test_images, test_labe
     def score(net, idx):
         return _accuracy(net.head, features(net.encoder, images[idx], rt), labels[idx])
 
-    net, best, scores = _choose_on_validation(cfg.lrs, labels, cfg.val_fraction, seed, fit,
-                                              score)
+    (net, history), best, scores = _choose_on_validation(
+        cfg.lrs, labels, cfg.val_fraction, seed, fit, score)
     predictions = _predict(net.head, features(net.encoder, test_images, rt))
     return {"test_accuracy": _fraction_right(predictions, test_labels), "lr": best,
-            "val_scores": scores, "predictions": predictions, "history": net.fit_history}
+            "val_scores": scores, "predictions": predictions, "history": history}

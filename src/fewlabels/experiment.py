@@ -113,7 +113,7 @@ def _probe(ds, labeled, seed, cfg: CompareConfig, model) -> Outcome:
         r = linear_probe(model, ds.train_images[labeled], ds.train_labels[labeled],
                          ds.test_images, ds.test_labels, cfg.linear_probe,
                          resolve(cfg.device, cfg.precision), cfg.pretrain.augment, seed)
-        return Outcome(r["predictions"], method=pretrain_name(cfg), history=r["history"],
+        return Outcome(r["predictions"], method=pretrain_name(cfg), history=r["history"].records,
                        chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
     clf = model.to_classifier(len(labeled), cfg.probe.lr, seed=seed, labeled=labeled)
     clf.train(cfg.probe.epochs, cfg.probe.batch, optimize_encoder=False, progress=False)
