@@ -56,9 +56,9 @@ def paired_differences(runs: Iterable[dict], first: Sequence[str] = ()) -> list[
     for r in runs:
         arms = by_group.setdefault((r.get("dataset", ""), r["labels"]), {})
         arms.setdefault(r["arm"], {})[r["seed"]] = r["test_accuracy"]
+    rank = {arm: i for i, arm in enumerate(first)}
     out = []
     for (dataset, labels), arms in by_group.items():
-        rank = {arm: i for i, arm in enumerate(first)}
         ordered = sorted(arms, key=lambda arm: rank.get(arm, len(rank)))  # stable
         for a, b in itertools.combinations(ordered, 2):
             seeds = sorted(set(arms[a]) & set(arms[b]))
