@@ -27,6 +27,14 @@ def test_overrides_are_typed():
     assert cfg.supervised.epochs == 5
 
 
+def test_method_options_from_the_command_line_are_read_as_yaml_scalars():
+    cfg = load_preset("default", parse_set([
+        "pretrain.refine_options.clusters=12", "pretrain.options.temperature=0.5",
+        "pretrain.options.name=abc"]))
+    assert cfg.pretrain.refine_options == {"clusters": 12}
+    assert cfg.pretrain.options == {"temperature": 0.5, "name": "abc"}
+
+
 @pytest.mark.parametrize("items, message", [
     (["probe.lr"], "is not KEY=VALUE"), (["probe.epochs=2.5"], "not a whole number"),
     (["probe.lr=fast"], "not a number"), (["nope=1"], "unknown setting 'nope'")])

@@ -151,7 +151,11 @@ def _coerce(value, like):
             return int(number)
         return number
     if isinstance(like, dict) and isinstance(value, dict):
-        return {**like, **{k: _coerce(v, like.get(k, v)) for k, v in value.items()}}
+        # a key the default lacks (a method's options) has no type to follow: read a
+        # command-line string as YAML does, so clusters=10 is 10, not "10"
+        return {**like, **{k: _coerce(v, like[k]) if k in like else
+                           yaml.safe_load(v) if isinstance(v, str) else v
+                           for k, v in value.items()}}
     if isinstance(like, list) and isinstance(value, str):
         return [_coerce(v, like[0]) if like else v for v in value.split(",")]
     return value
