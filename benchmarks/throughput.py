@@ -6,7 +6,10 @@ Prints JSON: images per second for each, their ratio, and the floating-point ope
 per second each reached (counted by torch's FlopCounterMode over one training step), to
 compare with what the hardware can do in each precision: the ratio cannot exceed the
 hardware's bf16 / fp32 convolution speed (about 2 on a CPU with AVX-512 BF16 and no AMX).
-"parts" splits both paths' time into convolutions and the rest (CPU). Real MNIST images.
+"parts" splits both paths' time into convolutions and the rest (CPU). "heaviest_convolution"
+times the encoder's costliest layer alone, forward and backward, in both paths: convolutions
+are most of a step, so this ratio is about what precision and layout can give on this
+hardware (about 2 with AVX-512 BF16 and no AMX; several times that with AMX). Real MNIST.
 Usage: python benchmarks/throughput.py [--steps 16] [--batch N] [--device cpu]
 (--batch: default the preset's batch)
 """
@@ -14,7 +17,9 @@ Usage: python benchmarks/throughput.py [--steps 16] [--batch N] [--device cpu]
 from __future__ import annotations
 
 import argparse
+import copy
 import json
+import math
 import time
 
 import torch
@@ -63,6 +68,53 @@ def split_by_convolutions(step, batches) -> dict:
     return {"convolutions": conv, "rest": total - conv}
 
 
+def heaviest_convolution(encoder, fast_rt, base_rt, images: int, steps: int) -> dict:
+    """The encoder's costliest convolution (most multiply-adds per image) alone, forward
+    and backward on ``images`` inputs, optimised against baseline, interleaved."""
+    shapes = {}  # convolution → (its input's shape, its output's shape)
+
+    def record(conv, inputs, output):
+        shapes[conv] = (inputs[0].shape[1:], output.shape[1:])
+
+    hooks = [m.register_forward_hook(record) for m in encoder.modules()
+             if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        encoder.eval()(torch.zeros(2, *encoder.in_shape, device=fast_rt.device))
+    for h in hooks:
+        h.remove()
+
+    def cost(conv):  # multiply-adds per image
+        return (conv.in_channels * math.prod(conv.kernel_size) // conv.groups
+                * math.prod(shapes[conv][1]))
+
+    conv = max(shapes, key=cost)
+    x = torch.randn(images, *shapes[conv][0], device=fast_rt.device)
+    paths = {"optimised": (fast_rt, torch.channels_last), "baseline": (base_rt,
+                                                                      torch.contiguous_format)}
+    seconds = dict.fromkeys(paths, 0.0)
+    rounds = 3
+    for round_ in range(rounds + 1):  # the first round warms up
+        for name, (rt, layout) in paths.items():
+            layer = copy.deepcopy(conv).to(memory_format=layout)
+            inp = x.contiguous(memory_format=layout).requires_grad_(True)
+            t = time.perf_counter()
+            for _ in range(steps):
+                with rt.autocast():
+                    out = layer(inp)
+                out.float().sum().backward()
+            if rt.device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds[name] += (time.perf_counter() - t) if round_ else 0.0
+    # forward, then the backward's two products of the same size (input and weight grads)
+    flops = 3 * 2 * cost(conv) * images * steps * rounds
+    out = shapes[conv][1]
+    return {"layer": f"{conv.in_channels}→{conv.out_channels}, {conv.kernel_size[0]}×"
+                     f"{conv.kernel_size[1]}, stride {conv.stride[0]}, output "
+                     f"{out[1]}×{out[2]}", "images": images,
+            "gflops": {k: round(flops / v / 1e9, 1) for k, v in seconds.items()},
+            "ratio": round(seconds["baseline"] / seconds["optimised"], 3)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=16)
@@ -103,6 +155,9 @@ def main() -> None:
                             split["optimised"].values()), 3),
                         "ratio": round(split["baseline"][part] / split["optimised"][part], 3)}
                  for part in ("convolutions", "rest")}
+    heaviest = heaviest_convolution(
+        build_encoder(cfg.encoder, (1, 28, 28), **cfg.encoder_options).to(fast_rt.device),
+        fast_rt, base_rt, 2 * args.batch, args.steps)
     print(json.dumps({
         "benchmark": "pretrain_throughput", "method": cfg.method, "encoder": cfg.encoder,
         "encoder_options": cfg.encoder_options, "batch": args.batch,
@@ -116,6 +171,7 @@ def main() -> None:
         # where the time goes (profiled steps): each part's share of an optimised step,
         # and how much faster the optimised path runs it than the baseline
         "parts": parts,
+        "heaviest_convolution": heaviest,
         "environment": environment(fast_rt)}, indent=2))
 
 

@@ -28,4 +28,7 @@ def test_throughput_prints_both_paths_their_ratio_and_where_the_time_goes():
     parts = report["parts"]
     assert set(parts) == {"convolutions", "rest"}
     assert sum(p["optimised_share"] for p in parts.values()) == pytest.approx(1, abs=2e-3)
+    heaviest = report["heaviest_convolution"]  # the default encoder's 4w → 4w layer at 7×7
+    assert heaviest["layer"].startswith("128→128, 3×3, stride 1") and heaviest["images"] == 32
+    assert heaviest["ratio"] > 0 and min(heaviest["gflops"].values()) > 0
     assert report["environment"]["cpu_bf16"].keys() == {"amx", "avx512_bf16"}

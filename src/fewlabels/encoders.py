@@ -82,6 +82,35 @@ class ClassifierNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+class _SpatialMean(torch.autograd.Function):
+    """Mean over height and width, (N, C, H, W) → (N, C), whose gradient keeps the input's
+    memory layout. Autograd's own mean hands back a broadcast (stride 0) gradient; with a
+    channels-last input, the ReLU before the pool then runs its backward on two layouts at
+    once, a slow path: about 8% of a bf16 encoder step on a 2-core CPU."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.shape = x.shape
+        ctx.channels_last = (x.is_contiguous(memory_format=torch.channels_last)
+                             and not x.is_contiguous())
+        return x.mean((2, 3))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = ctx.shape
+        spread = (grad / (h * w))[:, :, None, None].expand(n, c, h, w)
+        return spread.contiguous(memory_format=torch.channels_last) if ctx.channels_last \
+            else spread
+
+
+class GlobalAvgPool(nn.Module):
+    """(N, C, H, W) → (N, C): the mean of each channel (see ``_SpatialMean``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _SpatialMean.apply(x)
+
+
 def _conv_bn(cin: int, cout: int, stride: int) -> list[nn.Module]:
     return [nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout),
             nn.ReLU(inplace=True)]
@@ -104,7 +133,7 @@ class ConvEncoder(nn.Module):
         w = self.width
         self.net = nn.Sequential(*_conv_bn(in_shape[0], w, 2), *_conv_bn(w, 2 * w, 1),
                                  *_conv_bn(2 * w, 4 * w, 2), *_conv_bn(4 * w, 4 * w, 1),
-                                 nn.AdaptiveAvgPool2d(1), nn.Flatten())
+                                 GlobalAvgPool())
         self.num_features = 4 * w
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)

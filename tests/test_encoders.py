@@ -1,0 +1,36 @@
+import pytest
+import torch
+
+from fewlabels.encoders import ConvEncoder, GlobalAvgPool, MLPEncoder, build_encoder
+from fewlabels.errors import UsageError
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_global_pool_is_the_channel_mean_and_its_gradient_keeps_the_layout(layout):
+    x = torch.randn(3, 5, 4, 6, dtype=torch.float64).contiguous(memory_format=layout)
+    x.requires_grad_(True)
+    pooled = GlobalAvgPool()(x)
+    assert torch.allclose(pooled, x.mean((2, 3)))
+    weights = torch.randn(3, 5, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((pooled * weights).sum(), x)
+    assert torch.allclose(grad, (weights / 24)[:, :, None, None].expand_as(x))
+    if layout == torch.channels_last:  # materialised in the input's layout, not broadcast
+        assert grad.is_contiguous(memory_format=torch.channels_last) and grad.stride()[1] == 1
+    assert torch.autograd.gradcheck(GlobalAvgPool(), (x,))
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_conv_encoder_gives_4w_features_in_either_layout(channels_last):
+    enc = ConvEncoder(width=4, channels_last=channels_last)
+    x = torch.rand(2, 1, 28, 28)
+    f = enc(x)
+    assert f.shape == (2, 16) and enc.num_features == 16
+    f.sum().backward()
+    assert all(p.grad is not None for p in enc.parameters())
+
+
+def test_encoders_are_built_by_name_and_unknown_names_are_refused():
+    assert isinstance(build_encoder("mlp", (1, 28, 28), latent_size=7), MLPEncoder)
+    assert build_encoder("conv", (3, 32, 32), width=2)(torch.rand(1, 3, 32, 32)).shape == (1, 8)
+    with pytest.raises(UsageError, match="encoder"):
+        build_encoder("resnet", (1, 28, 28))
