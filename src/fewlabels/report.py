@@ -300,6 +300,16 @@ def _chosen_rows(results: dict) -> list[list[str]]:
     return rows
 
 
+def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
+    """The report's tables in order, as (section title, header, rows), for both formats;
+    the results table always, the others when they have rows."""
+    tables = [("Results", HEADER, table_rows(results)),
+              ("Paired differences (same label draws)", PAIRED_HEADER, paired_rows(results)),
+              ("Hyperparameters chosen on the labeled validation split",
+               ["dataset", "arm", "labels", "seed", "chosen"], _chosen_rows(results))]
+    return [t for i, t in enumerate(tables) if i == 0 or t[2]]
+
+
 def reproducibility(results: dict) -> dict:
     """What is needed to run it again: code version, environment, seeds, data, config."""
     return {"environment": results["environment"], "seeds": results["seeds"],
@@ -325,14 +335,9 @@ def _markdown(results: dict, figures: list[tuple[str, str]]) -> str:
     parts = [f"# fewlabels — {', '.join(results['datasets'])}, preset `{results['preset']}`",
              "", _summary_line(results), "", "## Answers", ""]
     parts += [f"- {a}" for a in answers(results)]
-    parts += ["", "## Results", "", _markdown_table(HEADER, table_rows(results)), ""]
-    if results["paired"]:
-        parts += ["## Paired differences (same label draws)", "",
-                  _markdown_table(PAIRED_HEADER, paired_rows(results)), ""]
-    chosen = _chosen_rows(results)
-    if chosen:
-        parts += ["## Hyperparameters chosen on the labeled validation split", "",
-                  _markdown_table(["dataset", "arm", "labels", "seed", "chosen"], chosen), ""]
+    parts.append("")
+    for title, header, rows in _tables(results):
+        parts += [f"## {title}", "", _markdown_table(header, rows), ""]
     for title, name in figures:
         parts += [f"## {title}", "", f"![{title}]({name})", ""]
     parts += ["## Reproducibility", "", "```json",
@@ -359,15 +364,9 @@ def _html(results: dict, figures: list[tuple[str, str]], folder: Path) -> str:
     title = f"fewlabels — {', '.join(results['datasets'])}, preset {results['preset']}"
     sections = [f"<h1>{html.escape(title)}</h1>",
                 f"<p>{html.escape(_summary_line(results))}</p>", "<h2>Answers</h2><ul>",
-                *[f"<li>{_inline_markdown(a)}</li>" for a in answers(results)], "</ul>",
-                "<h2>Results</h2>", _html_table(HEADER, table_rows(results))]
-    if results["paired"]:
-        sections += ["<h2>Paired differences (same label draws)</h2>",
-                     _html_table(PAIRED_HEADER, paired_rows(results))]
-    chosen = _chosen_rows(results)
-    if chosen:
-        sections += ["<h2>Hyperparameters chosen on the labeled validation split</h2>",
-                     _html_table(["dataset", "arm", "labels", "seed", "chosen"], chosen)]
+                *[f"<li>{_inline_markdown(a)}</li>" for a in answers(results)], "</ul>"]
+    for t, header, rows in _tables(results):
+        sections += [f"<h2>{html.escape(t)}</h2>", _html_table(header, rows)]
     for t, name in figures:
         data = base64.b64encode((folder / name).read_bytes()).decode()
         sections.append(f"<h2>{html.escape(t)}</h2>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -13,9 +14,10 @@ DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
+@functools.cache
 def cpu_bf16_units() -> dict[str, bool]:
     """Which native bf16 matrix instructions the CPU has, as torch sees them: AMX tiles
-    (several times faster than fp32) and AVX-512 BF16 (about twice)."""
+    (several times faster than fp32) and AVX-512 BF16 (about twice). Asked once."""
     cpu = getattr(torch, "cpu", None)
     found = {}
     for name, probe in (("amx", "_is_amx_tile_supported"),
@@ -105,7 +107,7 @@ def environment(rt: Runtime) -> dict:
     env = {"torch": torch.__version__, "device": rt.device.type, "precision": rt.precision,
            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
            "python": platform.python_version(), "platform": platform.platform(),
-           "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "packages": versions}
+           "cpu": cpu_name(), "cpu_bf16": dict(cpu_bf16_units()), "packages": versions}
     if rt.device.type == "cuda":
         env["gpu"] = torch.cuda.get_device_name(rt.device)
     return env
