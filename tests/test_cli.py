@@ -168,6 +168,27 @@ def test_pretrain_rejects_an_unknown_method(capsys, tmp_path):
     assert code == 2 and "unknown method 'byol': choose one of" in err
 
 
+def test_pretrain_starts_from_a_preset_recipe_and_options_change_it(capsys, tmp_path, mnist):
+    out = tmp_path / "d.encoder"
+    code, printed, _ = run_cli(
+        capsys, "pretrain", "--preset", "default", "--epochs", "1", "--width", "4",
+        "--set", "pool=1024", "--set", "batch=512", "--set", "refine_rounds=1",
+        "--set", "refine_epochs=1", "--set", "self_label_epochs=1", "--out", str(out))
+    assert code == 0 and f"saved {out}: simclr on mnist" in printed
+    from fewlabels.pretrain import load_encoder
+
+    encoder, meta = load_encoder(out)
+    recipe = meta["pretrain"]
+    assert (recipe["method"], recipe["refine"], recipe["refine_options"]) == (
+        "simclr", "scan", {"clusters": 10})  # the preset's, where no option changed them
+    assert (recipe["epochs"], recipe["pool"], recipe["self_label_epochs"]) == (1, 1024, 1)
+    assert encoder.num_features == 16
+
+    code, _, err = run_cli(capsys, "pretrain", "--preset", "seed", "--out", str(out))
+    assert code == 2 and "use `fewlabels compare --preset seed`" in err
+    assert load_encoder(out)[1] == meta  # the refused call left the saved encoder alone
+
+
 def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
     out = tmp_path / "ssl"
     code, _, _ = run_cli(

@@ -93,12 +93,24 @@ def _cmd_methods(args) -> int:
 
 
 def _cmd_pretrain(args) -> int:
-    from .config import apply, parse_set
+    from .config import apply, load_preset, parse_set
     from .data import draw_labels, load_dataset
+    from .errors import UsageError
     from .pretrain import PretrainConfig, pretrain, save_encoder
     from .runtime import resolve
 
-    cfg = PretrainConfig(method=args.method)
+    if args.preset:
+        preset = load_preset(args.preset)
+        if preset.protocol != "ssl":
+            raise UsageError(f"preset {args.preset!r} pretrains an autoencoder for the "
+                             "notebook's protocol, not an encoder: use `fewlabels compare "
+                             f"--preset {args.preset}`, or a self-supervised preset such "
+                             "as --preset default")
+        cfg = preset.pretrain
+    else:
+        cfg = PretrainConfig()
+    if args.method:
+        cfg.method = args.method
     apply(cfg, parse_set(args.set or []))
     for key in ("epochs", "batch", "lr"):
         if getattr(args, key) is not None:
@@ -110,7 +122,7 @@ def _cmd_pretrain(args) -> int:
     ds = load_dataset(args.dataset, args.data_dir)
     monitor = draw_labels(ds.train_labels, 600, 0)
     encoder, _, history = pretrain(ds, cfg, rt, monitor_labels=monitor)
-    out = Path(args.out or f"{args.method}.encoder")
+    out = Path(args.out or f"{args.preset or cfg.method}.encoder")
     save_encoder(out, encoder, cfg, ds, history)
     knn = history.series("knn")[1]
     print(f"saved {out}: {cfg.method} on {ds.name}, {history.seconds:.1f} s, "
@@ -205,7 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.set_defaults(func=_cmd_methods)
 
     t = sub.add_parser("pretrain", help="self-supervised pretraining; saves the encoder")
-    t.add_argument("--method", default="vicreg", help="see `fewlabels methods`")
+    t.add_argument("--preset", help="start from a preset's pretraining recipe (default: "
+                   "SimCLR, then SCAN rounds and self-labelling); the options below change it")
+    t.add_argument("--method", help="see `fewlabels methods` (default: vicreg, or the "
+                   "preset's)")
     t.add_argument("--dataset", default="mnist")
     t.add_argument("--epochs", type=int)
     t.add_argument("--batch", type=int)
@@ -216,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto")
     t.add_argument("--precision", default="auto")
     t.add_argument("--data-dir")
-    t.add_argument("--out", help="where to write the encoder (default: METHOD.encoder)")
+    t.add_argument("--out", help="where to write the encoder (default: PRESET.encoder or "
+                   "METHOD.encoder)")
     t.set_defaults(func=_cmd_pretrain)
 
     r = sub.add_parser("probe", help="frozen linear probe of a saved encoder")
