@@ -21,6 +21,7 @@ import copy
 import json
 import math
 import time
+from collections.abc import Callable
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -52,6 +53,24 @@ def make_step(cfg, rt, channels_last: bool, pool):
         opt.step()
 
     return step
+
+
+def time_interleaved(calls: dict[str, Callable[[], None]], rounds: int, repeats: int,
+                     device: torch.device) -> dict[str, float]:
+    """Seconds each call took over ``rounds`` × ``repeats`` runs, after one warm-up run
+    each; the calls take turns round by round, so all see the same machine load."""
+    for call in calls.values():
+        call()
+    seconds = dict.fromkeys(calls, 0.0)
+    for _ in range(rounds):
+        for name, call in calls.items():
+            t = time.perf_counter()
+            for _ in range(repeats):
+                call()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds[name] += time.perf_counter() - t
+    return seconds
 
 
 def split_by_convolutions(step, batches) -> dict:
@@ -89,22 +108,22 @@ def heaviest_convolution(encoder, fast_rt, base_rt, images: int, steps: int) -> 
 
     conv = max(shapes, key=cost)
     x = torch.randn(images, *shapes[conv][0], device=fast_rt.device)
-    paths = {"optimised": (fast_rt, torch.channels_last), "baseline": (base_rt,
-                                                                      torch.contiguous_format)}
-    seconds = dict.fromkeys(paths, 0.0)
+
+    def forward_backward(rt, layout):
+        layer = copy.deepcopy(conv).to(memory_format=layout)
+        inp = x.contiguous(memory_format=layout).requires_grad_(True)
+
+        def call():
+            with rt.autocast():
+                out = layer(inp)
+            out.float().sum().backward()
+
+        return call
+
     rounds = 3
-    for round_ in range(rounds + 1):  # the first round warms up
-        for name, (rt, layout) in paths.items():
-            layer = copy.deepcopy(conv).to(memory_format=layout)
-            inp = x.contiguous(memory_format=layout).requires_grad_(True)
-            t = time.perf_counter()
-            for _ in range(steps):
-                with rt.autocast():
-                    out = layer(inp)
-                out.float().sum().backward()
-            if rt.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds[name] += (time.perf_counter() - t) if round_ else 0.0
+    seconds = time_interleaved({"optimised": forward_backward(fast_rt, torch.channels_last),
+                                "baseline": forward_backward(base_rt, torch.contiguous_format)},
+                               rounds, steps, fast_rt.device)
     # forward, then the backward's two products of the same size (input and weight grads)
     flops = 3 * 2 * cost(conv) * images * steps * rounds
     out = shapes[conv][1]
@@ -129,17 +148,12 @@ def main() -> None:
     steps = {"optimised": make_step(cfg, fast_rt, True, pool),
              "baseline": make_step(cfg, base_rt, False, pool)}
     g = torch.Generator().manual_seed(0)
-    seconds = dict.fromkeys(steps, 0.0)
-    for step in steps.values():  # warm-up
-        step(torch.randint(0, len(pool), (args.batch,), generator=g))
-    for _ in range(args.rounds):  # interleave so both see the same machine load
-        for name, step in steps.items():
-            t = time.perf_counter()
-            for _ in range(args.steps):
-                step(torch.randint(0, len(pool), (args.batch,), generator=g))
-            if fast_rt.device.type == "cuda":
-                torch.cuda.synchronize()
-            seconds[name] += time.perf_counter() - t
+
+    def on_a_random_batch(step):
+        return lambda: step(torch.randint(0, len(pool), (args.batch,), generator=g))
+
+    seconds = time_interleaved({k: on_a_random_batch(step) for k, step in steps.items()},
+                               args.rounds, args.steps, fast_rt.device)
     images = args.rounds * args.steps * args.batch
     rate = {k: images / v for k, v in seconds.items()}
     with FlopCounterMode(display=False) as counter:

@@ -95,7 +95,6 @@ def _cmd_methods(args) -> int:
 def _cmd_pretrain(args) -> int:
     from .config import apply, load_preset, parse_set
     from .data import draw_labels, load_dataset
-    from .errors import UsageError
     from .pretrain import PretrainConfig, pretrain, save_encoder
     from .runtime import resolve
 
