@@ -19,7 +19,10 @@ done
 python3 - "$out" <<'PY'
 import sys
 from fewlabels import AutoEncoder
-ae = AutoEncoder.load(f"{sys.argv[1]}/seed/mnist.autoencoder", "cuda")
+ae = AutoEncoder(device="cuda")
+ae.train(200, batch=0.05, progress=False)
+ae.save(f"{sys.argv[1]}/model")
+ae = AutoEncoder.load(f"{sys.argv[1]}/model.autoencoder", "cuda")
 assert next(ae.encoder.parameters()).is_cuda
 clf = ae.to_classifier(train_size=600, lr=0.05)
 clf.train(epochs=50, batch=0.5, optimize_encoder=False, progress=False)

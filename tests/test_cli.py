@@ -7,8 +7,8 @@ import torch
 
 from fewlabels.cli import main
 
-TINY = ["--pretrain-steps", "5", "--epochs", "2", "--set", "feature_map=60",
-        "--set", "ceiling.epochs=1"]
+TINY = ["--pretrain-epochs", "0.05", "--epochs", "2", "--set", "feature_map=60",
+        "--set", "ceiling.epochs=1", "--set", "pretrain.pool=2000"]
 
 
 def run_cli(capsys, *argv):
@@ -22,24 +22,26 @@ def run_cli(capsys, *argv):
     (["--labels", "60001"], "label budget '60001' is out of range"),
     (["--labels", "lots"], "label budget 'lots' is not a number"),
     (["--set", "probe.lr=0"], "probe.lr=0.0 is not allowed: it must be a positive number"),
-    (["--set", "supervised.lr=-0.1"], "supervised.lr=-0.1 is not allowed"),
-    (["--set", "autoencoder.lr=-1"], "autoencoder.lr=-1.0 is not allowed"),
+    (["--set", "supervised.lrs=-0.1"], "supervised.lrs=-0.1 is not allowed"),
+    (["--set", "pretrain.lr=-1"], "pretrain.lr=-1.0 is not allowed"),
     (["--epochs", "0"], "epochs=0 is not allowed: it must be a positive integer"),
     (["--epochs", "-5"], "epochs=-5 is not allowed"),
-    (["--latent-size", "0"], "latent_size=0 is not allowed: it must be a positive integer"),
+    (["--preset", "seed", "--latent-size", "0"],
+     "pretrain.encoder_options.latent_size=0 is not allowed: it must be a positive integer"),
+    (["--latent-size", "16"], "--latent-size sets the MLP encoder's code width"),
     (["--dataset", "cifar10"],
      "unknown dataset 'cifar10': choose one of fashion-mnist, mnist, mnist-hard"),
     (["--preset", "best"], "unknown preset 'best': choose one of default, seed"),
     (["--arms", "probe", "forest"], "unknown arm 'forest': choose one of"),
     (["--set", "probe.momentum=0.9"], "unknown setting 'probe.momentum'"),
-    (["--pretrained", "missing.autoencoder"], "checkpoint 'missing.autoencoder' does not exist"),
+    (["--pretrained", "missing.encoder"], "checkpoint 'missing.encoder' does not exist"),
 ])
 def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, message):
     code, out, err = run_cli(capsys, "compare", "--out", str(tmp_path / "run"), *TINY, *argv)
     assert code == 2
     assert message in err
     assert err.startswith("fewlabels: error: ") and err.count("\n") == 1
-    assert not (tmp_path / "run" / "results.json").exists()
+    assert not (tmp_path / "run").exists(), "a refused run leaves no folder"
 
 
 def test_cuda_without_a_gpu_exits_2(capsys, tmp_path, monkeypatch):
@@ -117,7 +119,7 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     assert results["config"]["preset"] == "seed" and results["config"]["seeds"] == [0, 1]
     for name in ("report.md", "report.html", "config.json", "metrics.jsonl",
                  "accuracy_vs_labels.png", "gains.png", "confusion-mnist.png",
-                 "features-mnist.png", "reconstructions-mnist.png", "mnist.autoencoder",
+                 "features-mnist.png", "reconstructions-mnist.png", "mnist.encoder",
                  "labels/mnist-100-seed0.json"):
         assert (out / name).is_file(), name
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
@@ -146,10 +148,10 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     assert code == 2 and "already holds a finished run" in err
     assert json.loads((out / "results.json").read_text()) == results
 
-    # a saved autoencoder can be reused instead of pretraining again
+    # a saved encoder can be reused instead of pretraining again
     code, _, _ = run_cli(capsys, "compare", "--preset", "seed", "--arms", "probe", "--labels", "50",
                          "--seeds", "0",
-                         "--pretrained", str(out / "mnist.autoencoder"),
+                         "--pretrained", str(out / "mnist.encoder"),
                          "--out", str(tmp_path / "reuse"), *TINY)
     assert code == 0
     reuse = json.loads((tmp_path / "reuse" / "results.json").read_text())
@@ -165,7 +167,7 @@ def test_methods_lists_the_registry(capsys):
 
 def test_pretrain_rejects_an_unknown_method(capsys, tmp_path):
     code, _, err = run_cli(capsys, "pretrain", "--method", "byol", "--out", str(tmp_path / "x"))
-    assert code == 2 and "unknown method 'byol': choose one of" in err
+    assert code == 2 and "unknown pretrain.method 'byol': choose one of" in err
 
 
 def test_pretrain_starts_from_a_preset_recipe_and_options_change_it(capsys, tmp_path, mnist):
@@ -174,7 +176,7 @@ def test_pretrain_starts_from_a_preset_recipe_and_options_change_it(capsys, tmp_
         capsys, "pretrain", "--preset", "default", "--epochs", "1", "--width", "4",
         "--set", "pool=1024", "--set", "batch=512", "--set", "refine_rounds=1",
         "--set", "refine_epochs=1", "--set", "self_label_epochs=1", "--out", str(out))
-    assert code == 0 and f"saved {out}: simclr on mnist" in printed
+    assert code == 0 and f"saved {out}: simclr+scan+self-label on mnist" in printed
     from fewlabels.pretrain import load_encoder
 
     encoder, meta = load_encoder(out)
@@ -184,9 +186,18 @@ def test_pretrain_starts_from_a_preset_recipe_and_options_change_it(capsys, tmp_
     assert (recipe["epochs"], recipe["pool"], recipe["self_label_epochs"]) == (1, 1024, 1)
     assert encoder.num_features == 16
 
-    code, _, err = run_cli(capsys, "pretrain", "--preset", "seed", "--out", str(out))
-    assert code == 2 and "use `fewlabels compare --preset seed`" in err
+    code, _, err = run_cli(capsys, "pretrain", "--preset", "seed", "--width", "8",
+                           "--out", str(out))
+    assert code == 2 and "--width sets the conv encoder's width" in err
     assert load_encoder(out)[1] == meta  # the refused call left the saved encoder alone
+
+    # the notebook's recipe is a preset like any other: an MLP autoencoder
+    seed_out = tmp_path / "seed.encoder"
+    code, printed, _ = run_cli(capsys, "pretrain", "--preset", "seed", "--epochs", "0.05",
+                               "--out", str(seed_out))
+    assert code == 0 and f"saved {seed_out}: autoencoder on mnist" in printed
+    encoder, meta = load_encoder(seed_out)
+    assert meta["encoder"] == "mlp" and encoder.num_features == 10
 
 
 def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
@@ -197,7 +208,7 @@ def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
         "--set", "pretrain.refine_rounds=1", "--set", "pretrain.refine_epochs=1",
         "--set", "pretrain.batch=2000", "--set", "pretrain.encoder_options.width=4",
         "--set", "pretrain.self_label_epochs=1", "--set", "feature_map=60",
-        "--set", "linear_probe.epochs=5", "--set", "from_scratch.epochs=2",
+        "--set", "probe.epochs=5", "--set", "supervised.epochs=2",
         "--out", str(out))
     assert code == 0
     results = json.loads((out / "results.json").read_text())
@@ -209,3 +220,64 @@ def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
     code, printed, _ = run_cli(capsys, "probe", "--encoder", str(out / "mnist.encoder"),
                                "--labels", "100", "--seeds", "0", "--epochs", "5")
     assert code == 0 and "seed 0: 100 labels, probe test accuracy" in printed
+
+
+# Every compare flag, under both presets: it changes what it names, or is refused.
+FLAGS = [
+    (["--dataset", "fashion-mnist"], lambda c: c.datasets == ["fashion-mnist"]),
+    (["--labels", "100", "1%"], lambda c: c.labels == ["100", "1%"]),
+    (["--seeds", "4", "5"], lambda c: c.seeds == [4, 5]),
+    (["--arms", "probe", "ceiling"], lambda c: c.arms == ["probe", "ceiling"]),
+    (["--label-sampling", "random"], lambda c: c.label_sampling == "random"),
+    (["--device", "cpu"], lambda c: c.device == "cpu"),
+    (["--precision", "fp32"], lambda c: c.precision == "fp32"),
+    (["--epochs", "7"], lambda c: c.supervised.epochs == 7 and c.probe.epochs == 7),
+    (["--pretrain-epochs", "0.5"], lambda c: c.pretrain.epochs == 0.5),
+    (["--set", "probe.lr=0.2"], lambda c: c.probe.lr == 0.2),
+    (["--tune", "3"], lambda c: c.tune == 3),
+    (["--quick"], lambda c: c.quick and c.probe.epochs <= 50 and c.pretrain.epochs <= 12),
+]
+
+
+@pytest.mark.parametrize("preset", ["seed", "default"])
+@pytest.mark.parametrize("flag, holds", FLAGS, ids=[f[0][0] for f in FLAGS])
+def test_every_config_flag_acts_under_every_preset(preset, flag, holds):
+    from fewlabels.cli import build_parser, compare_config
+    from fewlabels.config import load_preset
+
+    cfg = compare_config(build_parser().parse_args(["compare", "--preset", preset, *flag]))
+    assert holds(cfg) and not holds(load_preset(preset))
+
+
+def test_latent_size_sets_the_mlp_code_and_is_refused_for_the_conv_encoder(capsys, tmp_path):
+    from fewlabels.cli import build_parser, compare_config
+
+    cfg = compare_config(build_parser().parse_args(
+        ["compare", "--preset", "seed", "--latent-size", "16"]))
+    assert cfg.pretrain.encoder_options["latent_size"] == 16
+    code, _, err = run_cli(capsys, "compare", "--preset", "default", "--latent-size", "16",
+                           "--out", str(tmp_path / "run"))
+    assert code == 2 and "use --set pretrain.encoder_options.width=N" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("preset", ["seed", "default"])
+def test_run_flags_act_under_every_preset(capsys, tmp_path, mnist, preset):
+    """--data-dir, --tensorboard, --out and --pretrained, on a tiny run of each preset."""
+    from fewlabels.data import cache_dir
+
+    tiny = ["--preset", preset, "--quick", "--labels", "100", "--seeds", "0", "--arms",
+            "probe", "supervised", *TINY]
+    first = tmp_path / "first"
+    code, _, _ = run_cli(capsys, "compare", *tiny, "--data-dir", str(cache_dir() / "mnist"),
+                         "--tensorboard", "--out", str(first))
+    assert code == 0
+    results = json.loads((first / "results.json").read_text())
+    assert results["data"]["mnist"]["source"].startswith("data dir ")
+    assert list((first / "tensorboard").glob("events.out.tfevents.*"))
+    assert results["pretrain_seconds"]["mnist"] > 0
+    code, _, _ = run_cli(capsys, "compare", *tiny, "--pretrained", str(first / "mnist.encoder"),
+                         "--out", str(tmp_path / "again"))
+    assert code == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["pretrain_seconds"] == {"mnist": 0}

@@ -1,16 +1,25 @@
 import pytest
 
-from fewlabels.config import load_preset, parse_set, presets
+from fewlabels.arms import ARMS
+from fewlabels.config import CompareConfig, load_preset, parse_set, presets
 from fewlabels.errors import UsageError
 
 
 def test_seed_preset_is_the_notebook_protocol():
     cfg = load_preset("seed")
-    ae = cfg.autoencoder
-    assert (ae.train_size, ae.latent_size, ae.lr, ae.steps, ae.batch) == (0.8, 10, 0.003, 2000,
-                                                                         0.05)
-    assert (cfg.supervised.lr, cfg.supervised.epochs, cfg.supervised.batch) == (0.002, 700, 0.4)
-    assert (cfg.probe.lr, cfg.probe.epochs, cfg.probe.batch) == (0.05, 700, 0.5)
+    p = cfg.pretrain
+    assert (p.method, p.encoder, p.encoder_options) == (
+        "autoencoder", "mlp", {"hidden": [512, 128], "latent_size": 10})
+    # 2000 steps of 2,400 images (5% of the 48,000 kept when 20% of the pool is held out)
+    assert (p.val_fraction, p.lr, p.batch, p.epochs * 48_000 / p.batch) == (0.2, 0.003, 2400,
+                                                                           2000)
+    assert (p.weight_decay, p.schedule) == (0, "constant")
+    s = cfg.supervised
+    assert (s.lrs, s.epochs, s.batch, s.weight_decay, s.schedule, s.augment) == (
+        [0.002], 700, 0.4, 0, "constant", False)
+    q = cfg.probe
+    assert (q.lr, q.epochs, q.batch, q.weight_decays, q.standardize) == (
+        0.05, 700, 0.5, [0], False)
     assert cfg.labels == ["600"] and cfg.datasets == ["mnist"]
 
 
@@ -20,24 +29,95 @@ def test_every_preset_loads():
         assert load_preset(name).preset == name
 
 
+def test_every_arm_has_its_own_validated_section():
+    cfg = CompareConfig()
+    for arm in ARMS.values():
+        section = getattr(cfg, arm.section)
+        assert section.validate(f"{arm.section}.") is section
+
+
 def test_overrides_are_typed():
-    cfg = load_preset("seed", parse_set(["probe.lr=0.1", "autoencoder.hidden=64,32",
-                                         "supervised.epochs=5"]))
-    assert cfg.probe.lr == 0.1 and cfg.autoencoder.hidden == [64, 32]
-    assert cfg.supervised.epochs == 5
+    cfg = load_preset("seed", parse_set(["probe.lr=0.1", "pretrain.encoder_options.hidden=64,32",
+                                         "supervised.epochs=5", "pretrain.epochs=0.5"]))
+    assert cfg.probe.lr == 0.1 and cfg.pretrain.encoder_options["hidden"] == [64, 32]
+    assert cfg.supervised.epochs == 5 and cfg.pretrain.epochs == 0.5
 
 
 def test_method_options_from_the_command_line_are_read_as_yaml_scalars():
     cfg = load_preset("default", parse_set([
-        "pretrain.refine_options.clusters=12", "pretrain.options.temperature=0.5",
-        "pretrain.options.name=abc"]))
+        "pretrain.refine_options.clusters=12", "pretrain.options.temperature=0.5"]))
     assert cfg.pretrain.refine_options == {"clusters": 12}
-    assert cfg.pretrain.options == {"temperature": 0.5, "name": "abc"}
+    assert cfg.pretrain.options == {"temperature": 0.5}
 
 
 @pytest.mark.parametrize("items, message", [
     (["probe.lr"], "is not KEY=VALUE"), (["probe.epochs=2.5"], "not a whole number"),
-    (["probe.lr=fast"], "not a number"), (["nope=1"], "unknown setting 'nope'")])
+    (["probe.lr=fast"], "not a number"), (["nope=1"], "unknown setting 'nope'"),
+    (["probe.standardize=maybe"], "'probe.standardize': 'maybe' is not a boolean")])
 def test_bad_overrides(items, message):
     with pytest.raises(UsageError, match=message):
         load_preset("seed", parse_set(items))
+
+
+# one bad value per key: the error names the key (and so the fix)
+BAD = [
+    ("labels=0", "label budget '0' is out of range"),
+    ("seeds=", "no seeds given"),
+    ("label_sampling=stratified", "unknown label_sampling 'stratified'"),
+    ("device=tpu", "unknown device 'tpu'"),
+    ("precision=fp8", "unknown precision 'fp8'"),
+    ("tune=-1", "tune=-1 is not allowed"),
+    ("feature_map=-5", "feature_map=-5 is not allowed"),
+    ("pretrain.method=byol", "unknown pretrain.method 'byol'"),
+    ("pretrain.encoder=resnet", "unknown pretrain.encoder 'resnet'"),
+    ("pretrain.encoder_options.width=0", "pretrain.encoder_options.width=0 is not allowed"),
+    ("pretrain.encoder_options.depth=3", "unknown setting 'pretrain.encoder_options.depth'"),
+    ("pretrain.epochs=0", "pretrain.epochs=0.0 is not allowed"),
+    ("pretrain.batch=0", "pretrain.batch=0 is not allowed"),
+    ("pretrain.lr=0", "pretrain.lr=0.0 is not allowed"),
+    ("pretrain.weight_decay=-1", "pretrain.weight_decay=-1.0 is not allowed"),
+    ("pretrain.warmup_epochs=-1", "pretrain.warmup_epochs=-1.0 is not allowed"),
+    ("pretrain.schedule=step", "unknown pretrain.schedule 'step'"),
+    ("pretrain.pool=-1", "pretrain.pool=-1 is not allowed"),
+    ("pretrain.val_fraction=1", "pretrain.val_fraction=1.0 is out of range"),
+    ("pretrain.refine=byol", "unknown pretrain.refine 'byol'"),
+    ("pretrain.refine_lr=0", "pretrain.refine_lr=0.0 is not allowed"),
+    ("pretrain.refine_rounds=0", "pretrain.refine_rounds=0 is not allowed"),
+    ("pretrain.neighbors=0", "pretrain.neighbors=0 is not allowed"),
+    ("pretrain.self_label_threshold=1.5", "pretrain.self_label_threshold=1.5 is out of range"),
+    ("pretrain.options.temperature=0", "pretrain.options.temperature=0 is not allowed"),
+    ("pretrain.options.projection_dim=0", "pretrain.options.projection_dim=0 is not allowed"),
+    ("pretrain.options.momentum=0.9", "unknown setting 'pretrain.options.momentum'"),
+    ("pretrain.refine_options.clusters=1", "pretrain.refine_options.clusters=1 is not allowed"),
+    ("pretrain.refine_options.entropy_weight=-1",
+     "pretrain.refine_options.entropy_weight=-1 is not allowed"),
+    ("pretrain.augment.rotate=-5", "pretrain.augment.rotate=-5.0 is not allowed"),
+    ("pretrain.augment.scale=1.5", "pretrain.augment.scale=1.5 is out of range"),
+    ("pretrain.augment.erase=2", "pretrain.augment.erase=2.0 is out of range"),
+    ("pretrain.augment.elastic_grid=0", "pretrain.augment.elastic_grid=0 is not allowed"),
+    ("probe.epochs=0", "probe.epochs=0 is not allowed"),
+    ("probe.lr=-1", "probe.lr=-1.0 is not allowed"),
+    ("probe.batch=0", "probe.batch=0.0 is not allowed"),
+    ("probe.weight_decays=-0.1", "probe.weight_decays=-0.1 is not allowed"),
+    ("probe.val_fraction=0", "probe.val_fraction=0.0 is out of range"),
+    ("supervised.epochs=0", "supervised.epochs=0 is not allowed"),
+    ("supervised.batch=1.5", "supervised.batch=1.5 is not allowed"),
+    ("supervised.lrs=0", "supervised.lrs=0.0 is not allowed"),
+    ("supervised.weight_decay=-1", "supervised.weight_decay=-1.0 is not allowed"),
+    ("supervised.schedule=linear", "unknown supervised.schedule 'linear'"),
+    ("ceiling.epochs=0", "ceiling.epochs=0 is not allowed"),
+    ("pixels_logreg.c=0", "pixels_logreg.c=0.0 is not allowed"),
+    ("pixels_knn.k=0", "pixels_knn.k=0 is not allowed"),
+]
+
+
+@pytest.mark.parametrize("item, message", BAD, ids=[b[0] for b in BAD])
+def test_every_key_is_validated(item, message):
+    with pytest.raises(UsageError) as e:
+        load_preset("default", parse_set([item]))
+    assert message in str(e.value)
+
+
+def test_self_labelling_needs_a_scan_stage():
+    with pytest.raises(UsageError, match="pretrain.self_label_epochs=2 needs a SCAN refine"):
+        load_preset("default", parse_set(["pretrain.refine="]))

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from fewlabels import AutoEncoder, Classifier
+from fewlabels.data import to_uint8
 from fewlabels.errors import UsageError
-from fewlabels.plots import to_uint8
 
 
 def test_saturated_inputs_never_wrap_in_reconstructions(mnist_slice):

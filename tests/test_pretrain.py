@@ -46,7 +46,7 @@ def test_refine_stage_mines_neighbors_and_continues_the_history(mnist_slice):
 @pytest.mark.parametrize("fields, words", [
     ({"self_label_epochs": 1}, "needs a SCAN refine stage"),
     ({"refine": "scan", "refine_epochs": 1, "self_label_epochs": 1,
-      "self_label_threshold": 1.5}, "must lie in (0, 1)"),
+      "self_label_threshold": 1.5}, "is out of range: use a fraction in (0, 1)"),
 ])
 def test_self_label_settings_are_checked_before_training(fields, words):
     with pytest.raises(UsageError, match=re.escape(words)):

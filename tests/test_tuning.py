@@ -2,11 +2,11 @@ import dataclasses
 
 import pytest
 
+from fewlabels.arms import ARMS
 from fewlabels.config import load_preset
 from fewlabels.data import draw_labels
 from fewlabels.encoders import ConvEncoder
-from fewlabels.experiment import ARM_RUNNERS
-from fewlabels.tuning import SPACES, tune
+from fewlabels.tuning import apply_trial, tune
 
 
 class Forbidden:
@@ -22,26 +22,22 @@ class Forbidden:
         raise AssertionError("the test set was read during tuning (len)")
 
 
-def run_arm(arm, view, train, seed, cfg, model):
-    return ARM_RUNNERS[arm](view, train, seed, cfg, model).predictions
-
-
-@pytest.mark.parametrize("arm", sorted(SPACES))
+@pytest.mark.parametrize("arm", sorted(name for name, a in ARMS.items() if a.space))
 def test_tuning_never_reads_the_test_set_and_resumes(mnist, tmp_path, arm):
     ds = dataclasses.replace(mnist.subset(train=3000), test_images=Forbidden(),
                              test_labels=Forbidden())
     cfg = load_preset("default", {"device": "cpu", "precision": "fp32",
                                   "pretrain": {"encoder_options": {"width": 4}},
-                                  "from_scratch": {"epochs": 2},
-                                  "linear_probe": {"epochs": 5}})
+                                  "supervised": {"epochs": 2},
+                                  "probe": {"epochs": 5}})
     labeled = draw_labels(ds.train_labels, 100, 0)
     encoder = ConvEncoder(width=4).eval()
     db = tmp_path / "tuning.db"
-    chosen, info = tune(arm, ds, labeled, 0, cfg, encoder, run_arm, 2, db, f"t-{arm}")
+    chosen, info = tune(arm, ds, labeled, 0, cfg, encoder, 2, db, f"t-{arm}")
     assert info["trials"] == 2 and 0 <= info["val_accuracy"] <= 1 and info["params"]
     assert chosen is not cfg and chosen.pretrain == cfg.pretrain
     # a second call with a larger budget resumes the stored study: one more trial
-    _, again = tune(arm, ds, labeled, 0, cfg, encoder, run_arm, 3, db, f"t-{arm}")
+    _, again = tune(arm, ds, labeled, 0, cfg, encoder, 3, db, f"t-{arm}")
     assert again["trials"] == 3 and again["val_accuracy"] >= info["val_accuracy"]
 
 
@@ -49,7 +45,7 @@ def test_chosen_values_land_in_the_config():
     import optuna
 
     cfg = load_preset("default")
-    SPACES["probe"](optuna.trial.FixedTrial({"lr": 0.02, "weight_decay": 1e-3,
-                                             "epochs": 200}), cfg)
-    assert cfg.linear_probe.lr == 0.02 and cfg.linear_probe.weight_decays == [1e-3]
-    assert cfg.linear_probe.epochs == 200
+    apply_trial("probe", optuna.trial.FixedTrial({"lr": 0.02, "weight_decay": 1e-3,
+                                                  "epochs": 200}), cfg)
+    assert cfg.probe.lr == 0.02 and cfg.probe.weight_decays == [1e-3]
+    assert cfg.probe.epochs == 200

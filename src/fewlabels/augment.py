@@ -37,6 +37,24 @@ class AugmentConfig:
     invert: float = 0.5
 
 
+def check_augment(where: str, cfg: AugmentConfig) -> None:
+    """Raise UsageError naming the first field of ``cfg`` out of its range."""
+    from .errors import UsageError, check_fraction, check_non_negative, check_positive
+
+    for name in ("rotate", "scale", "shear", "translate", "elastic", "noise", "colour"):
+        check_non_negative(where + name, getattr(cfg, name))
+    if cfg.scale >= 1:
+        raise UsageError(f"{where}scale={cfg.scale!r} is out of range: use [0, 1), "
+                         "the zoom then lies in [1 - scale, 1 + scale]")
+    check_positive(where + "elastic_grid", cfg.elastic_grid, integer=True)
+    for name in ("erase", "grayscale", "invert"):
+        check_fraction(where + name, getattr(cfg, name), zero=True, one=True)
+    low, high = cfg.erase_area
+    if not 0 < low <= high <= 1:
+        raise UsageError(f"{where}erase_area={list(cfg.erase_area)!r} is out of range: "
+                         "give two fractions of the image, 0 < low <= high <= 1")
+
+
 def _uniform(n, low, high, g, device):
     return torch.rand(n, generator=g, device=device) * (high - low) + low
 

@@ -43,9 +43,12 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, meta: di
     return path
 
 
-def load(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Load a ``kind`` checkpoint; a missing, corrupt or foreign file is a UsageError."""
+def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict]:
+    """Load a checkpoint of ``kind`` (or of any of several kinds); a missing, corrupt or
+    foreign file is a UsageError."""
     path = Path(path)
+    kinds = (kind,) if isinstance(kind, str) else kind
+    kind = kinds[0]
     if not path.is_file():
         raise UsageError(f"checkpoint {str(path)!r} does not exist: give the path of a file "
                          f"written by save() (e.g. model.{kind})")
@@ -59,7 +62,8 @@ def load(path: str | Path, kind: str) -> tuple[dict[str, torch.Tensor], dict]:
     if header.get("format") != FORMAT:
         raise UsageError(f"{str(path)!r} is not a fewlabels checkpoint "
                          f"(format {header.get('format')!r}, expected {FORMAT!r})")
-    if header.get("kind") != kind:
-        raise UsageError(f"{str(path)!r} holds a {header.get('kind')!r}, not a {kind!r}: "
+    if header.get("kind") not in kinds:
+        wanted = " or ".join(repr(k) for k in kinds)
+        raise UsageError(f"{str(path)!r} holds a {header.get('kind')!r}, not a {wanted}: "
                          f"load it with the matching class")
     return tensors, json.loads(header["meta"])

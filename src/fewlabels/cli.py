@@ -24,10 +24,11 @@ def _cmd_data(args) -> int:
     return 0
 
 
-def _cmd_compare(args) -> int:
+def compare_config(args):
+    """The comparison's config from the parsed command line: the preset, then ``--set``,
+    then the dedicated flags, then ``--quick``; validated. A flag the preset cannot honour
+    is refused."""
     from .config import load_preset, parse_set, quick
-    from .experiment import compare
-    from .report import format_table
 
     overrides = parse_set(args.set or [])
     for key in ("datasets", "labels", "seeds", "arms", "device", "precision", "label_sampling",
@@ -35,16 +36,28 @@ def _cmd_compare(args) -> int:
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
+    cfg = load_preset(args.preset, overrides, validate=False)
     if args.epochs is not None:
-        for arm in ("supervised", "probe"):
-            overrides.setdefault(arm, {})["epochs"] = args.epochs
-    if args.pretrain_steps is not None:
-        overrides.setdefault("autoencoder", {})["steps"] = args.pretrain_steps
+        cfg.supervised.epochs = cfg.probe.epochs = args.epochs
+    if args.pretrain_epochs is not None:
+        cfg.pretrain.epochs = args.pretrain_epochs
     if args.latent_size is not None:
-        overrides.setdefault("autoencoder", {})["latent_size"] = args.latent_size
-    cfg = load_preset(args.preset, overrides)
+        if cfg.pretrain.encoder != "mlp":
+            raise UsageError(f"--latent-size sets the MLP encoder's code width, but preset "
+                             f"{cfg.preset!r} uses the {cfg.pretrain.encoder} encoder: use "
+                             "--set pretrain.encoder_options.width=N, or --preset seed")
+        cfg.pretrain.encoder_options = {**cfg.pretrain.encoder_options,
+                                        "latent_size": args.latent_size}
     if args.quick:
-        cfg = quick(cfg).validate()
+        cfg = quick(cfg)
+    return cfg.validate()
+
+
+def _cmd_compare(args) -> int:
+    from .experiment import compare
+    from .report import format_table
+
+    cfg = compare_config(args)
     out = Path(args.out) if args.out else Path("runs") / time.strftime(
         f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
     if (out / "results.json").exists():
@@ -98,23 +111,18 @@ def _cmd_pretrain(args) -> int:
     from .pretrain import PretrainConfig, pretrain, save_encoder
     from .runtime import resolve
 
-    if args.preset:
-        preset = load_preset(args.preset)
-        if preset.protocol != "ssl":
-            raise UsageError(f"preset {args.preset!r} pretrains an autoencoder for the "
-                             "notebook's protocol, not an encoder: use `fewlabels compare "
-                             f"--preset {args.preset}`, or a self-supervised preset such "
-                             "as --preset default")
-        cfg = preset.pretrain
-    else:
-        cfg = PretrainConfig()
+    cfg = load_preset(args.preset).pretrain if args.preset else PretrainConfig()
     if args.method:
         cfg.method = args.method
-    apply(cfg, parse_set(args.set or []))
+    sets = parse_set(args.set or [])
+    apply(cfg, {**sets.pop("pretrain", {}), **sets}, "pretrain.")
     for key in ("epochs", "batch", "lr"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     if args.width is not None:
+        if cfg.encoder != "conv":
+            raise UsageError(f"--width sets the conv encoder's width, but this recipe uses the "
+                             f"{cfg.encoder} encoder: use --set encoder_options.latent_size=N")
         cfg.encoder_options = {**cfg.encoder_options, "width": args.width}
     cfg.validate()
     rt = resolve(args.device, args.precision)
@@ -124,7 +132,7 @@ def _cmd_pretrain(args) -> int:
     out = Path(args.out or f"{args.preset or cfg.method}.encoder")
     save_encoder(out, encoder, cfg, ds, history)
     knn = history.series("knn")[1]
-    print(f"saved {out}: {cfg.method} on {ds.name}, {history.seconds:.1f} s, "
+    print(f"saved {out}: {cfg.name()} on {ds.name}, {history.seconds:.1f} s, "
           f"kNN on the labeled validation split {knn[-1]:.4f}" if knn else f"saved {out}")
     return 0
 
@@ -161,7 +169,7 @@ def _cmd_probe(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .config import ARMS
+    from .arms import ARMS
 
     p = argparse.ArgumentParser(prog="fewlabels", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -183,18 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", nargs="+",
                    help="label budgets, e.g. 100 600 1000 6000 all (also 1%%, 0.01)")
     c.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
-    c.add_argument("--arms", nargs="+", help=f"subset of {' '.join(ARMS)}")
+    c.add_argument("--arms", nargs="+", help="which arms to run (default: all): " + "; ".join(
+        f"{name}: {arm.about}" for name, arm in ARMS.items()))
     c.add_argument("--label-sampling", help="balanced | random (default: balanced)")
     c.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     c.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
     c.add_argument("--epochs", type=int,
-                   help="epochs of the seed protocol's supervised and probe arms")
-    c.add_argument("--pretrain-steps", type=int, help="autoencoder optimizer steps")
-    c.add_argument("--latent-size", type=int, help="autoencoder code width")
+                   help="epochs of the supervised and probe arms (the ceiling keeps its own)")
+    c.add_argument("--pretrain-epochs", type=float,
+                   help="epochs of pretraining's first stage (a fraction is part of one)")
+    c.add_argument("--latent-size", type=int,
+                   help="code width of the MLP encoder (preset seed; refused for the conv "
+                        "encoder, whose width is set with --set pretrain.encoder_options."
+                        "width=N)")
     c.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any config field, e.g. --set probe.lr=0.1 (repeatable)")
-    c.add_argument("--pretrained", metavar="PATH", help="reuse a saved .autoencoder (notebook "
-                   "protocol) or .encoder (ssl protocol) instead of pretraining")
+    c.add_argument("--pretrained", metavar="PATH", help="reuse a saved .encoder (from "
+                   "`fewlabels pretrain` or a run folder) or .autoencoder (from the Python "
+                   "API) instead of pretraining")
     c.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
     c.add_argument("--tune", type=int, metavar="N",
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
@@ -217,16 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("pretrain", help="self-supervised pretraining; saves the encoder")
     t.add_argument("--preset", help="start from a preset's pretraining recipe (default: "
-                   "SimCLR, then SCAN rounds and self-labelling); the options below change it")
+                   "SimCLR, then SCAN rounds and self-labelling; seed: the notebook's "
+                   "autoencoder); the options below change it")
     t.add_argument("--method", help="see `fewlabels methods` (default: vicreg, or the "
                    "preset's)")
     t.add_argument("--dataset", default="mnist")
-    t.add_argument("--epochs", type=int)
+    t.add_argument("--epochs", type=float, help="epochs of the first stage (a fraction is "
+                   "part of one)")
     t.add_argument("--batch", type=int)
     t.add_argument("--lr", type=float)
     t.add_argument("--width", type=int, help="conv encoder width")
     t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any pretraining field, e.g. --set augment.elastic=0.03")
+                   help="any pretraining field, e.g. --set augment.elastic=0.03 (a leading "
+                        "'pretrain.' may be written or left out)")
     t.add_argument("--device", default="auto")
     t.add_argument("--precision", default="auto")
     t.add_argument("--data-dir")

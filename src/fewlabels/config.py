@@ -9,39 +9,19 @@ from importlib import resources
 
 import yaml
 
-from .errors import UsageError, check_choice, check_positive
+from .arms import ARMS, KNNConfig, LogRegConfig
+from .errors import UsageError, check_choice, check_non_negative
 from .evaluate import ProbeConfig, SupervisedConfig
 from .pretrain import PretrainConfig
-
-ARMS = ("supervised", "probe", "pixels-logreg", "pixels-knn", "ceiling")
-PROTOCOLS = ("notebook", "ssl")
-
-
-@dataclass
-class AutoEncoderConfig:
-    hidden: list[int] = field(default_factory=lambda: [512, 128])  # encoder hidden widths
-    latent_size: int = 10  # code width = the probe's input features
-    lr: float = 0.003  # Adam learning rate
-    steps: int = 2000  # optimizer steps (the notebook's "2000")
-    batch: float = 0.05  # fraction of the training split per step, or an int size
-    train_size: float = 0.8  # fraction of the unlabeled pool trained on; rest validates
-
-
-@dataclass
-class ArmConfig:
-    lr: float  # Adam learning rate
-    epochs: int  # passes over the labeled subset
-    batch: float  # fraction of the labeled subset per step, or an int size
-
-
-@dataclass
-class PixelsConfig:
-    logreg_c: float = 1.0  # inverse regularisation strength of the logistic regression
-    knn_k: int = 1  # neighbours in the k-nearest-neighbour vote
+from .runtime import DEVICES, PRECISIONS
 
 
 @dataclass
 class CompareConfig:
+    """Everything a comparison depends on. One section per arm, named as the arm is in
+    ``arms.ARMS`` (``pixels-knn`` → ``pixels_knn``), and one for pretraining; the defaults
+    are the ``default`` preset's, ``presets/seed.yaml`` turns them into the notebook's."""
+
     preset: str = "default"  # name of the preset this config came from
     datasets: list[str] = field(default_factory=lambda: ["mnist"])  # pretrained once each
     labels: list[str] = field(default_factory=lambda: ["600"])  # label budgets
@@ -50,62 +30,46 @@ class CompareConfig:
     label_sampling: str = "balanced"  # balanced | random
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
-    # notebook: the seed notebook's MLP AutoEncoder and Classifier (sections autoencoder,
-    # supervised, probe); ssl: a self-supervised method on a CNN (sections pretrain,
-    # linear_probe, from_scratch)
-    protocol: str = "notebook"
-    autoencoder: AutoEncoderConfig = field(default_factory=AutoEncoderConfig)
-    supervised: ArmConfig = field(default_factory=lambda: ArmConfig(0.002, 700, 0.4))
-    probe: ArmConfig = field(default_factory=lambda: ArmConfig(0.05, 700, 0.5))
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
-    linear_probe: ProbeConfig = field(default_factory=ProbeConfig)
-    from_scratch: SupervisedConfig = field(default_factory=SupervisedConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
+    pixels_logreg: LogRegConfig = field(default_factory=LogRegConfig)
+    pixels_knn: KNNConfig = field(default_factory=KNNConfig)
     # the fully supervised ceiling: the supervised arm's network on every training label,
     # once per dataset, with one learning rate (nothing to choose it on but the labels)
     ceiling: SupervisedConfig = field(default_factory=lambda: SupervisedConfig(
         epochs=2, batch=256, lrs=[3e-3]))
-    pixels: PixelsConfig = field(default_factory=PixelsConfig)
     tune: int = 0  # Optuna trials per arm, label budget and seed (0: the preset's values)
     feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
     quick: bool = False  # reduced epochs for a first look (see `quick`)
 
     def validate(self) -> CompareConfig:
-        from .data import DATASETS
+        """Check every value before anything is written; raise UsageError naming the key."""
+        from .data import DATASETS, parse_label_budget
 
         if not self.datasets:
             raise UsageError("no dataset given: pass at least one, e.g. --dataset mnist")
         for name in self.datasets:
             check_choice("dataset", name, DATASETS)
-        check_choice("protocol", self.protocol, PROTOCOLS)
-        self.pretrain.validate()
-        for arm in self.arms:
-            check_choice("arm", arm, ARMS)
-        if self.tune < 0:
-            raise UsageError(f"tune={self.tune} is not allowed: give a number of trials >= 0")
-        check_positive("pixels.logreg_c", self.pixels.logreg_c)
-        check_positive("pixels.knn_k", self.pixels.knn_k, integer=True)
+        if not self.labels:
+            raise UsageError("no label budget given: pass at least one, e.g. --labels 600")
+        for budget in self.labels:  # the syntax here; the range once the data is loaded
+            parse_label_budget(budget, 10**9)
         if not self.seeds:
             raise UsageError("no seeds given: pass at least one, e.g. --seeds 0 1 2")
-        ae = self.autoencoder
-        check_positive("autoencoder.lr", ae.lr)
-        check_positive("autoencoder.steps", ae.steps, integer=True)
-        check_positive("latent_size", ae.latent_size, integer=True)
-        if not 0 < ae.train_size <= 1:
-            raise UsageError(f"autoencoder.train_size={ae.train_size!r} is out of range: "
-                             "use a fraction in (0, 1]")
-        for name in ("from_scratch", "ceiling"):
-            arm = getattr(self, name)
-            check_positive(f"{name}.epochs", arm.epochs, integer=True)
-            check_positive(f"{name}.batch", arm.batch, integer=True)
-            if not arm.lrs:
-                raise UsageError(f"{name}.lrs is empty: give at least one learning rate")
-            for lr in arm.lrs:
-                check_positive(f"{name}.lrs", lr)
-        for name in ("supervised", "probe"):
-            arm = getattr(self, name)
-            check_positive(f"{name}.lr", arm.lr)
-            check_positive(f"{name}.epochs", arm.epochs, integer=True)
-            check_positive(f"{name}.batch", arm.batch)
+        if not self.arms:
+            raise UsageError("no arm given: pass at least one, e.g. --arms probe supervised")
+        for arm in self.arms:
+            check_choice("arm", arm, ARMS)
+        check_choice("label_sampling", self.label_sampling, ("balanced", "random"))
+        check_choice("device", self.device, DEVICES)
+        check_choice("precision", self.precision, PRECISIONS)
+        check_non_negative("tune", self.tune, integer=True, hint=": a number of trials")
+        check_non_negative("feature_map", self.feature_map, integer=True,
+                           hint=": a number of test images, or 0 for no map")
+        self.pretrain.validate()
+        for arm in ARMS.values():
+            getattr(self, arm.section).validate(f"{arm.section}.")
         return self
 
 
@@ -114,18 +78,15 @@ def quick(cfg: CompareConfig) -> CompareConfig:
     pretraining, fewer epochs per arm, one learning rate instead of a choice, a smaller
     feature map."""
     p = cfg.pretrain
-    p.epochs = 1
+    p.epochs = min(p.epochs, max(1, p.epochs // 8))
     p.refine_rounds = min(p.refine_rounds, 1)
     p.refine_epochs = min(p.refine_epochs, 1)
     p.self_label_epochs = 0
     p.pool = min(p.pool or 10_000, 10_000)
-    cfg.autoencoder.steps = min(cfg.autoencoder.steps, 300)
-    for arm in (cfg.supervised, cfg.probe):
-        arm.epochs = min(arm.epochs, 100)
-    cfg.from_scratch.epochs = min(cfg.from_scratch.epochs, 40)
-    cfg.from_scratch.lrs = cfg.from_scratch.lrs[-1:]
+    cfg.supervised.epochs = min(cfg.supervised.epochs, 40)
+    cfg.supervised.lrs = cfg.supervised.lrs[-1:]
+    cfg.probe.epochs = min(cfg.probe.epochs, 50)
     cfg.ceiling.epochs = 1
-    cfg.linear_probe.epochs = min(cfg.linear_probe.epochs, 50)
     cfg.feature_map = min(cfg.feature_map, 500)
     cfg.quick = True
     return cfg
@@ -139,7 +100,12 @@ def presets() -> list[str]:
 def _coerce(value, like):
     """Turn a YAML or command-line value into the type of the default it replaces."""
     if isinstance(like, bool):
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
+        if isinstance(value, bool):
+            return value
+        text = str(value).lower()
+        if text not in ("1", "true", "yes", "0", "false", "no"):
+            raise UsageError(f"{value!r} is not a boolean: use true or false")
+        return text in ("1", "true", "yes")
     if isinstance(like, (int, float)) and isinstance(value, str):
         try:
             number = float(value)
@@ -157,7 +123,7 @@ def _coerce(value, like):
                            yaml.safe_load(v) if isinstance(v, str) else v
                            for k, v in value.items()}}
     if isinstance(like, list) and isinstance(value, str):
-        return [_coerce(v, like[0]) if like else v for v in value.split(",")]
+        return [_coerce(v, like[0]) if like else v for v in value.split(",") if v.strip()]
     return value
 
 
@@ -170,22 +136,29 @@ def apply(obj, overrides: dict, where: str = "") -> None:
             raise UsageError(f"unknown setting {where + key!r}: allowed are "
                              + ", ".join(where + n for n in names))
         current = getattr(obj, key)
+        if names[key].type == "float" and type(current) is int:
+            current = float(current)  # a float field whose value happens to be whole
         if dataclasses.is_dataclass(current):
             if not isinstance(value, dict):
                 raise UsageError(f"setting {where + key!r} needs a mapping of its fields")
             apply(current, value, f"{where}{key}.")
         else:
-            setattr(obj, key, _coerce(value, current))
+            try:
+                setattr(obj, key, _coerce(value, current))
+            except UsageError as e:
+                raise UsageError(f"setting {where + key!r}: {e}") from None
 
 
-def load_preset(name: str, overrides: dict | None = None) -> CompareConfig:
-    """The config of preset ``name`` with ``overrides`` (nested dict) applied, validated."""
+def load_preset(name: str, overrides: dict | None = None, validate: bool = True
+                ) -> CompareConfig:
+    """The config of preset ``name`` with ``overrides`` (nested dict) applied, validated
+    unless ``validate`` is False (the caller changes it further, then validates)."""
     check_choice("preset", name, presets())
     text = resources.files("fewlabels.presets").joinpath(f"{name}.yaml").read_text()
     cfg = CompareConfig(preset=name)
     apply(cfg, yaml.safe_load(text) or {})
     apply(cfg, overrides or {})
-    return cfg.validate()
+    return cfg.validate() if validate else cfg
 
 
 def parse_set(items: list[str]) -> dict:

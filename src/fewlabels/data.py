@@ -459,5 +459,10 @@ def as_float(images: torch.Tensor) -> torch.Tensor:
     return images.float().div_(255.0)
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float images in [0, 1] → uint8 by clamping and rounding (never a wrapping cast)."""
+    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
 __all__: Sequence[str] = ("DATASETS", "Dataset", "load_dataset", "fetch", "parse_idx",
                           "parse_label_budget", "draw_labels", "split_indices", "describe")

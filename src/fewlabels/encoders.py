@@ -33,7 +33,7 @@ class MLPEncoder(nn.Module):
         super().__init__()
         check_positive("latent_size", latent_size, integer=True)
         for h in hidden:
-            check_positive("hidden width", h, integer=True)
+            check_positive("hidden", h, integer=True)
         self.in_shape = tuple(in_shape)
         self.hidden = tuple(int(h) for h in hidden)
         self.num_features = int(latent_size)
@@ -144,12 +144,25 @@ class ConvEncoder(nn.Module):
     forward = forward_features
 
 
-def build_encoder(name: str, in_shape: Sequence[int], **kwargs) -> nn.Module:
-    """An encoder from its registry name and keyword arguments (stored in checkpoints)."""
-    from .errors import check_choice
+def build_encoder(name: str, in_shape: Sequence[int], where: str = "encoder_options.",
+                  **kwargs) -> nn.Module:
+    """An encoder from its registry name and keyword arguments (stored in checkpoints);
+    a bad option is a UsageError naming it under ``where``."""
+    import inspect
+
+    from .errors import UsageError, check_choice
 
     check_choice("encoder", name, ENCODERS)
-    return ENCODERS[name](in_shape, **kwargs)
+    allowed = [p for p in inspect.signature(ENCODERS[name].__init__).parameters
+               if p not in ("self", "in_shape")]
+    for key in kwargs:
+        if key not in allowed:
+            raise UsageError(f"unknown setting {where + key!r}: the {name} encoder takes "
+                             + ", ".join(allowed))
+    try:
+        return ENCODERS[name](in_shape, **kwargs)
+    except UsageError as e:
+        raise UsageError(f"{where}{e}") from None
 
 
 ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder}

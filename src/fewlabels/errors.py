@@ -19,6 +19,27 @@ def check_positive(name: str, value: float, *, integer: bool = False, hint: str 
         raise UsageError(f"{name}={value!r} is not allowed: it must be {kind} (> 0){hint}")
 
 
+def check_non_negative(name: str, value: float, *, integer: bool = False,
+                       hint: str = "") -> None:
+    """Raise UsageError unless ``value`` is a number >= 0 (an integer when ``integer``)."""
+    kind = "an integer >= 0" if integer else "a number >= 0"
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    if integer and ok:
+        ok = float(value).is_integer()
+    if not ok:
+        raise UsageError(f"{name}={value!r} is not allowed: it must be {kind}{hint}")
+
+
+def check_fraction(name: str, value: float, *, zero: bool = False, one: bool = False,
+                   hint: str = "") -> None:
+    """Raise UsageError unless ``value`` lies in (0, 1), with 0 / 1 allowed when asked."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and (
+        (0 <= value if zero else 0 < value) and (value <= 1 if one else value < 1))
+    if not ok:
+        span = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
+        raise UsageError(f"{name}={value!r} is out of range: use a fraction in {span}{hint}")
+
+
 def check_choice(name: str, value: str, choices) -> None:
     """Raise UsageError unless ``value`` is one of ``choices``."""
     if value not in choices:

@@ -1,8 +1,14 @@
-"""Evaluating frozen features: kNN accuracy and the linear probe (one linear layer on a
-frozen encoder, which is checked to stay unchanged — as in MoCo v3's main_lincls)."""
+"""Classifiers from an encoder, trained with the one loop: features and kNN accuracy, the
+linear probe (one linear layer on a frozen encoder, which is checked to stay unchanged — as
+in MoCo v3's main_lincls) and the network trained from scratch on the labels. The arms and
+the notebook API both use these; hyperparameter candidates are chosen on a validation split
+carved from the labeled subset, never on the test set."""
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -11,8 +17,10 @@ from torch import nn
 
 from .augment import AugmentConfig, augment
 from .data import as_float, split_indices
+from .encoders import ClassifierNet
+from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
 from .runtime import Runtime
-from .train import History, fit, shuffled_batches, warmup_cosine
+from .train import History, batch_size, fit, shuffled_batches, steps_per_epoch, warmup_cosine
 
 
 def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
@@ -40,18 +48,60 @@ def knn_accuracy(ref: torch.Tensor, ref_labels: torch.Tensor, query: torch.Tenso
     return (votes.argmax(1) == query_labels).float().mean().item()
 
 
+def check_lr_list(name: str, values: list[float], zero: bool = False) -> None:
+    """A non-empty list of candidates, each > 0 (>= 0 with ``zero``)."""
+    if not isinstance(values, list) or not values:
+        raise UsageError(f"{name}={values!r} is not allowed: give a list of at least one "
+                         "value, e.g. --set {name}=0.001,0.003")
+    for v in values:
+        (check_non_negative if zero else check_positive)(name, v)
+
+
+def check_batch(name: str, batch: int | float) -> None:
+    try:
+        batch_size(batch, 1)
+    except UsageError:
+        raise UsageError(f"{name}={batch!r} is not allowed: use a size >= 1 or a fraction "
+                         "in (0, 1] of the labeled images") from None
+
+
 @dataclass
 class ProbeConfig:
-    epochs: int = 100  # full-batch AdamW steps per fit
+    epochs: int = 100  # passes over the labeled subset (full batch: one AdamW step each)
     lr: float = 0.01  # AdamW learning rate
+    batch: float = 1.0  # a size, or a fraction of the labeled subset (1.0: full batch)
     weight_decays: list[float] = field(default_factory=lambda: [1e-4, 1e-3, 1e-2])
     # candidates, chosen on a validation split carved from the labeled subset
     val_fraction: float = 0.2  # share of the labeled subset held out to choose weight decay
+    standardize: bool = True  # train on standardised features (folded into the layer after)
     augment: bool = False  # train on augmented views (features recomputed every epoch)
+
+    def validate(self, where: str = "probe.") -> ProbeConfig:
+        check_positive(f"{where}epochs", self.epochs, integer=True)
+        check_positive(f"{where}lr", self.lr)
+        check_batch(f"{where}batch", self.batch)
+        check_lr_list(f"{where}weight_decays", self.weight_decays, zero=True)
+        check_fraction(f"{where}val_fraction", self.val_fraction)
+        return self
 
 
 class FrozenEncoderChanged(RuntimeError):
-    pass
+    """A frozen encoder's weights or buffers changed while a head was trained on it."""
+
+
+@contextlib.contextmanager
+def frozen(encoder: nn.Module):
+    """Eval mode and no gradient for ``encoder`` inside the block; afterwards its state
+    (weights and BatchNorm statistics) must equal what it was, or FrozenEncoderChanged."""
+    encoder.eval()
+    encoder.requires_grad_(False)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    yield encoder
+    after = encoder.state_dict()
+    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
+    if changed:
+        raise FrozenEncoderChanged(f"the frozen encoder changed while its head trained: "
+                                   f"{changed}")
 
 
 def _predict(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
@@ -83,135 +133,175 @@ def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: 
     return fit(best, torch.arange(len(labels))), best, {str(k): v for k, v in scores.items()}
 
 
-def _fit_linear(base: torch.Tensor, labels: torch.Tensor, num_classes: int, cfg: ProbeConfig,
-                wd: float, rt: Runtime, augmented=None) -> tuple[nn.Linear, History]:
-    """Fit one linear layer on frozen, standardised features ``base``; with
-    ``augmented`` (a callable), each epoch trains on features of fresh augmented views.
-    Returns the layer and its training loss and accuracy (about 50 points)."""
-    mean, std = base.mean(0), base.std(0) + 1e-6
-    head = nn.Linear(base.shape[1], num_classes).to(rt.device)
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=wd)
+def _epoch_batches(n: int, size: int, seed: int):
+    """Batches of ``size`` indices into ``n`` rows: a fresh shuffle per epoch, or the
+    whole range every step when one batch holds them all."""
+    if size >= n:
+        return itertools.repeat(torch.arange(n))
+    return shuffled_batches(torch.arange(n), size, torch.Generator().manual_seed(seed))
+
+
+def fit_head(head: nn.Linear, feats: torch.Tensor, labels: torch.Tensor, cfg: ProbeConfig,
+             weight_decay: float, rt: Runtime, seed: int = 0, augmented=None,
+             progress: bool = False) -> History:
+    """Train ``head`` (one linear layer) on frozen features ``feats`` (N, D) with the one
+    loop, in float32; with ``cfg.standardize`` on standardised features, folded into the
+    layer afterwards (still exactly one linear map). ``augmented(idx)``, if given, returns
+    features of fresh augmented views of rows ``idx``. Returns the training curve."""
+    n = len(feats)
+    mean, std = ((feats.mean(0), feats.std(0) + 1e-6) if cfg.standardize else
+                 (torch.zeros_like(feats[0]), torch.ones_like(feats[0])))
     y = labels.to(rt.device)
-    history = History()
-    every = max(1, cfg.epochs // 50)
-    for epoch in range(1, cfg.epochs + 1):
-        f = augmented() if augmented is not None else base
+    size = batch_size(cfg.batch, n)
+    per_epoch = steps_per_epoch(n, size)
+    steps = cfg.epochs * per_epoch
+
+    def loss_fn(idx):
+        idx = idx.to(rt.device)
+        f = augmented(idx) if augmented is not None else feats[idx]
         logits = head((f - mean) / std)
-        loss = F.cross_entropy(logits, y)
-        if epoch % every == 0 or epoch == cfg.epochs:
-            history.records.append({"step": epoch, "loss": loss.item(), "accuracy": (
-                logits.argmax(1) == y).float().mean().item()})
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    # fold the standardisation into the layer: still exactly one linear map on features
+        accuracy = (logits.argmax(1) == y[idx]).float().mean().item()
+        return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
+
+    head.train()
+    history = fit(list(head.parameters()), loss_fn, _epoch_batches(n, size, seed), steps=steps,
+                  lr=cfg.lr, weight_decay=weight_decay, runtime=Runtime(rt.device, None),
+                  log_every=max(1, per_epoch, steps // 50), desc="probe", progress=progress)
+    for r in history.records:
+        r["epoch"] = r["step"] / per_epoch
     with torch.no_grad():
         head.weight.div_(std)
         head.bias.sub_(head.weight @ mean)
-    return head, history
+    return history
+
+
+def new_classifier(make_encoder, num_classes: int, seed: int) -> ClassifierNet:
+    """``make_encoder()`` plus a new linear layer, both initialised from ``seed`` (the
+    caller's RNG is left alone). With an encoder already made, only the layer is drawn."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return ClassifierNet(make_encoder(), num_classes)
 
 
 def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                  test_images: torch.Tensor, test_labels: torch.Tensor, cfg: ProbeConfig,
-                 rt: Runtime, aug: AugmentConfig | None = None, seed: int = 0) -> dict:
+                 rt: Runtime, aug: AugmentConfig | None = None, seed: int = 0,
+                 head: nn.Linear | None = None, progress: bool = False) -> dict:
     """Train a linear layer on the frozen encoder; return test accuracy and what was chosen.
 
     Weight decay is chosen by accuracy on a validation split of the labeled images; the
-    layer is then refit on all of them. The test set is used once, at the end.
+    layer is then refit on all of them. ``head``: the layer to train (default: a new one
+    initialised from ``seed``). The test set is used once, at the end (``test_images`` may
+    be None: no test predictions).
     """
-    encoder.eval()
-    encoder.requires_grad_(False)
-    before = {k: v.clone() for k, v in encoder.state_dict().items()}
-    num_classes = int(max(labels.max(), test_labels.max())) + 1
-    clean = features(encoder, images, rt)  # once: every fit and score reuses them
-    x_float = as_float(images.to(rt.device)) if cfg.augment and aug is not None else None
+    num_classes = int(labels.max()) + 1 if head is None else head.out_features
+    if test_labels is not None:
+        num_classes = max(num_classes, int(test_labels.max()) + 1)
+    with frozen(encoder):
+        clean = features(encoder, images, rt)  # once: every fit and score reuses them
+        x_float = as_float(images.to(rt.device)) if cfg.augment and aug is not None else None
 
-    def fit(wd, idx):
-        g = torch.Generator(device=rt.device).manual_seed(seed)
-        augmented = None
-        if x_float is not None:
-            x = x_float[idx.to(rt.device)]
+        def fit_one(wd, idx):
+            layer = copy.deepcopy(head) if head is not None else new_classifier(
+                lambda: encoder, num_classes, seed).head.to(rt.device)
+            idx = idx.to(clean.device)
+            augmented = None
+            if x_float is not None:
+                g = torch.Generator(device=rt.device).manual_seed(seed)
+                x = x_float[idx]
 
-            def augmented():
-                return features(encoder, augment(x, aug, g), rt)
+                def augmented(rows):
+                    return features(encoder, augment(x[rows], aug, g), rt)
 
-        return _fit_linear(clean[idx.to(clean.device)], labels[idx], num_classes, cfg, wd, rt,
-                           augmented)
+            return layer, fit_head(layer, clean[idx], labels[idx.cpu()], cfg, wd, rt, seed,
+                                   augmented, progress)
 
-    def score(head, idx):
-        return _accuracy(head, clean[idx.to(clean.device)], labels[idx])
+        def score(layer, idx):
+            return _accuracy(layer, clean[idx.to(clean.device)], labels[idx])
 
-    (head, history), best, scores = _choose_on_validation(
-        cfg.weight_decays, labels, cfg.val_fraction, seed, fit, score)
-    predictions = _predict(head, features(encoder, test_images, rt))
-    after = encoder.state_dict()
-    changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
-    if changed:
-        raise FrozenEncoderChanged(f"the frozen encoder changed during the probe: {changed}")
-    return {"test_accuracy": _fraction_right(predictions, test_labels), "weight_decay": best,
-            "val_scores": scores, "head": head, "predictions": predictions,
-            "history": history}
+        (layer, history), best, scores = _choose_on_validation(
+            cfg.weight_decays, labels, cfg.val_fraction, seed, fit_one, score)
+        predictions = (_predict(layer, features(encoder, test_images, rt))
+                       if test_images is not None else None)
+    return {"test_accuracy": (_fraction_right(predictions, test_labels)
+                              if predictions is not None else None),
+            "weight_decay": best, "val_scores": scores, "head": layer,
+            "predictions": predictions, "history": history}
 
 
 @dataclass
 class SupervisedConfig:
     epochs: int = 100  # passes over the labeled training images
-    batch: int = 64
+    batch: float = 64  # a size, or a fraction of the labeled images
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3])
     # candidates, chosen on a validation split carved from the labeled subset
     weight_decay: float = 5e-4
     val_fraction: float = 0.2
+    schedule: str = "cosine"  # cosine: a warm-up epoch, then cosine decay; constant: none
+    augment: bool = True  # train on views augmented by the pretraining policy
+
+    def validate(self, where: str = "supervised.") -> SupervisedConfig:
+        check_positive(f"{where}epochs", self.epochs, integer=True)
+        check_batch(f"{where}batch", self.batch)
+        check_lr_list(f"{where}lrs", self.lrs)
+        check_non_negative(f"{where}weight_decay", self.weight_decay)
+        check_fraction(f"{where}val_fraction", self.val_fraction)
+        check_choice(f"{where}schedule", self.schedule, ("cosine", "constant"))
+        return self
 
 
-def _train_from_scratch(make_encoder, images, labels, num_classes, cfg: SupervisedConfig,
-                        lr: float, rt: Runtime, aug: AugmentConfig,
-                        seed: int) -> tuple[nn.Module, History]:
-    """The encoder plus a linear layer trained on ``images``; returns it (eval mode) and
-    its training curve."""
-    from .encoders import ClassifierNet
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = ClassifierNet(make_encoder(), num_classes).to(rt.device)
+def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                     cfg: SupervisedConfig, lr: float, rt: Runtime, aug: AugmentConfig,
+                     seed: int, progress: bool = False) -> History:
+    """Train the whole ``net`` (encoder + linear layer) on ``images``; leave it in eval
+    mode and return its training curve."""
+    net.to(rt.device)
     x = as_float(images.to(rt.device))
     y = labels.to(rt.device)
     g = torch.Generator(device=rt.device).manual_seed(seed)
-    per_epoch = -(-len(x) // cfg.batch)
+    size = batch_size(cfg.batch, len(x))
+    per_epoch = steps_per_epoch(len(x), size)
     steps = cfg.epochs * per_epoch
 
     def loss_fn(idx):
         idx = idx.to(rt.device)
-        logits = net(augment(x[idx], aug, g)).float()
+        batch = augment(x[idx], aug, g) if cfg.augment else x[idx]
+        logits = net(batch).float()
         accuracy = (logits.argmax(1) == y[idx]).float().mean().item()
         return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
 
+    net.encoder.requires_grad_(True)
     net.train()
     history = fit(list(net.parameters()), loss_fn,
-        shuffled_batches(torch.arange(len(x)), cfg.batch, torch.Generator().manual_seed(seed)),
+        shuffled_batches(torch.arange(len(x)), size, torch.Generator().manual_seed(seed)),
         steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
-        log_every=max(1, min(per_epoch, steps // 50)),
-        desc="supervised", progress=False,
-        schedule=warmup_cosine(steps, min(per_epoch, max(1, steps // 10))))
-    return net.eval(), history
+        log_every=max(1, min(per_epoch, steps // 50)), desc="supervised", progress=progress,
+        schedule=(warmup_cosine(steps, min(per_epoch, max(1, steps // 10)))
+                  if cfg.schedule == "cosine" else None))
+    for r in history.records:
+        r["epoch"] = r["step"] / per_epoch
+    net.eval()
+    return history
 
 
-def supervised_from_scratch(make_encoder, images, labels, test_images, test_labels,
+def supervised_from_scratch(make_net, images, labels, test_images, test_labels,
                             cfg: SupervisedConfig, rt: Runtime, aug: AugmentConfig,
                             seed: int = 0) -> dict:
     """The honest baseline: the same encoder trained from scratch on the labeled images,
     with the same augmentations; the learning rate is chosen on a validation split of the
-    labeled images, then the model is retrained on all of them. Test set: once, at the end."""
-    num_classes = int(max(labels.max(), test_labels.max())) + 1
+    labeled images, then the model is retrained on all of them. Test set: once, at the end.
+    ``make_net()`` builds a fresh network (encoder + linear layer), initialised from
+    ``seed``."""
 
-    def fit(lr, idx):
-        return _train_from_scratch(make_encoder, images[idx], labels[idx], num_classes, cfg,
-                                   lr, rt, aug, seed)
+    def fit_one(lr, idx):
+        net = make_net()
+        return net, train_classifier(net, images[idx], labels[idx], cfg, lr, rt, aug, seed)
 
     def score(net, idx):
         return _accuracy(net.head, features(net.encoder, images[idx], rt), labels[idx])
 
     (net, history), best, scores = _choose_on_validation(
-        cfg.lrs, labels, cfg.val_fraction, seed, fit, score)
+        cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score)
     predictions = _predict(net.head, features(net.encoder, test_images, rt))
     return {"test_accuracy": _fraction_right(predictions, test_labels), "lr": best,
             "val_scores": scores, "predictions": predictions, "history": history}

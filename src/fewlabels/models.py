@@ -14,44 +14,41 @@ changes to ``from fewlabels import AutoEncoder, Classifier``)::
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import platform
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import checkpoint, plots
-from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, split_indices
-from .encoders import ClassifierNet, MLPDecoder, MLPEncoder
+from . import checkpoint
+from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
+from .encoders import build_encoder
 from .errors import UsageError, check_positive
-from .evaluate import features
+from .evaluate import (
+    ProbeConfig,
+    SupervisedConfig,
+    features,
+    linear_probe,
+    new_classifier,
+    train_classifier,
+)
+from .pretrain import PretrainConfig, build_method, encoder_meta, pretrain
 from .runtime import resolve
-from .train import History, batch_size, fit, shuffled_batches, steps_per_epoch
+from .train import History, batch_size, steps_per_epoch
 
 DEFAULT_HIDDEN = (512, 128)
-
-
-@contextlib.contextmanager
-def seeded(seed: int):
-    """Run a block with torch's global RNG seeded, restoring the caller's RNG state after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        yield
 
 
 def _dataset(dataset: str | Dataset, data_dir) -> Dataset:
     return dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
 
 
-def _meta(obj, config: dict) -> dict:
-    ds = obj.dataset
-    return {"config": config, "dataset": ds.name, "data_sha256": ds.sha256,
-            "image_shape": list(ds.image_shape), "history": obj.history.records,
-            "versions": {"torch": torch.__version__, "python": platform.python_version()}}
+def _show(fig, path):
+    from . import plots
+
+    return plots.show(fig, path)
 
 
 def _checkpoint_path(name: str | Path, kind: str) -> Path:
@@ -60,7 +57,8 @@ def _checkpoint_path(name: str | Path, kind: str) -> Path:
 
 
 class AutoEncoder:
-    """An MLP autoencoder pretrained on the unlabeled pool (all training images).
+    """An MLP autoencoder pretrained on the unlabeled pool (all training images): the
+    library's ``mlp`` encoder and ``autoencoder`` method, trained by ``pretrain``.
 
     Args:
         train_size: fraction of the unlabeled pool used for training, in (0, 1]; the rest
@@ -83,36 +81,37 @@ class AutoEncoder:
                  seed: int = 0, precision: str = "auto"):
         check_positive("lr", lr)
         check_positive("latent_size", latent_size, integer=True)
+        if not 0 < train_size <= 1:
+            raise UsageError(f"train_size={train_size!r} is out of range: use a fraction "
+                             "in (0, 1]")
         self.runtime = resolve(device, precision)
         self.dataset = _dataset(dataset, data_dir)
         self.config = {"train_size": train_size, "latent_size": int(latent_size), "lr": lr,
                        "hidden": [int(h) for h in hidden], "seed": int(seed)}
-        pool = torch.arange(len(self.dataset.train_images))
-        self.train_indices, self.val_indices = split_indices(pool, train_size, seed)
-        shape = self.dataset.image_shape
-        with seeded(seed):
-            self.encoder = MLPEncoder(shape, hidden, latent_size).to(self.runtime.device)
-            self.decoder = MLPDecoder(shape, hidden, latent_size).to(self.runtime.device)
+        self.recipe = PretrainConfig(
+            method="autoencoder", encoder="mlp",
+            encoder_options={"hidden": self.config["hidden"], "latent_size": int(latent_size)},
+            val_fraction=1 - train_size, lr=lr, weight_decay=0.0, schedule="constant",
+            seed=int(seed)).validate()
+        self.encoder, self.method = build_method(self.recipe, self.dataset.image_shape,
+                                                 self.runtime.device)
         self.history = History()
-        self._images = None
+
+    @property
+    def decoder(self) -> torch.nn.Module:
+        return self.method.decoder
 
     @property
     def device(self) -> str:
         return self.runtime.device.type
 
-    def _pool(self) -> torch.Tensor:
-        if self._images is None:  # the whole pool as one float tensor on the device
-            self._images = as_float(self.dataset.train_images.to(self.runtime.device))
-        return self._images
-
     def reconstruct(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) uint8 or [0, 1] float images → reconstructions, float in [0, 1]."""
         x = images.to(self.runtime.device)
         x = as_float(x) if x.dtype == torch.uint8 else x.float()
-        self.encoder.eval()
-        self.decoder.eval()
+        self.method.eval()
         with torch.no_grad(), self.runtime.autocast():
-            return self.decoder(self.encoder(x)).float().clamp(0, 1)
+            return self.decoder(self.encoder(x)).float().view_as(x).clamp(0, 1)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) images → (N, latent_size) float32 features."""
@@ -127,47 +126,33 @@ class AutoEncoder:
         reconstruction error. Returns the logged history (also in ``self.history``).
         """
         check_positive("steps", steps, integer=True)
-        pool = self._pool()
-        size = batch_size(batch, len(self.train_indices))
-        gen = torch.Generator().manual_seed(self.config["seed"])
-        batches = shuffled_batches(self.train_indices, size, gen)
-        params = [*self.encoder.parameters(), *self.decoder.parameters()]
-        self.encoder.train()
-        self.decoder.train()
-
-        def loss_fn(idx):
-            x = pool[idx.to(pool.device)]
-            return F.mse_loss(self.decoder(self.encoder(x)), x), {}
-
-        val = self.val_indices[:10000].to(pool.device)
-
-        def evaluate():
-            if len(val) == 0:
-                return {}
-            x = pool[val]
-            return {"val_loss": F.mse_loss(self.reconstruct(x), x).item()}
-
-        self.history = fit(params, loss_fn, batches, steps=steps, lr=self.config["lr"],
-                           runtime=self.runtime, log_every=max(1, steps // 200),
-                           evaluate=evaluate, eval_every=max(1, steps // 20),
-                           desc="autoencoder")
+        n = len(self.dataset.train_images)
+        n_train = n - round(self.recipe.val_fraction * n)
+        self.recipe.batch = batch_size(batch, n_train)
+        self.recipe.epochs = steps / steps_per_epoch(n_train, self.recipe.batch)
+        _, _, self.history = pretrain(self.dataset, self.recipe, self.runtime,
+                                      progress=progress, method=self.method)
         if plot_stats:
             self.plot_stats()
         return self.history
 
     def plot_stats(self, path: str | Path | None = None):
         """Training and validation reconstruction loss against the step."""
+        from . import plots
+
         series = {k: self.history.series(k) for k in ("loss", "val_loss")}
         series = {k: v for k, v in series.items() if v[0]}
         if not series:
             raise UsageError("no statistics to plot yet: call train() first")
-        return plots.show(plots.curves(series, "autoencoder"), path)
+        return _show(plots.curves(series, "autoencoder"), path)
 
     def plot_predictions(self, n: int = 10, path: str | Path | None = None):
         """The first ``n`` test images beside their reconstructions."""
+        from . import plots
+
         x = as_float(self.dataset.test_images[:n])
         fig = plots.reconstructions(x, self.reconstruct(x).cpu(), "autoencoder reconstructions")
-        return plots.show(fig, path)
+        return _show(fig, path)
 
     def to_classifier(self, train_size: float | int | str = 0.01, lr: float = 0.05,
                       **kwargs) -> Classifier:
@@ -188,9 +173,12 @@ class AutoEncoder:
                 **{f"decoder.{k}": v for k, v in self.decoder.state_dict().items()}}
 
     def save(self, name: str | Path) -> Path:
-        """Write ``<name>.autoencoder`` (safetensors + JSON metadata); returns the path."""
+        """Write ``<name>.autoencoder`` (safetensors + JSON metadata); returns the path.
+        ``fewlabels compare --pretrained`` and ``probe --encoder`` read its encoder too."""
+        meta = {**encoder_meta(self.recipe, self.dataset, self.history),
+                "config": self.config, "versions": _versions()}
         return checkpoint.save(_checkpoint_path(name, self.KIND), self.state_dict(), self.KIND,
-                               _meta(self, self.config))
+                               meta)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", *, dataset: str | Dataset | None = None,
@@ -210,8 +198,13 @@ class AutoEncoder:
         return model
 
 
+def _versions() -> dict:
+    return {"torch": torch.__version__, "python": platform.python_version()}
+
+
 class Classifier:
-    """An encoder plus one linear layer, trained on a few labels.
+    """An encoder plus one linear layer, trained on a few labels: the library's
+    from-scratch training (``optimize_encoder=True``) or its frozen linear probe.
 
     Args:
         train_size: the label budget: a fraction of the training set (0.01 = 600 MNIST
@@ -243,9 +236,11 @@ class Classifier:
         self.config = {"train_size": train_size, "latent_size": int(latent_size), "lr": lr,
                        "hidden": [int(h) for h in hidden], "seed": int(seed),
                        "label_sampling": label_sampling}
-        with seeded(seed):
-            encoder = encoder or MLPEncoder(self.dataset.image_shape, hidden, latent_size)
-            self.net = ClassifierNet(encoder, self.dataset.num_classes).to(self.runtime.device)
+        shape = self.dataset.image_shape
+        self.net = new_classifier(
+            lambda: encoder or build_encoder("mlp", shape, hidden=self.config["hidden"],
+                                             latent_size=int(latent_size)),
+            self.dataset.num_classes, seed).to(self.runtime.device)
         self.history = History()
         self.encoder_frozen = False
         self.test_accuracy: float | None = None
@@ -268,58 +263,28 @@ class Classifier:
         ``self.test_accuracy``; nothing during training looks at it.
         """
         check_positive("epochs", epochs, integer=True)
-        rt = self.runtime
-        n = len(self.labeled)
-        size = batch_size(batch, n)
-        per_epoch = steps_per_epoch(n, size)
-        y = self.dataset.train_labels[self.labeled].to(rt.device)
         images = self.dataset.train_images[self.labeled]
-        encoder = self.net.encoder
-        if optimize_encoder:
-            encoder.requires_grad_(True)
-            self.net.train()
-            x = as_float(images.to(rt.device))
-            params = list(self.net.parameters())
-
-            def forward(idx):
-                return self.net(x[idx])
-        else:
-            encoder.requires_grad_(False)
-            before = {k: v.clone() for k, v in encoder.state_dict().items()}
-            feats = features(encoder, images, rt)  # eval mode, no grad: computed once
-            encoder.eval()
-            self.net.head.train()
-            params = list(self.net.head.parameters())
-
-            def forward(idx):
-                return self.net.forward_head(feats[idx])
-
-        def loss_fn(idx):
-            idx = idx.to(rt.device)
-            logits = forward(idx).float()
-            acc = (logits.argmax(1) == y[idx]).float().mean().item()
-            return F.cross_entropy(logits, y[idx]), {"accuracy": acc}
-
-        gen = torch.Generator().manual_seed(self.config["seed"])
-        history = fit(params, loss_fn, shuffled_batches(torch.arange(n), size, gen),
-                      steps=epochs * per_epoch, lr=self.config["lr"], runtime=rt,
-                      log_every=per_epoch, desc="probe" if not optimize_encoder else "classifier",
-                      progress=progress)
-        for r in history.records:
-            r["epoch"] = r["step"] / per_epoch
-        self.history = history
-        if not optimize_encoder:
-            after = encoder.state_dict()
-            changed = [k for k, v in before.items() if not torch.equal(v, after[k])]
-            if changed:
-                raise RuntimeError(f"the frozen encoder changed during probe training: {changed}")
+        labels = self.dataset.train_labels[self.labeled]
+        seed, lr = self.config["seed"], self.config["lr"]
+        if optimize_encoder:  # the supervised arm's training, on the notebook's settings
+            cfg = SupervisedConfig(epochs=epochs, batch=batch, lrs=[lr], weight_decay=0.0,
+                                   schedule="constant", augment=False)
+            self.history = train_classifier(self.net, images, labels, cfg, lr, self.runtime,
+                                            None, seed, progress)
+        else:  # the probe arm's, with the notebook's minibatches on raw features
+            cfg = ProbeConfig(epochs=epochs, lr=lr, batch=batch, weight_decays=[0.0],
+                              standardize=False)
+            r = linear_probe(self.net.encoder, images, labels, None, None, cfg, self.runtime,
+                             seed=seed, head=self.net.head, progress=progress)
+            self.net.head.load_state_dict(r["head"].state_dict())
+            self.history = r["history"]
             self.encoder_frozen = True
         self.test_accuracy = self.evaluate()
         if progress:
             tqdm.write(f"test accuracy: {self.test_accuracy:.4f}")
         if plot_stats:
             self.plot_stats()
-        return history
+        return self.history
 
     def predict(self, images: torch.Tensor) -> torch.Tensor:
         """(N, C, H, W) uint8 or [0, 1] float images → (N,) predicted class indices."""
@@ -336,22 +301,28 @@ class Classifier:
         """Training loss and accuracy on the labeled subset against the epoch."""
         if not self.history.records:
             raise UsageError("no statistics to plot yet: call train() first")
+        from . import plots
+
         series = {k: self.history.series(k, x="epoch") for k in ("loss", "accuracy")}
-        return plots.show(plots.curves(series, "classifier", xlabel="epoch"), path)
+        return _show(plots.curves(series, "classifier", xlabel="epoch"), path)
 
     def plot_predictions(self, n: int = 20, path: str | Path | None = None):
         """The first ``n`` test images with predicted and true labels (errors in red)."""
+        from . import plots
+
         images = self.dataset.test_images[:n]
         fig = plots.predictions(as_float(images), self.predict(images).tolist(),
                                 self.dataset.test_labels[:n].tolist(), self.dataset.classes,
                                 "classifier predictions")
-        return plots.show(fig, path)
+        return _show(fig, path)
 
     def save(self, name: str | Path) -> Path:
         """Write ``<name>.classifier`` (safetensors + JSON metadata); returns the path."""
-        meta = _meta(self, self.config)
-        meta.update(labeled=self.labeled.tolist(), encoder_frozen=self.encoder_frozen,
-                    test_accuracy=self.test_accuracy)
+        ds = self.dataset
+        meta = {"config": self.config, "dataset": ds.name, "data_sha256": ds.sha256,
+                "image_shape": list(ds.image_shape), "history": self.history.records,
+                "versions": _versions(), "labeled": self.labeled.tolist(),
+                "encoder_frozen": self.encoder_frozen, "test_accuracy": self.test_accuracy}
         return checkpoint.save(_checkpoint_path(name, self.KIND), self.net.state_dict(),
                                self.KIND, meta)
 

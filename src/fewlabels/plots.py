@@ -11,10 +11,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """Float images in [0, 1] → uint8 by clamping and rounding (never a wrapping cast)."""
-    return images.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+from .arms import TUNED, arm_of
+from .data import to_uint8
 
 
 def _as_hwc(image: np.ndarray) -> np.ndarray:
@@ -88,10 +86,6 @@ def predictions(images: torch.Tensor, predicted: Sequence[int], truth: Sequence[
     return fig
 
 
-ARM_COLOURS = {"supervised": "#dd8452", "probe": "#4c72b0", "pixels-logreg": "#8c8c8c",
-               "pixels-knn": "#b0b0b0", "ceiling": "#55a868"}
-
-
 def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
     """Mean test accuracy against the number of labels (log axis), one panel per dataset,
     one line per arm, error bars = 95% interval over label draws; the ceiling (every
@@ -101,9 +95,9 @@ def accuracy_vs_labels(summary: Sequence[dict], datasets: Sequence[str]):
         rows = [s for s in summary if s["dataset"] == name]
         for arm in dict.fromkeys(s["arm"] for s in rows):
             pts = sorted((s for s in rows if s["arm"] == arm), key=lambda s: s["labels"])
-            tuned = arm.endswith("-tuned")
-            colour = ARM_COLOURS.get(arm.removesuffix("-tuned"))
-            if arm == "ceiling":
+            tuned = arm.endswith(TUNED)
+            colour = arm_of(arm).colour
+            if arm_of(arm).every_label:
                 ax.axhline(pts[0]["mean"], ls="--", color=colour,
                            label=f"ceiling ({pts[0]['labels']} labels)")
                 continue
@@ -128,7 +122,7 @@ def gains(paired: Sequence[dict]):
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * max(1, len(paired)), 3.4))
     names, means, lows, highs = [], [], [], []
     for p in paired:
-        tuned = "\ntuned" if p["a"].endswith("-tuned") else ""
+        tuned = "\ntuned" if p["a"].endswith(TUNED) else ""
         names.append(f"{p['dataset']}\n{p['labels']} labels{tuned}")
         means.append(100 * p["mean"])
         lo, hi = p["ci95"] or (p["mean"], p["mean"])

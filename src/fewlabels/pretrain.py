@@ -9,17 +9,20 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import checkpoint
-from .augment import AugmentConfig, augment
+from .augment import AugmentConfig, augment, check_augment
 from .data import Dataset, as_float, split_indices
-from .encoders import build_encoder
-from .errors import UsageError, check_choice, check_positive
+from .encoders import ENCODERS, build_encoder
+from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
 from .evaluate import features, knn_accuracy
-from .methods import METHODS
+from .methods import METHODS, check_method
 from .methods.scan import SelfLabelLoss
 from .runtime import Runtime
-from .train import History, fit, shuffled_batches, warmup_cosine
+from .train import History, fit, shuffled_batches, steps_per_epoch, warmup_cosine
+
+SCHEDULES = ("cosine", "constant")
 
 
 @dataclass
@@ -27,14 +30,19 @@ class PretrainConfig:
     method: str = "vicreg"  # a name in fewlabels.methods.METHODS
     options: dict = field(default_factory=dict)  # keyword arguments of the method
     encoder: str = "conv"  # a name in fewlabels.encoders.ENCODERS
-    encoder_options: dict = field(default_factory=lambda: {"width": 32})
-    epochs: int = 10  # passes over the unlabeled pool
+    encoder_options: dict = field(default_factory=dict)  # keyword arguments of the encoder
+    epochs: float = 10  # passes over the unlabeled pool (a fraction is a share of one)
     pool: int = 0  # how many training images form the unlabeled pool (0: all of them)
+    val_fraction: float = 0.0  # share of the pool held out: the method's loss on it is
+    # logged as val_loss (the notebook's autoencoder trains on 80% and watches 20%)
     batch: int = 512  # images per step (each gives the method its views)
     lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 1e-4
-    warmup_epochs: float = 1.0  # linear warm-up, then cosine decay
+    schedule: str = "cosine"  # cosine: linear warm-up, then cosine decay; constant: none
+    warmup_epochs: float = 1.0  # the cosine schedule's linear warm-up
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # the augmentation policy: pretraining's views, and the arms that train on augmented
+    # images use the same one
     seed: int = 0
     # optional second stage: a method that pairs each image with one of its nearest
     # neighbours in the first stage's feature space (e.g. scan); "" = none
@@ -49,24 +57,44 @@ class PretrainConfig:
     self_label_epochs: int = 0
     self_label_threshold: float = 0.99
 
-    def validate(self) -> PretrainConfig:
-        check_choice("method", self.method, METHODS)
+    def validate(self, where: str = "pretrain.") -> PretrainConfig:
+        """Check every field and the methods' options; raise UsageError naming the key."""
+        check_choice(f"{where}method", self.method, METHODS)
+        check_choice(f"{where}encoder", self.encoder, ENCODERS)
+        check_choice(f"{where}schedule", self.schedule, SCHEDULES)
+        check_positive(f"{where}epochs", self.epochs)
+        check_positive(f"{where}batch", self.batch, integer=True)
+        check_positive(f"{where}lr", self.lr)
+        check_positive(f"{where}refine_lr", self.refine_lr)
+        check_positive(f"{where}neighbors", self.neighbors, integer=True)
+        check_non_negative(f"{where}weight_decay", self.weight_decay)
+        check_non_negative(f"{where}warmup_epochs", self.warmup_epochs)
+        check_non_negative(f"{where}refine_epochs", self.refine_epochs, integer=True)
+        check_non_negative(f"{where}self_label_epochs", self.self_label_epochs, integer=True)
+        check_positive(f"{where}refine_rounds", self.refine_rounds, integer=True)
+        check_non_negative(f"{where}pool", self.pool, integer=True,
+                           hint=": a number of images, or 0 for all of them")
+        check_fraction(f"{where}val_fraction", self.val_fraction, zero=True, hint=", e.g. 0.2")
+        check_augment(f"{where}augment.", self.augment)
+        encoder = build_encoder(self.encoder, (1, 28, 28), where=f"{where}encoder_options.",
+                                **self.encoder_options)
+        check_method(f"{where}options.", self.method, encoder, self.options)
         if self.refine:
-            check_choice("refine method", self.refine, METHODS)
-        check_positive("pretrain.epochs", self.epochs, integer=True)
-        check_positive("pretrain.batch", self.batch, integer=True)
-        check_positive("pretrain.lr", self.lr)
-        if self.pool < 0:
-            raise UsageError(f"pretrain.pool={self.pool} is not allowed: give a number of "
-                             "images > 0, or 0 for all of them")
+            check_choice(f"{where}refine", self.refine, METHODS)
+            check_method(f"{where}refine_options.", self.refine, encoder, self.refine_options)
         if self.self_label_epochs > 0 and not (self.refine == "scan" and self.refine_epochs > 0):
-            raise UsageError(f"pretrain.self_label_epochs={self.self_label_epochs} needs a SCAN "
+            raise UsageError(f"{where}self_label_epochs={self.self_label_epochs} needs a SCAN "
                              "refine stage (refine: scan, refine_epochs > 0); set it to 0 or "
                              "add that stage")
-        if not 0 < self.self_label_threshold < 1:
-            raise UsageError(f"pretrain.self_label_threshold={self.self_label_threshold} must "
-                             "lie in (0, 1), e.g. 0.99")
+        check_fraction(f"{where}self_label_threshold", self.self_label_threshold,
+                       hint=", e.g. 0.99")
         return self
+
+    def name(self) -> str:
+        """The recipe's short name: ``simclr+scan+self-label``, ``autoencoder``, ..."""
+        name = f"{self.method}+{self.refine}" if self.refine and self.refine_epochs > 0 \
+            else self.method
+        return name + ("+self-label" if self.self_label_epochs > 0 else "")
 
 
 def nearest_neighbors(feats: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
@@ -81,32 +109,63 @@ def nearest_neighbors(feats: torch.Tensor, k: int, chunk: int = 4096) -> torch.T
     return torch.cat(out)
 
 
+def build_method(cfg: PretrainConfig, image_shape, device=None):
+    """(encoder, method) of the recipe's first stage, initialised from ``cfg.seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        encoder = build_encoder(cfg.encoder, image_shape, **cfg.encoder_options)
+        method = METHODS[cfg.method](encoder, **cfg.options)
+    return encoder, method.to(device) if device is not None else method
+
+
 def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
-             monitor_labels: torch.Tensor | None = None, progress: bool = True):
-    """Pretrain an encoder on all training images of ``ds`` (labels unread).
+             monitor_labels: torch.Tensor | None = None, progress: bool = True,
+             method: nn.Module | None = None):
+    """Pretrain an encoder on the training images of ``ds`` (labels unread).
 
     ``monitor_labels``: indices of a labeled subset; 80% serve as kNN references and 20% as
-    queries after every epoch (``knn`` in the progress bar and history).
+    queries after every epoch (``knn`` in the progress bar and history). ``method``: a
+    first-stage method (from ``build_method``) to go on training instead of a fresh one.
     Returns (encoder, method of the last stage, history of all stages).
     """
     cfg.validate()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        encoder = build_encoder(cfg.encoder, ds.image_shape, **cfg.encoder_options)
-        method = METHODS[cfg.method](encoder, **cfg.options).to(rt.device)
+    if method is None:
+        _, method = build_method(cfg, ds.image_shape)
+    method.to(rt.device)
+    encoder = method.encoder
     images = ds.train_images[:cfg.pool or None]
     pool = as_float(images.to(rt.device))
+    train, held_out = (split_indices(torch.arange(len(pool)), 1 - cfg.val_fraction, cfg.seed)
+                       if cfg.val_fraction > 0 else (torch.arange(len(pool)), None))
     g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
-    monitor = None
+    checks = []
     if monitor_labels is not None:
         ref, query = split_indices(monitor_labels, 0.8, cfg.seed)
         y = ds.train_labels.to(rt.device)
 
-        def monitor(training):  # after the eval-mode features, the stage trains on
+        def knn(training):
             f_ref = features(encoder, ds.train_images[ref], rt)
             f_q = features(encoder, ds.train_images[query], rt)
-            training.train()
             return {"knn": knn_accuracy(f_ref, y[ref.to(rt.device)], f_q, y[query.to(rt.device)])}
+
+        checks.append(knn)
+    if held_out is not None:
+        val = held_out[:10_000].to(rt.device)
+        g_val = torch.Generator(device=rt.device)
+
+        def val_loss(training):  # the same views every time: a curve, not noise
+            g_val.manual_seed(cfg.seed + 2)
+            x = pool[val]
+            training.eval()
+            views = [augment(x, cfg.augment, g_val) for _ in range(training.views)]
+            return {"val_loss": training(views, x).item()}
+
+        checks.append(val_loss)
+
+    def evaluate(training):  # after eval-mode checks, the stage trains on
+        out = {k: v for check in checks for k, v in check(training).items()}
+        training.train()
+        return out
 
     def views_of_itself(views: int):
         def make(idx):
@@ -114,23 +173,24 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             return [augment(x, cfg.augment, g) for _ in range(views)], x
         return make
 
-    def stage(method, make_views, epochs: int, lr: float, name: str) -> History:
-        """One stage with the one loop: warm-up + cosine schedule, kNN monitor per epoch."""
-        per_epoch = -(-len(pool) // cfg.batch)
-        steps = epochs * per_epoch
-        batches = shuffled_batches(torch.arange(len(pool)), cfg.batch,
-                                   torch.Generator().manual_seed(cfg.seed))
+    def stage(method, make_views, epochs: float, lr: float, name: str) -> History:
+        """One stage with the one loop: its schedule, checks once per epoch."""
+        per_epoch = steps_per_epoch(len(train), cfg.batch)
+        steps = max(1, round(epochs * per_epoch))
+        batches = shuffled_batches(train, cfg.batch, torch.Generator().manual_seed(cfg.seed))
 
         def loss_fn(idx):
             views, clean = make_views(idx.to(rt.device))
             return method(views, clean), {}
 
         method.train()
+        schedule = (warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch))
+                    if cfg.schedule == "cosine" else None)
         done = fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
                    weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
-                   evaluate=(lambda: monitor(method)) if monitor else None, eval_every=per_epoch,
-                   desc=f"pretrain {name}", progress=progress,
-                   schedule=warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch)))
+                   evaluate=(lambda: evaluate(method)) if checks else None,
+                   eval_every=per_epoch, desc=f"pretrain {name}", progress=progress,
+                   schedule=schedule)
         for record in done.records:  # which stage each point of the joined curve is from
             record["phase"] = name
         return done
@@ -155,6 +215,7 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
         _extend(history, stage(method, views_of_itself(1), cfg.self_label_epochs,
                                cfg.refine_lr, "self-label"))
     encoder.eval()
+    method.eval()
     return encoder, method, history
 
 
@@ -164,17 +225,24 @@ def _extend(history: History, more: History) -> None:
     history.seconds += more.seconds
 
 
-def save_encoder(path, encoder, cfg: PretrainConfig, ds: Dataset, history: History):
-    """Write the encoder alone (kind ``encoder``), with what is needed to rebuild it."""
-    meta = {"encoder": cfg.encoder, "encoder_options": cfg.encoder_options,
+def encoder_meta(cfg: PretrainConfig, ds: Dataset, history: History) -> dict:
+    """What a checkpoint needs to rebuild the encoder and say where it came from."""
+    return {"encoder": cfg.encoder, "encoder_options": cfg.encoder_options,
             "image_shape": list(ds.image_shape), "pretrain": dataclasses.asdict(cfg),
             "dataset": ds.name, "data_sha256": ds.sha256, "history": history.records}
-    return checkpoint.save(path, encoder.state_dict(), "encoder", meta)
+
+
+def save_encoder(path, encoder, cfg: PretrainConfig, ds: Dataset, history: History):
+    """Write the encoder alone (kind ``encoder``), with what is needed to rebuild it."""
+    return checkpoint.save(path, encoder.state_dict(), "encoder",
+                           encoder_meta(cfg, ds, history))
 
 
 def load_encoder(path):
-    """(encoder, metadata) from a file written by ``save_encoder``."""
-    tensors, meta = checkpoint.load(path, "encoder")
+    """(encoder, metadata) from a file written by ``save_encoder``, or the encoder of an
+    ``AutoEncoder.save`` file."""
+    tensors, meta = checkpoint.load(path, ("encoder", "autoencoder"))
     encoder = build_encoder(meta["encoder"], meta["image_shape"], **meta["encoder_options"])
-    encoder.load_state_dict(tensors)
+    encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in tensors.items()
+                             if not k.startswith("decoder.")})
     return encoder.eval(), meta

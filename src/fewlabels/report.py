@@ -1,5 +1,5 @@
 """The run folder's report, built from ``results.json`` and what the run left beside it
-(``metrics.jsonl``, saved autoencoders): tables, the answers to the notebook's two open
+(``metrics.jsonl``, saved reconstructions): tables, the answers to the notebook's two open
 questions computed from the numbers, plots, ``report.md`` and a self-contained
 ``report.html`` (images embedded). ``fewlabels report RUN_DIR`` rebuilds it, no training.
 """
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import torch
 
 from . import plots
+from .arms import TUNED, arm_of, colour
 from .checkpoint import atomic_write_text
 
 HEADER = ["dataset", "arm", "labels", "test accuracy (mean ± std)", "95% interval",
@@ -121,7 +123,7 @@ def answers(results: dict) -> list[str]:
                      "to compare.")
         out.append(text)
     question = "**Was the gain from the method or from better hyperparameters?**"
-    tuned = {(g["dataset"], g["labels"]): g for g in pretraining_gains(results, "-tuned")}
+    tuned = {(g["dataset"], g["labels"]): g for g in pretraining_gains(results, TUNED)}
     pairs = [(g, tuned[(g["dataset"], g["labels"])]) for g in gains
              if (g["dataset"], g["labels"]) in tuned]
     if not pairs:
@@ -169,7 +171,7 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
              "label draws; log axis)",
              _save(plots.accuracy_vs_labels(results["summary"], datasets),
                    folder / "accuracy_vs_labels.png"))]
-    gains = pretraining_gains(results) + pretraining_gains(results, "-tuned")
+    gains = pretraining_gains(results) + pretraining_gains(results, TUNED)
     if gains:
         made.append(("Gain of pretraining: probe − supervised on the same label draws "
                      "(95% interval)", _save(plots.gains(gains),
@@ -198,11 +200,12 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
         if curves is not None:
             made.append((f"{name}: learning curves on the labeled subset (first seed, "
                          "smallest budget)", _save(curves, folder / f"curves-{_slug(name)}.png")))
-        ae = folder / f"{name}.autoencoder"
-        if ae.is_file():
+        saved = folder / f"{name}.reconstructions.npy"
+        if saved.is_file():
+            truth, recon = torch.from_numpy(np.load(saved)).float().div(255)
             made.append((f"{name}: reconstructions of test images (top: truth)",
-                         _save(_reconstructions(ae, name), folder /
-                               f"reconstructions-{_slug(name)}.png")))
+                         _save(plots.reconstructions(truth, recon, f"{name} reconstructions"),
+                               folder / f"reconstructions-{_slug(name)}.png")))
         conf = _confusions(results, name, classes)
         if conf is not None:
             made.append((f"{name}: confusion matrices at the smallest label budget "
@@ -221,24 +224,24 @@ def _learning_curves(name: str, metrics: list[dict]):
     rows = [m for m in metrics if m.get("dataset") == name and m.get("stage") == "arm"]
     if not rows:
         return None
-    budget = min(m["labels"] for m in rows if m["arm"] != "ceiling") if any(
-        m["arm"] != "ceiling" for m in rows) else rows[0]["labels"]
+    drawn = [m["labels"] for m in rows if not arm_of(m["arm"]).every_label]
+    budget = min(drawn) if drawn else rows[0]["labels"]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for arm in dict.fromkeys(m["arm"] for m in rows):
         mine = [m for m in rows if m["arm"] == arm and (m["labels"] == budget
-                                                        or arm == "ceiling")]
+                                                        or arm_of(arm).every_label)]
         if not mine:
             continue
         seed = mine[0]["seed"]
         mine = [m for m in mine if m["seed"] == seed]
         x = "epoch" if "epoch" in mine[0] else "step"
         axes[0].plot([m[x] / (mine[-1][x] or 1) for m in mine], [m["loss"] for m in mine],
-                     label=arm, color=plots.ARM_COLOURS.get(arm))
+                     label=arm, color=colour(arm))
         acc = [m for m in mine if "accuracy" in m]
         if acc:
             axes[1].plot([m[x] / (mine[-1][x] or 1) for m in acc],
                          [m["accuracy"] for m in acc], label=arm,
-                         color=plots.ARM_COLOURS.get(arm))
+                         color=colour(arm))
     for ax, title in zip(axes, ("training loss", "training accuracy"), strict=True):
         ax.set_title(title)
         ax.set_xlabel("fraction of training")
@@ -264,16 +267,6 @@ def _confusions(results: dict, name: str, classes):
         plots.confusion(total, classes, f"{arm} ({labels} labels)", ax=ax)
     fig.tight_layout()
     return fig
-
-
-def _reconstructions(path: Path, name: str):
-    from .data import as_float, load_dataset
-    from .models import AutoEncoder
-
-    ds = load_dataset(name)
-    ae = AutoEncoder.load(path, "cpu", dataset=ds)
-    x = as_float(ds.test_images[:12])
-    return plots.reconstructions(x, ae.reconstruct(x).cpu(), f"{name} reconstructions")
 
 
 # ----------------------------------------------------------------------------- documents

@@ -10,58 +10,21 @@ that validation split: the real test set is never handed to tuning. Studies live
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from .arms import ARMS
 from .config import CompareConfig
 from .data import Dataset, split_indices
 
 VAL_FRACTION = 0.2  # share of the labeled subset each trial is scored on
 
 
-def _epochs(trial, base: int, longer: bool = False) -> int:
-    """Half or all of the preset's epochs (or twice them, with ``longer``)."""
-    return trial.suggest_categorical("epochs", [max(1, base // 2), base]
-                                     + ([2 * base] if longer else []))
-
-
-def _supervised(trial, cfg: CompareConfig) -> None:
-    if cfg.protocol == "ssl":
-        s = cfg.from_scratch
-        s.lrs = [trial.suggest_float("lr", 3e-4, 1e-2, log=True)]
-        s.weight_decay = trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True)
-        s.epochs = _epochs(trial, s.epochs)
-    else:
-        s = cfg.supervised
-        s.lr = trial.suggest_float("lr", 3e-4, 1e-2, log=True)
-        s.epochs = _epochs(trial, s.epochs)
-
-
-def _probe(trial, cfg: CompareConfig) -> None:
-    if cfg.protocol == "ssl":
-        p = cfg.linear_probe
-        p.lr = trial.suggest_float("lr", 1e-3, 1e-1, log=True)
-        p.weight_decays = [trial.suggest_float("weight_decay", 1e-6, 1e-1, log=True)]
-        p.epochs = _epochs(trial, p.epochs, longer=True)
-    else:
-        p = cfg.probe
-        p.lr = trial.suggest_float("lr", 3e-3, 3e-1, log=True)
-        p.epochs = _epochs(trial, p.epochs)
-
-
-def _logreg(trial, cfg: CompareConfig) -> None:
-    cfg.pixels.logreg_c = trial.suggest_float("C", 1e-3, 1e2, log=True)
-
-
-def _knn(trial, cfg: CompareConfig) -> None:
-    cfg.pixels.knn_k = trial.suggest_int("n_neighbors", 1, 15)
-
-
-# arm → fn(trial, config copy): sets that arm's hyperparameters from the trial
-SPACES: dict[str, Callable] = {"supervised": _supervised, "probe": _probe,
-                               "pixels-logreg": _logreg, "pixels-knn": _knn}
+def apply_trial(arm: str, trial, cfg: CompareConfig) -> None:
+    """Set ``arm``'s tuned values in its section of ``cfg`` from an Optuna trial."""
+    a = ARMS[arm]
+    a.space(trial, getattr(cfg, a.section))
 
 
 def validation_view(ds: Dataset, labeled: torch.Tensor, seed: int
@@ -76,13 +39,10 @@ def validation_view(ds: Dataset, labeled: torch.Tensor, seed: int
 
 
 def tune(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
-         model, run_arm: Callable, trials: int, storage: Path, study_name: str
-         ) -> tuple[CompareConfig, dict]:
+         encoder, trials: int, storage: Path, study_name: str) -> tuple[CompareConfig, dict]:
     """Run (or resume) ``trials`` trials for ``arm``; return (the config with the best
-    trial's values, {"params", "val_accuracy", "trials"}).
-
-    ``run_arm(arm, dataset, labeled, seed, cfg, model)`` must return test-split
-    predictions; here the test split is the validation view."""
+    trial's values, {"params", "val_accuracy", "trials"}). Each trial runs the arm as the
+    comparison does, on the validation view: its test split is held-out labeled images."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -90,8 +50,8 @@ def tune(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareCo
 
     def objective(trial) -> float:
         trial_cfg = copy.deepcopy(cfg)
-        SPACES[arm](trial, trial_cfg)
-        predictions = run_arm(arm, view, train, seed, trial_cfg, model)
+        apply_trial(arm, trial, trial_cfg)
+        predictions = ARMS[arm].run(view, train, seed, trial_cfg, encoder).predictions
         return (predictions == view.test_labels).float().mean().item()
 
     study = optuna.create_study(
@@ -102,7 +62,7 @@ def tune(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareCo
         study.optimize(objective, n_trials=trials - len(done))
     best = study.best_trial
     chosen = copy.deepcopy(cfg)
-    SPACES[arm](optuna.trial.FixedTrial(best.params), chosen)
+    apply_trial(arm, optuna.trial.FixedTrial(best.params), chosen)
     return chosen, {"params": best.params, "val_accuracy": best.value,
                     "trials": len([t for t in study.trials
                                    if t.state == optuna.trial.TrialState.COMPLETE])}

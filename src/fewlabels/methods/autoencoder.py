@@ -44,11 +44,14 @@ def reconstruction_loss(recon: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return F.mse_loss(recon.float().view_as(target), target.float())
 
 
-def mask_patches(x: torch.Tensor, ratio: float, patch: int = 4) -> torch.Tensor:
-    """Zero a random ``ratio`` of the ``patch``×``patch`` squares of each image."""
+def mask_patches(x: torch.Tensor, ratio: float, generator: torch.Generator,
+                 patch: int = 4) -> torch.Tensor:
+    """Zero a random ``ratio`` of the ``patch``×``patch`` squares of each image; the masks
+    come from ``generator`` (on ``x``'s device)."""
     n, _, h, w = x.shape
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
-    keep = (torch.rand(n, 1, gh, gw, device=x.device) >= ratio).to(x.dtype)
+    keep = (torch.rand(n, 1, gh, gw, generator=generator, device=x.device) >= ratio
+            ).to(x.dtype)
     keep = keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[:, :, :h, :w]
     return x * keep
 
@@ -71,14 +74,19 @@ class MaskedAutoEncoderLoss(AutoEncoderLoss):
     """Reconstruct the whole clean image from a copy with ``mask_ratio`` of its 4×4 patches
     zeroed (a denoising autoencoder whose noise is masking)."""
 
-    def __init__(self, encoder: nn.Module, mask_ratio: float = 0.5):
+    def __init__(self, encoder: nn.Module, mask_ratio: float = 0.5, seed: int = 0):
         super().__init__(encoder)
-        if not 0 <= mask_ratio < 1:
-            from ..errors import UsageError
+        from ..errors import check_fraction
 
-            raise UsageError(f"mask_ratio={mask_ratio!r} is out of range: use [0, 1)")
+        check_fraction("mask_ratio", mask_ratio, zero=True)
         self.mask_ratio = mask_ratio
+        self.seed = seed
+        self._generator: torch.Generator | None = None
 
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
-        z = self.encoder.forward_features(mask_patches(clean, self.mask_ratio))
+        if self._generator is None or self._generator.device != clean.device:
+            # the masks' own seeded stream, never the global RNG
+            self._generator = torch.Generator(clean.device).manual_seed(self.seed)
+        masked = mask_patches(clean, self.mask_ratio, self._generator)
+        z = self.encoder.forward_features(masked)
         return reconstruction_loss(self.decoder(z), clean)

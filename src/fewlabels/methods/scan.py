@@ -9,11 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import UsageError, check_non_negative
 
-def consistency(p_anchor: torch.Tensor, p_neighbor: torch.Tensor) -> torch.Tensor:
-    """−mean log ⟨p(a), p(n)⟩: low when both put their mass on the same cluster."""
-    dot = (p_anchor * p_neighbor).sum(1).clamp_min(1e-8)
-    return -dot.log().mean()
+
+def consistency(logits_anchor: torch.Tensor, logits_neighbor: torch.Tensor) -> torch.Tensor:
+    """−mean log ⟨p(a), p(n)⟩ from the two cluster heads' logits (N, K): low when both put
+    their mass on the same cluster. Computed as a logsumexp of log-probabilities, so a pair
+    that disagrees by a wide margin still has a gradient (a clamped dot product has none)."""
+    log_p = F.log_softmax(logits_anchor.float(), 1) + F.log_softmax(logits_neighbor.float(), 1)
+    return -torch.logsumexp(log_p, 1).mean()
 
 
 def neg_entropy(p: torch.Tensor) -> torch.Tensor:
@@ -29,6 +33,10 @@ class SCANLoss(nn.Module):
 
     def __init__(self, encoder: nn.Module, clusters: int = 50, entropy_weight: float = 5.0):
         super().__init__()
+        if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 2:
+            raise UsageError(f"clusters={clusters!r} is not allowed: it must be an integer "
+                             ">= 2, e.g. the number of classes")
+        check_non_negative("entropy_weight", entropy_weight)
         self.encoder = encoder
         # standardised features let the new head learn as fast as the encoder moves
         self.head = nn.Sequential(nn.BatchNorm1d(encoder.num_features, affine=False),
@@ -36,9 +44,10 @@ class SCANLoss(nn.Module):
         self.entropy_weight = entropy_weight
 
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
-        logits = self.head(self.encoder.forward_features(torch.cat(views))).float()
-        p_a, p_n = F.softmax(logits, 1).chunk(2)
-        return consistency(p_a, p_n) + self.entropy_weight * neg_entropy(p_a)
+        logits_a, logits_n = self.head(self.encoder.forward_features(torch.cat(views))
+                                       ).float().chunk(2)
+        return (consistency(logits_a, logits_n)
+                + self.entropy_weight * neg_entropy(F.softmax(logits_a, 1)))
 
 
 class SelfLabelLoss(nn.Module):

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import check_positive
+
 
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> torch.Tensor:
     """Normalised-temperature cross entropy. z1, z2: (N, D), row i of each = one image.
@@ -29,6 +31,8 @@ class SimCLRLoss(nn.Module):
     def __init__(self, encoder: nn.Module, projection_dim: int = 128,
                  temperature: float = 0.2):
         super().__init__()
+        check_positive("projection_dim", projection_dim, integer=True)
+        check_positive("temperature", temperature)
         self.encoder = encoder
         d = encoder.num_features
         self.projector = nn.Sequential(nn.Linear(d, 2 * d), nn.BatchNorm1d(2 * d), nn.ReLU(),

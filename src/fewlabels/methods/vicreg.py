@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import check_non_negative, check_positive
+
 
 def invariance(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """Mean squared distance between the two views' embeddings."""
@@ -29,8 +31,10 @@ def covariance(z: torch.Tensor) -> torch.Tensor:
 
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim: float = 25.0, var: float = 25.0,
                 cov: float = 1.0) -> torch.Tensor:
+    """The weighted sum of the three terms; the variance term is the mean over the two
+    views, as in the authors' implementation (the covariance term is their sum)."""
     z1, z2 = z1.float(), z2.float()
-    return (sim * invariance(z1, z2) + var * (variance(z1) + variance(z2))
+    return (sim * invariance(z1, z2) + var * (variance(z1) + variance(z2)) / 2
             + cov * (covariance(z1) + covariance(z2)))
 
 
@@ -42,6 +46,9 @@ class VICRegLoss(nn.Module):
     def __init__(self, encoder: nn.Module, expander_dim: int = 512, sim: float = 25.0,
                  var: float = 25.0, cov: float = 1.0):
         super().__init__()
+        check_positive("expander_dim", expander_dim, integer=True)
+        for name, weight in (("sim", sim), ("var", var), ("cov", cov)):
+            check_non_negative(name, weight)
         self.encoder = encoder
         d = encoder.num_features
         e = expander_dim

@@ -1,0 +1,82 @@
+"""What a comparison measured, as the results contract (design.md §8): one ``Run`` per
+dataset × arm × label budget × seed, then ``results.json`` assembled from them with the
+summary statistics, the environment and the resolved config."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import stats
+from .arms import ARMS, order
+
+
+@dataclass
+class Run:
+    """One dataset × arm × label budget × seed and what it measured."""
+
+    dataset: str
+    arm: str
+    method: str | None
+    labels: int
+    seed: int
+    test_accuracy: float
+    per_class: list[float]
+    confusion: list[list[int]]  # rows: true class, columns: predicted class
+    train_seconds: float
+    chosen: dict
+    history: list | None = None  # goes to metrics.jsonl, not results.json
+
+    def record(self) -> dict:
+        return {k: v for k, v in vars(self).items() if k != "history"}
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
+    """(k, k) counts: row = true class, column = predicted class."""
+    flat = labels.long() * k + predictions.long().cpu()
+    return torch.bincount(flat, minlength=k * k).view(k, k).numpy()
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).parent)
+        return out.stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def feature_map(f: np.ndarray, labels: torch.Tensor) -> dict:
+    """A 2-D t-SNE map (van der Maaten & Hinton, 2008) of features ``f`` (N, D) of test
+    images, for the report's picture only (nothing is chosen on it)."""
+    from sklearn.manifold import TSNE
+
+    xy = TSNE(2, init="pca", perplexity=min(30.0, (len(f) - 1) / 3), random_state=0
+              ).fit_transform(f)
+    return {"x": np.round(xy[:, 0], 3).tolist(), "y": np.round(xy[:, 1], 3).tolist(),
+            "labels": labels.tolist()}
+
+
+def assemble(cfg, runs: list[Run], **parts) -> dict:
+    """results.json's content: the config's grid, every run, their summary and paired
+    differences (every-label arms left out: they saw no label draw), and ``parts``
+    (timings, environment, data, feature maps)."""
+    from .config import to_dict
+
+    records = [r.record() for r in runs]
+    once = {name for name, arm in ARMS.items() if arm.every_label}
+    return {
+        "preset": cfg.preset, "quick": cfg.quick, "datasets": list(cfg.datasets),
+        "labels": list(cfg.labels), "seeds": list(cfg.seeds), "arms": list(cfg.arms),
+        "runs": records,
+        "summary": stats.summarize(records),
+        "paired": stats.paired_differences([r for r in records if r["arm"] not in once],
+                                           first=order()),
+        "pretrain_method": cfg.pretrain.name(), "tune": cfg.tune,
+        **parts,
+        "config": to_dict(cfg),
+    }

@@ -1,0 +1,55 @@
+"""One test over the whole registry of arms: each runs end to end on a small real slice of
+MNIST, appears in results.json and in the report, and has what the rest reads of it."""
+
+import dataclasses
+import json
+import re
+
+import pytest
+
+from fewlabels.arms import ARMS, TUNED, arm_of, order
+from fewlabels.config import CompareConfig, load_preset
+from fewlabels.experiment import compare
+
+
+def test_every_arm_is_complete():
+    cfg = CompareConfig()
+    for name, arm in ARMS.items():
+        assert arm.name == name and callable(arm.run) and arm.about
+        assert re.fullmatch(r"#[0-9a-f]{6}", arm.colour)
+        assert dataclasses.is_dataclass(getattr(cfg, arm.section))
+        assert arm_of(name + TUNED) is arm
+    assert order()[:2] == ["probe", "probe" + TUNED]
+    assert cfg.arms == list(ARMS)  # every arm runs unless the user picks some
+
+
+@pytest.fixture(scope="module")
+def every_arm(mnist, tmp_path_factory):
+    out = tmp_path_factory.mktemp("arms") / "run"
+    small = dataclasses.replace(mnist.subset(train=1500, test=300), name="mnist")
+    cfg = load_preset("default", {
+        "device": "cpu", "precision": "fp32", "labels": ["60"], "seeds": [0, 1], "tune": 1,
+        "feature_map": 40,
+        "pretrain": {"epochs": 1, "batch": 500, "encoder_options": {"width": 4},
+                     "refine_rounds": 1, "refine_epochs": 1, "self_label_epochs": 1},
+        "supervised": {"epochs": 2}, "probe": {"epochs": 5}, "ceiling": {"epochs": 1}})
+    results = compare(cfg, out, datasets={"mnist": small}, log=lambda line: None)
+    return out, results
+
+
+@pytest.mark.parametrize("name", list(ARMS))
+def test_every_arm_runs_and_is_reported(every_arm, name):
+    out, results = every_arm
+    arm = ARMS[name]
+    runs = [r for r in results["runs"] if r["arm"] == name]
+    assert len(runs) == (1 if arm.every_label else 2)
+    for r in runs:
+        assert 0.0 <= r["test_accuracy"] <= 1.0
+        assert sum(map(sum, r["confusion"])) == 300
+        assert r["labels"] == (1500 if arm.every_label else 60)
+    assert (r["method"] is not None) == arm.pretrained
+    tuned = [r for r in results["runs"] if r["arm"] == name + TUNED]
+    assert len(tuned) == (2 if arm.space else 0)
+    report = (out / "report.md").read_text()
+    assert f"| mnist | {name} | " in report
+    assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
