@@ -23,8 +23,19 @@ def test_every_arm_is_complete():
     assert cfg.arms == list(ARMS)  # every arm runs unless the user picks some
 
 
+def test_a_withheld_test_split_refuses_every_use(mnist):
+    blind = mnist.subset(train=100, test=10).without_test()
+    for touch in (lambda t: t[0], len, lambda t: t.shape, lambda t: t.float(), list):
+        with pytest.raises(RuntimeError, match="test split was read before the final"):
+            touch(blind.test_images)
+    assert blind.train_images.shape[0] == 100
+
+
 @pytest.fixture(scope="module")
 def every_arm(mnist, tmp_path_factory):
+    """Every arm, tuned and untuned, through ``compare``: each runner is handed the dataset
+    with its test split withheld (any read raises), and only its returned predictor sees
+    the test images, at the end."""
     out = tmp_path_factory.mktemp("arms") / "run"
     small = dataclasses.replace(mnist.subset(train=1500, test=300), name="mnist")
     cfg = load_preset("default", {
@@ -32,7 +43,9 @@ def every_arm(mnist, tmp_path_factory):
         "feature_map": 40,
         "pretrain": {"epochs": 1, "batch": 500, "encoder_options": {"width": 4},
                      "refine_rounds": 1, "refine_epochs": 1, "self_label_epochs": 1},
-        "supervised": {"epochs": 2}, "probe": {"epochs": 5}, "ceiling": {"epochs": 1}})
+        "supervised": {"epochs": 2}, "probe": {"epochs": 5}, "ceiling": {"epochs": 1},
+        "finetune": {"epochs": 2, "head_epochs": 5},
+        "semisupervised": {"epochs": 1, "head_epochs": 5, "batch": 16, "ratio": 3}})
     results = compare(cfg, out, datasets={"mnist": small}, log=lambda line: None)
     return out, results
 

@@ -71,3 +71,59 @@ def test_colour_settings_leave_grey_images_alone():
     x = torch.rand(8, 1, 28, 28)
     cfg = _only_colour(colour=0.4, grayscale=1.0, invert=1.0)
     assert torch.allclose(augment(x, cfg, torch.Generator().manual_seed(0)), x, atol=1e-5)
+
+
+def test_strong_views_are_seeded_bounded_and_differ_from_weak_ones(mnist):
+    from fewlabels.augment import StrongAugmentConfig, strong_augment
+
+    x = mnist.train_images[:64].float() / 255
+    cfg = StrongAugmentConfig()
+    a = strong_augment(x, cfg, torch.Generator().manual_seed(1))
+    b = strong_augment(x, cfg, torch.Generator().manual_seed(1))
+    c = strong_augment(x, cfg, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    weak = augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    # strong views move further from the image than weak ones, on average
+    assert (a - x).abs().mean() > (weak - x).abs().mean()
+    colour = strong_augment(torch.rand(8, 3, 20, 24), cfg, torch.Generator().manual_seed(0))
+    assert colour.shape == (8, 3, 20, 24)
+
+
+def test_strong_identity_settings_leave_only_the_drawn_operations():
+    from fewlabels.augment import StrongAugmentConfig, strong_augment
+
+    x = torch.rand(16, 1, 28, 28)
+    none = strong_augment(x, StrongAugmentConfig(ops=0, cutout=0),
+                          torch.Generator().manual_seed(0))
+    assert torch.allclose(none, x, atol=1e-5)
+    cut = strong_augment(torch.zeros(256, 1, 28, 28), StrongAugmentConfig(ops=0, cutout=0.5),
+                         torch.Generator().manual_seed(0))
+    grey = (cut == 0.5).float().mean((1, 2, 3))  # the cutout square, grey, up to a quarter
+    assert grey.max() <= 0.25 + 0.05 and grey.mean() > 0.02
+
+
+def test_photometric_operations_closed_form():
+    from fewlabels.augment import _photometric
+
+    x = torch.linspace(0.1, 0.6, 16).view(1, 1, 4, 4)
+    one, zero, up = torch.ones(1), torch.zeros(1), torch.ones(1)
+    stretched = _photometric("autocontrast", x, one, up)
+    assert stretched.min() == 0 and stretched.max() == 1
+    # solarize at magnitude 0.5 inverts the pixels at or above 0.5
+    sol = _photometric("solarize", x, 0.5 * one, up)
+    assert torch.allclose(sol, torch.where(x >= 0.5, 1 - x, x))
+    # posterize at magnitude 0 keeps 8 bits: a pixel on the 1/255 grid stays put
+    grid = torch.arange(0, 256, 17).float().view(1, 1, 4, 4) / 255
+    assert torch.allclose(_photometric("posterize", grid, zero, up), grid, atol=1e-6)
+    assert torch.allclose(_photometric("brightness", x, zero, up), x)
+
+
+def test_every_strong_operation_at_full_strength_stays_finite_and_in_range():
+    from fewlabels.augment import STRONG_OPS, StrongAugmentConfig, strong_augment
+
+    cfg = StrongAugmentConfig(ops=len(STRONG_OPS), magnitude=1.0)
+    for x in (torch.zeros(32, 1, 28, 28), torch.ones(32, 3, 28, 28), torch.rand(32, 1, 28, 28)):
+        for seed in range(3):
+            y = strong_augment(x, cfg, torch.Generator().manual_seed(seed))
+            assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1

@@ -2,7 +2,13 @@ import pytest
 import torch
 
 from fewlabels.encoders import ConvEncoder
-from fewlabels.evaluate import FrozenEncoderChanged, ProbeConfig, knn_accuracy, linear_probe
+from fewlabels.evaluate import (
+    FrozenEncoderChanged,
+    ProbeConfig,
+    knn_accuracy,
+    linear_probe,
+    predict,
+)
 from fewlabels.runtime import resolve
 
 CPU = resolve("cpu", "fp32")
@@ -21,9 +27,9 @@ def test_linear_probe_is_frozen_and_beats_chance(mnist_slice):
     enc = ConvEncoder(width=8)
     before = {k: v.clone() for k, v in enc.state_dict().items()}
     imgs, labels = mnist_slice.train_images[:300], mnist_slice.train_labels[:300]
-    r = linear_probe(enc, imgs, labels, mnist_slice.test_images, mnist_slice.test_labels,
-                     ProbeConfig(epochs=30, augment=False), CPU)
-    assert r["test_accuracy"] > 0.3  # random conv features + a linear layer; chance is 0.1
+    r = linear_probe(enc, imgs, labels, ProbeConfig(epochs=30, augment=False), CPU)
+    right = predict(enc, r["head"], mnist_slice.test_images, CPU) == mnist_slice.test_labels
+    assert right.float().mean() > 0.3  # random conv features + a linear layer; chance is 0.1
     assert r["weight_decay"] in ProbeConfig().weight_decays
     for k, v in enc.state_dict().items():
         assert torch.equal(v, before[k])  # BN running stats included: eval mode held
@@ -44,5 +50,24 @@ def test_probe_detects_an_encoder_that_changes(mnist_slice, monkeypatch):
     monkeypatch.setattr(ev, "features", leaky)
     with pytest.raises(FrozenEncoderChanged):
         linear_probe(enc, mnist_slice.train_images[:50], mnist_slice.train_labels[:50],
-                     mnist_slice.test_images[:50], mnist_slice.test_labels[:50],
                      ProbeConfig(epochs=2, augment=False, weight_decays=[1e-3]), CPU)
+
+
+def test_finetune_changes_the_encoder_and_the_probe_does_not(mnist_slice):
+    from fewlabels.augment import AugmentConfig
+    from fewlabels.evaluate import FinetuneConfig, train_network, with_fitted_head
+
+    torch.manual_seed(0)
+    pretrained = ConvEncoder(width=4)
+    before = {k: v.clone() for k, v in pretrained.state_dict().items()}
+    images, labels = mnist_slice.train_images[:200], mnist_slice.train_labels[:200]
+    probe = linear_probe(pretrained, images, labels, ProbeConfig(epochs=5), CPU)
+    assert all(torch.equal(v, pretrained.state_dict()[k]) for k, v in before.items())
+    cfg = FinetuneConfig(epochs=2, lrs=[1e-3, 3e-3], encoder_lr_scale=0.1, head_epochs=10)
+    r = train_network(lambda x, y: with_fitted_head(pretrained, x, y, 10, 10, CPU, 0),
+                      images, labels, cfg, CPU, AugmentConfig(), seed=0)
+    tuned = r["net"].encoder.state_dict()
+    assert any(not torch.equal(v, tuned[k]) for k, v in before.items())
+    assert all(torch.equal(v, pretrained.state_dict()[k]) for k, v in before.items())
+    assert r["lr"] in cfg.lrs and set(r["val_scores"]) == {"0.001", "0.003"}
+    assert probe["head"].out_features == 10

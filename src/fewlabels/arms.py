@@ -16,15 +16,18 @@ import torch
 
 from .data import Dataset
 from .encoders import build_encoder
-from .errors import check_positive
+from .errors import check_fraction, check_positive
 from .evaluate import (
     ProbeConfig,
     SupervisedConfig,
     linear_probe,
     new_classifier,
-    supervised_from_scratch,
+    predict,
+    train_network,
+    with_fitted_head,
 )
 from .runtime import resolve
+from .semisupervised import SemiSupervisedConfig, train_semisupervised
 
 if TYPE_CHECKING:
     from .config import CompareConfig
@@ -34,9 +37,11 @@ TUNED = "-tuned"  # suffix of a run tuned with an equal budget: ``probe-tuned``
 
 @dataclass
 class Outcome:
-    """What an arm runner returns: its test-set predictions and how it got there."""
+    """What an arm runner returns: the classifier it trained, as ``predict(images) →
+    classes``, and how it got there. The runner never sees the test split: the caller
+    hands it to ``predict`` once, at the end."""
 
-    predictions: torch.Tensor
+    predict: Callable[[torch.Tensor], torch.Tensor]
     method: str | None = None  # the pretraining method behind it, if any
     history: list | None = None  # learning curve records
     chosen: dict = field(default_factory=dict)  # hyperparameters chosen on validation
@@ -60,7 +65,8 @@ class KNNConfig:
         return self
 
 
-# A runner: (dataset, labeled indices, seed, config, pretrained encoder or None) → Outcome
+# A runner: (dataset without its test split, labeled indices, seed, config, pretrained
+# encoder or None) → Outcome
 Runner = Callable[[Dataset, torch.Tensor, int, "CompareConfig", "torch.nn.Module | None"],
                   Outcome]
 
@@ -87,19 +93,54 @@ def _from_scratch(section: str) -> Runner:
     def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
         p = cfg.pretrain
 
-        def make_net():
+        def make_net(images, labels):
             return new_classifier(lambda: build_encoder(p.encoder, ds.image_shape,
                                                         **p.encoder_options),
                                   ds.num_classes, seed)
 
-        r = supervised_from_scratch(make_net, ds.train_images[labeled],
-                                    ds.train_labels[labeled], ds.test_images, ds.test_labels,
-                                    getattr(cfg, section), resolve(cfg.device, cfg.precision),
-                                    p.augment, seed)
-        return Outcome(r["predictions"], history=r["history"].records,
+        rt = resolve(cfg.device, cfg.precision)
+        r = train_network(make_net, ds.train_images[labeled], ds.train_labels[labeled],
+                          getattr(cfg, section), rt, p.augment, seed)
+        net = r["net"]
+        return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
+                       history=r["history"].records,
                        chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
 
     return run
+
+
+def _finetune(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
+    rt = resolve(cfg.device, cfg.precision)
+    f = cfg.finetune
+
+    def make_net(images, labels):
+        return with_fitted_head(encoder, images, labels, ds.num_classes, f.head_epochs, rt,
+                                seed)
+
+    r = train_network(make_net, ds.train_images[labeled], ds.train_labels[labeled], f, rt,
+                      cfg.pretrain.augment, seed)
+    net = r["net"]
+    return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
+                   method=cfg.pretrain.name(), history=r["history"].records,
+                   chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
+
+
+def _semisupervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
+                    encoder):
+    rt = resolve(cfg.device, cfg.precision)
+    s = cfg.semisupervised
+    images, labels = ds.train_images[labeled], ds.train_labels[labeled]
+    net = with_fitted_head(encoder, images, labels, ds.num_classes, s.head_epochs, rt, seed)
+    history = train_semisupervised(net, images, labels, ds.train_images, s, rt,
+                                   cfg.pretrain.augment, seed)
+    return Outcome(lambda x: predict(net.encoder, net.head, x, rt), method=cfg.pretrain.name(),
+                   history=history.records)
+
+
+def _semisupervised_space(trial, s: SemiSupervisedConfig) -> None:
+    s.lr = trial.suggest_float("lr", 3e-4, 3e-3, log=True)
+    s.threshold = trial.suggest_float("threshold", 0.8, 0.98)
+    s.encoder_lr_scale = trial.suggest_float("encoder_lr_scale", 0.1, 1.0, log=True)
 
 
 def _supervised_space(trial, s: SupervisedConfig) -> None:
@@ -109,10 +150,12 @@ def _supervised_space(trial, s: SupervisedConfig) -> None:
 
 
 def _probe(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
-    r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled],
-                     ds.test_images, ds.test_labels, cfg.probe,
-                     resolve(cfg.device, cfg.precision), cfg.pretrain.augment, seed)
-    return Outcome(r["predictions"], method=cfg.pretrain.name(), history=r["history"].records,
+    rt = resolve(cfg.device, cfg.precision)
+    r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled], cfg.probe,
+                     rt, cfg.pretrain.augment, seed, num_classes=ds.num_classes)
+    head = r["head"]
+    return Outcome(lambda images: predict(encoder, head, images, rt),
+                   method=cfg.pretrain.name(), history=r["history"].records,
                    chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
 
 
@@ -130,7 +173,7 @@ def _sklearn(make: Callable) -> Runner:
     def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
         fitted = make(cfg, len(labeled)).fit(_pixels(ds.train_images[labeled]),
                                              ds.train_labels[labeled].numpy())
-        return Outcome(torch.from_numpy(fitted.predict(_pixels(ds.test_images))))
+        return Outcome(lambda images: torch.from_numpy(fitted.predict(_pixels(images))))
 
     return run
 
@@ -147,6 +190,41 @@ def _knn(cfg: CompareConfig, n: int):
     return KNeighborsClassifier(n_neighbors=min(cfg.pixels_knn.k, n))
 
 
+@dataclass
+class LabelSpreadingConfig:
+    components: int = 50  # PCA components of the pixels
+    k: int = 10  # neighbours in the graph over every training image
+    alpha: float = 0.2  # how much of its label each image passes on per iteration
+
+    def validate(self, where: str = "pixels_labelspreading.") -> LabelSpreadingConfig:
+        check_positive(f"{where}components", self.components, integer=True)
+        check_positive(f"{where}k", self.k, integer=True)
+        check_fraction(f"{where}alpha", self.alpha)
+        return self
+
+
+def _labelspreading(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
+                    encoder):
+    """Label spreading (Zhou et al., NIPS 2003) over a k-nearest-neighbour graph of every
+    training image's PCA-reduced pixels; only the labeled subset's labels are read."""
+    from sklearn.decomposition import PCA
+    from sklearn.semi_supervised import LabelSpreading
+
+    c = cfg.pixels_labelspreading
+    pca = PCA(c.components, random_state=seed).fit(_pixels(ds.train_images))
+    targets = np.full(len(ds.train_images), -1)
+    targets[labeled.numpy()] = ds.train_labels[labeled].numpy()
+    spread = LabelSpreading(kernel="knn", n_neighbors=c.k, alpha=c.alpha, max_iter=100,
+                            n_jobs=1).fit(pca.transform(_pixels(ds.train_images)), targets)
+    return Outcome(lambda images: torch.from_numpy(
+        spread.predict(pca.transform(_pixels(images)))).long())
+
+
+def _labelspreading_space(trial, s: LabelSpreadingConfig) -> None:
+    s.k = trial.suggest_int("n_neighbors", 3, 30, log=True)
+    s.alpha = trial.suggest_float("alpha", 0.01, 0.9, log=True)
+
+
 def _logreg_space(trial, s: LogRegConfig) -> None:
     s.c = trial.suggest_float("C", 1e-3, 1e2, log=True)
 
@@ -158,12 +236,21 @@ def _knn_space(trial, s: KNNConfig) -> None:
 ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("probe", _probe, "probe", "#4c72b0",
         "one linear layer on the frozen pretrained encoder", _probe_space, pretrained=True),
+    Arm("finetune", _finetune, "finetune", "#8172b3",
+        "the pretrained encoder and a fitted linear layer, all trained on the labels",
+        _supervised_space, pretrained=True),
+    Arm("semisupervised", _semisupervised, "semisupervised", "#c44e52",
+        "the pretrained network trained on the labels and the unlabeled pool (FixMatch)",
+        _semisupervised_space, pretrained=True),
     Arm("supervised", _from_scratch("supervised"), "supervised", "#dd8452",
         "the same encoder trained from scratch on the labels alone", _supervised_space),
     Arm("pixels-logreg", _sklearn(_logreg), "pixels_logreg", "#8c8c8c",
         "logistic regression on raw pixels", _logreg_space),
     Arm("pixels-knn", _sklearn(_knn), "pixels_knn", "#b0b0b0",
         "k-nearest neighbours on raw pixels", _knn_space),
+    Arm("pixels-labelspreading", _labelspreading, "pixels_labelspreading", "#937860",
+        "label spreading over a nearest-neighbour graph of every training image's pixels",
+        _labelspreading_space),
     Arm("ceiling", _from_scratch("ceiling"), "ceiling", "#55a868",
         "the supervised network on every training label, once per dataset",
         every_label=True),

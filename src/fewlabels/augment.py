@@ -122,3 +122,115 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
     if cfg.noise > 0:
         x = x + torch.randn(x.shape, generator=g, device=dev) * cfg.noise
     return x.clamp_(0, 1)
+
+
+# ----------------------------------------------------------------------------- strong views
+
+
+@dataclass
+class StrongAugmentConfig:
+    """RandAugment with random magnitudes, then Cutout: FixMatch's strong view (Sohn et al.,
+    NeurIPS 2020; Cubuk et al., CVPRW 2020; DeVries & Taylor, 2017). Each image gets ``ops``
+    operations drawn from ``STRONG_OPS``, each at a magnitude drawn uniformly up to its
+    maximum times ``magnitude``, then a square of side up to ``cutout`` of the image set to
+    grey."""
+
+    ops: int = 2  # operations per image
+    magnitude: float = 1.0  # scales every operation's maximum (1: FixMatch's ranges)
+    cutout: float = 0.5  # largest side of the cutout square, fraction of the image size
+
+    def validate(self, where: str = "strong.") -> StrongAugmentConfig:
+        from .errors import UsageError, check_fraction, check_non_negative
+
+        check_non_negative(where + "ops", self.ops, integer=True)
+        if self.ops > len(STRONG_OPS):
+            raise UsageError(f"{where}ops={self.ops} is out of range: there are "
+                             f"{len(STRONG_OPS)} operations to draw from")
+        check_fraction(where + "magnitude", self.magnitude, one=True)
+        check_fraction(where + "cutout", self.cutout, zero=True, one=True)
+        return self
+
+
+# geometric operations (composed into one affine warp) and their largest magnitudes
+_GEOMETRIC = {"rotate": 30.0, "shear_x": 0.3, "shear_y": 0.3, "translate_x": 0.3,
+              "translate_y": 0.3}
+_PHOTOMETRIC = ("identity", "autocontrast", "solarize", "posterize", "contrast", "brightness",
+                "sharpness")
+STRONG_OPS = (*_GEOMETRIC, *_PHOTOMETRIC)
+
+
+def _blend(x: torch.Tensor, other: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """other + factor · (x − other), per image (factor: (N,)); PIL's ImageEnhance."""
+    return (other + factor.view(-1, 1, 1, 1) * (x - other)).clamp(0, 1)
+
+
+def _photometric(name: str, x: torch.Tensor, m: torch.Tensor, sign: torch.Tensor):
+    """Operation ``name`` at magnitudes ``m`` in [0, 1] (N,), on images in [0, 1]."""
+    n = len(x)
+    if name == "identity":
+        return x
+    if name == "autocontrast":
+        low = x.amin((2, 3), keepdim=True)
+        high = x.amax((2, 3), keepdim=True)
+        return torch.where(high > low, (x - low) / (high - low).clamp_min(1e-6), x)
+    if name == "solarize":  # invert pixels above a threshold that falls with m
+        threshold = (1 - m).view(n, 1, 1, 1)
+        return torch.where(x >= threshold, 1 - x, x)
+    if name == "posterize":  # keep 8 − 4m bits
+        levels = torch.pow(2.0, (8 - torch.round(4 * m))).view(n, 1, 1, 1)
+        return torch.floor(x * (levels - 1) + 0.5) / (levels - 1)
+    factor = 1 + 0.95 * m * sign  # in [0.05, 1.95]
+    if name == "contrast":
+        return _blend(x, x.mean((1, 2, 3), keepdim=True).expand_as(x), factor)
+    if name == "brightness":
+        return _blend(x, torch.zeros_like(x), factor)
+    if name == "sharpness":
+        kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]], device=x.device) / 13
+        c = x.shape[1]
+        blurred = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"),
+                           kernel.view(1, 1, 3, 3).expand(c, 1, 3, 3), groups=c)
+        return _blend(x, blurred, factor)
+    raise KeyError(name)
+
+
+def strong_augment(x: torch.Tensor, cfg: StrongAugmentConfig,
+                   g: torch.Generator) -> torch.Tensor:
+    """A strong view of each image: (N, C, H, W) float in [0, 1] → same, seeded by ``g``
+    (on ``x``'s device). Operations are computed on the whole batch and kept where drawn:
+    no per-image Python loop."""
+    n, c, h, w = x.shape
+    dev = x.device
+    x = x.float()
+    # ``ops`` distinct operations per image (drawn twice, an operation could leave its range)
+    chosen = torch.rand(n, len(STRONG_OPS), generator=g, device=dev).argsort(1)[:, :cfg.ops]
+    magnitude = torch.rand(n, cfg.ops, generator=g, device=dev) * cfg.magnitude
+    sign = torch.where(torch.rand(n, cfg.ops, generator=g, device=dev) < 0.5, -1.0, 1.0)
+
+    # each geometric operation's signed amount per image (0 where it was not drawn)
+    geo = {name: (magnitude * sign * (chosen == i)).sum(1) * top
+           for i, (name, top) in enumerate(_GEOMETRIC.items())}
+    rot = geo["rotate"] * (math.pi / 180)
+    cos, sin = torch.cos(rot), torch.sin(rot)
+    shx, shy = geo["shear_x"], geo["shear_y"]
+    # output→input map: rotation · shear
+    a = torch.stack([cos - sin * shy, cos * shx - sin, sin + cos * shy, sin * shx + cos],
+                    1).view(n, 2, 2)
+    shift = torch.stack([geo["translate_x"], geo["translate_y"]], 1) * 2
+    theta = torch.cat([a, shift.view(n, 2, 1)], 2)
+    grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
+    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    for k, name in enumerate(_PHOTOMETRIC, start=len(_GEOMETRIC)):
+        hit = chosen == k
+        if hit.any():
+            m = (magnitude * hit).sum(1)
+            s = (sign * hit).sum(1)
+            x = torch.where(hit.any(1).view(n, 1, 1, 1), _photometric(name, x, m, s), x)
+    if cfg.cutout > 0:
+        side = torch.rand(n, generator=g, device=dev) * cfg.cutout
+        cy, cx = torch.rand(2, n, generator=g, device=dev)
+        rows = (torch.arange(h, device=dev) + 0.5) / h
+        cols = (torch.arange(w, device=dev) + 0.5) / w
+        box = (((rows.view(1, h, 1) - cy.view(n, 1, 1)).abs() <= side.view(n, 1, 1) / 2)
+               & ((cols.view(1, 1, w) - cx.view(n, 1, 1)).abs() <= side.view(n, 1, 1) / 2))
+        x = x.masked_fill(box.unsqueeze(1), 0.5)
+    return x.clamp_(0, 1)

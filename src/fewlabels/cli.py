@@ -142,7 +142,7 @@ def _cmd_probe(args) -> int:
 
     from .augment import AugmentConfig
     from .data import draw_labels, load_dataset, parse_label_budget
-    from .evaluate import ProbeConfig, linear_probe
+    from .evaluate import ProbeConfig, linear_probe, predict
     from .pretrain import load_encoder
     from .runtime import resolve
 
@@ -158,10 +158,12 @@ def _cmd_probe(args) -> int:
     accs = []
     for seed in args.seeds:
         labeled = draw_labels(ds.train_labels, count, seed)
-        r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled],
-                         ds.test_images, ds.test_labels, cfg, rt, aug, seed)
-        accs.append(r["test_accuracy"])
-        print(f"seed {seed}: {count} labels, probe test accuracy {r['test_accuracy']:.4f} "
+        r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled], cfg, rt,
+                         aug, seed, num_classes=ds.num_classes)
+        accuracy = (predict(encoder, r["head"], ds.test_images, rt) == ds.test_labels
+                    ).float().mean().item()
+        accs.append(accuracy)
+        print(f"seed {seed}: {count} labels, probe test accuracy {accuracy:.4f} "
               f"(weight decay {r['weight_decay']} chosen on the labeled validation split)")
     if len(accs) > 1:
         print(f"mean {statistics.fmean(accs):.4f} ± {statistics.stdev(accs):.4f}")

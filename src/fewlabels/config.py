@@ -9,11 +9,12 @@ from importlib import resources
 
 import yaml
 
-from .arms import ARMS, KNNConfig, LogRegConfig
+from .arms import ARMS, KNNConfig, LabelSpreadingConfig, LogRegConfig
 from .errors import UsageError, check_choice, check_non_negative
-from .evaluate import ProbeConfig, SupervisedConfig
+from .evaluate import FinetuneConfig, ProbeConfig, SupervisedConfig
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS
+from .semisupervised import SemiSupervisedConfig
 
 
 @dataclass
@@ -32,9 +33,12 @@ class CompareConfig:
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    semisupervised: SemiSupervisedConfig = field(default_factory=SemiSupervisedConfig)
     supervised: SupervisedConfig = field(default_factory=SupervisedConfig)
     pixels_logreg: LogRegConfig = field(default_factory=LogRegConfig)
     pixels_knn: KNNConfig = field(default_factory=KNNConfig)
+    pixels_labelspreading: LabelSpreadingConfig = field(default_factory=LabelSpreadingConfig)
     # the fully supervised ceiling: the supervised arm's network on every training label,
     # once per dataset, with one learning rate (nothing to choose it on but the labels)
     ceiling: SupervisedConfig = field(default_factory=lambda: SupervisedConfig(
@@ -86,6 +90,9 @@ def quick(cfg: CompareConfig) -> CompareConfig:
     cfg.supervised.epochs = min(cfg.supervised.epochs, 40)
     cfg.supervised.lrs = cfg.supervised.lrs[-1:]
     cfg.probe.epochs = min(cfg.probe.epochs, 50)
+    cfg.finetune.epochs = min(cfg.finetune.epochs, 20)
+    cfg.finetune.lrs = cfg.finetune.lrs[-1:]
+    cfg.semisupervised.epochs = min(cfg.semisupervised.epochs, 0.5)
     cfg.ceiling.epochs = 1
     cfg.feature_map = min(cfg.feature_map, 500)
     cfg.quick = True

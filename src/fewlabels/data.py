@@ -10,6 +10,7 @@ SHA-256 is checked when it is placed in the cache and again each time it is load
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -292,6 +293,16 @@ def parse_idx(data: bytes, name: str = "IDX data") -> np.ndarray:
 # ----------------------------------------------------------------------------- datasets
 
 
+class Withheld:
+    """Stands in for a test split that training must not see: touching it raises."""
+
+    def _refuse(self, *args, **kwargs):
+        raise RuntimeError("the test split was read before the final predictions: training, "
+                           "tuning and model choice may only use the training split")
+
+    __getattr__ = __getitem__ = __len__ = __iter__ = __array__ = _refuse
+
+
 @dataclass
 class Dataset:
     """A labelled image dataset in memory.
@@ -315,6 +326,10 @@ class Dataset:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
+
+    def without_test(self) -> Dataset:
+        """This dataset with its test split withheld: any use of it raises."""
+        return dataclasses.replace(self, test_images=Withheld(), test_labels=Withheld())
 
     def subset(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first ``train`` training and ``test`` test images (for quick looks and tests)."""

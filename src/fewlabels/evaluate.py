@@ -110,13 +110,15 @@ def _predict(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
         return head(feats).argmax(1).cpu()
 
 
-def _fraction_right(predictions: torch.Tensor, labels: torch.Tensor) -> float:
-    return (predictions == labels).float().mean().item()
+def predict(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
+            runtime: Runtime) -> torch.Tensor:
+    """(N,) classes that ``head`` on ``encoder``'s features (eval mode) gives ``images``."""
+    return _predict(head, features(encoder, images, runtime))
 
 
 def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> float:
     """Fraction of ``feats`` that ``head`` assigns to their ``labels``."""
-    return _fraction_right(_predict(head, feats), labels)
+    return (_predict(head, feats) == labels).float().mean().item()
 
 
 def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: float,
@@ -184,19 +186,19 @@ def new_classifier(make_encoder, num_classes: int, seed: int) -> ClassifierNet:
 
 
 def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                 test_images: torch.Tensor, test_labels: torch.Tensor, cfg: ProbeConfig,
-                 rt: Runtime, aug: AugmentConfig | None = None, seed: int = 0,
-                 head: nn.Linear | None = None, progress: bool = False) -> dict:
-    """Train a linear layer on the frozen encoder; return test accuracy and what was chosen.
+                 cfg: ProbeConfig, rt: Runtime, aug: AugmentConfig | None = None,
+                 seed: int = 0, head: nn.Linear | None = None, num_classes: int | None = None,
+                 progress: bool = False) -> dict:
+    """Train a linear layer on the frozen encoder (which must come out unchanged); return
+    {"head", "weight_decay" chosen, "val_scores", "history"}.
 
     Weight decay is chosen by accuracy on a validation split of the labeled images; the
     layer is then refit on all of them. ``head``: the layer to train (default: a new one
-    initialised from ``seed``). The test set is used once, at the end (``test_images`` may
-    be None: no test predictions).
+    for ``num_classes`` classes, initialised from ``seed``).
     """
-    num_classes = int(labels.max()) + 1 if head is None else head.out_features
-    if test_labels is not None:
-        num_classes = max(num_classes, int(test_labels.max()) + 1)
+    if head is not None:
+        num_classes = head.out_features
+    num_classes = num_classes or int(labels.max()) + 1
     with frozen(encoder):
         clean = features(encoder, images, rt)  # once: every fit and score reuses them
         x_float = as_float(images.to(rt.device)) if cfg.augment and aug is not None else None
@@ -221,12 +223,8 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
         (layer, history), best, scores = _choose_on_validation(
             cfg.weight_decays, labels, cfg.val_fraction, seed, fit_one, score)
-        predictions = (_predict(layer, features(encoder, test_images, rt))
-                       if test_images is not None else None)
-    return {"test_accuracy": (_fraction_right(predictions, test_labels)
-                              if predictions is not None else None),
-            "weight_decay": best, "val_scores": scores, "head": layer,
-            "predictions": predictions, "history": history}
+    return {"head": layer.eval(), "weight_decay": best, "val_scores": scores,
+            "history": history}
 
 
 @dataclass
@@ -250,11 +248,37 @@ class SupervisedConfig:
         return self
 
 
+@dataclass
+class FinetuneConfig(SupervisedConfig):
+    """The supervised arm's training, started from the pretrained encoder with a linear
+    layer fitted on its frozen features first (so the encoder's first steps follow a
+    sensible head: Kumar et al., ICLR 2022, "LP-FT"), the encoder at a lower rate."""
+
+    encoder_lr_scale: float = 0.1  # the encoder's learning rate, relative to the head's
+    head_epochs: int = 100  # full-batch epochs of the linear layer fitted first
+
+    def validate(self, where: str = "finetune.") -> FinetuneConfig:
+        super().validate(where)
+        check_positive(f"{where}encoder_lr_scale", self.encoder_lr_scale)
+        check_positive(f"{where}head_epochs", self.head_epochs, integer=True)
+        return self
+
+
+def param_groups(net: nn.Module, encoder_lr_scale: float) -> list:
+    """The network's parameters, the encoder's at ``encoder_lr_scale`` times the rate
+    (one group when it is 1)."""
+    if encoder_lr_scale == 1:
+        return list(net.parameters())
+    return [{"params": list(net.encoder.parameters()), "lr_scale": encoder_lr_scale},
+            {"params": list(net.head.parameters())}]
+
+
 def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      cfg: SupervisedConfig, lr: float, rt: Runtime, aug: AugmentConfig,
                      seed: int, progress: bool = False) -> History:
     """Train the whole ``net`` (encoder + linear layer) on ``images``; leave it in eval
-    mode and return its training curve."""
+    mode and return its training curve. A ``FinetuneConfig`` trains the encoder at its
+    ``encoder_lr_scale``."""
     net.to(rt.device)
     x = as_float(images.to(rt.device))
     y = labels.to(rt.device)
@@ -272,7 +296,7 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     net.encoder.requires_grad_(True)
     net.train()
-    history = fit(list(net.parameters()), loss_fn,
+    history = fit(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn,
         shuffled_batches(torch.arange(len(x)), size, torch.Generator().manual_seed(seed)),
         steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
         log_every=max(1, min(per_epoch, steps // 50)), desc="supervised", progress=progress,
@@ -284,17 +308,16 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return history
 
 
-def supervised_from_scratch(make_net, images, labels, test_images, test_labels,
-                            cfg: SupervisedConfig, rt: Runtime, aug: AugmentConfig,
-                            seed: int = 0) -> dict:
-    """The honest baseline: the same encoder trained from scratch on the labeled images,
-    with the same augmentations; the learning rate is chosen on a validation split of the
-    labeled images, then the model is retrained on all of them. Test set: once, at the end.
-    ``make_net()`` builds a fresh network (encoder + linear layer), initialised from
-    ``seed``."""
+def train_network(make_net, images, labels, cfg: SupervisedConfig, rt: Runtime,
+                  aug: AugmentConfig, seed: int = 0) -> dict:
+    """A network trained on the labeled images, its learning rate chosen among ``cfg.lrs``
+    on a validation split of them, then retrained on all of them. ``make_net(images,
+    labels)`` builds the starting network (from scratch, or from a pretrained encoder with
+    a head fitted on those images), initialised from ``seed``. Returns {"net", "lr" chosen,
+    "val_scores", "history"}."""
 
     def fit_one(lr, idx):
-        net = make_net()
+        net = make_net(images[idx], labels[idx])
         return net, train_classifier(net, images[idx], labels[idx], cfg, lr, rt, aug, seed)
 
     def score(net, idx):
@@ -302,6 +325,20 @@ def supervised_from_scratch(make_net, images, labels, test_images, test_labels,
 
     (net, history), best, scores = _choose_on_validation(
         cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score)
-    predictions = _predict(net.head, features(net.encoder, test_images, rt))
-    return {"test_accuracy": _fraction_right(predictions, test_labels), "lr": best,
-            "val_scores": scores, "predictions": predictions, "history": history}
+    return {"net": net, "lr": best, "val_scores": scores, "history": history}
+
+
+def with_fitted_head(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                     num_classes: int, head_epochs: int, rt: Runtime, seed: int
+                     ) -> ClassifierNet:
+    """A copy of ``encoder`` plus a linear layer fitted on its frozen features of
+    ``images`` (the start of fine-tuning and semi-supervised training). The layer is fitted
+    on raw features: folding a standardisation into it would scale its weights by the
+    inverse feature spread, too steep a start for training the encoder under it."""
+    encoder = copy.deepcopy(encoder)
+    probe = ProbeConfig(epochs=head_epochs, weight_decays=[1e-3], standardize=False)
+    head = linear_probe(encoder, images, labels, probe, rt, seed=seed,
+                        num_classes=num_classes)["head"]
+    net = ClassifierNet(encoder, num_classes)
+    net.head = head
+    return net.to(rt.device)

@@ -64,8 +64,8 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     records how ``cfg`` was tuned (the run is then named ``<arm>-tuned``)."""
     name = arm + (TUNED if tuning else "")
     t = time.perf_counter()
-    o = ARMS[arm].run(ds, labeled, seed, cfg, encoder)
-    conf = confusion_matrix(o.predictions, ds.test_labels, ds.num_classes)
+    o = ARMS[arm].run(ds.without_test(), labeled, seed, cfg, encoder)
+    conf = confusion_matrix(o.predict(ds.test_images), ds.test_labels, ds.num_classes)
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),

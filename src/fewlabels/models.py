@@ -274,8 +274,8 @@ class Classifier:
         else:  # the probe arm's, with the notebook's minibatches on raw features
             cfg = ProbeConfig(epochs=epochs, lr=lr, batch=batch, weight_decays=[0.0],
                               standardize=False)
-            r = linear_probe(self.net.encoder, images, labels, None, None, cfg, self.runtime,
-                             seed=seed, head=self.net.head, progress=progress)
+            r = linear_probe(self.net.encoder, images, labels, cfg, self.runtime, seed=seed,
+                             head=self.net.head, progress=progress)
             self.net.head.load_state_dict(r["head"].state_dict())
             self.history = r["history"]
             self.encoder_frozen = True

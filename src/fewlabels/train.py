@@ -73,13 +73,16 @@ class History:
         return [r[x] for r in rows], [r[key] for r in rows]
 
 
-def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Tensor], *,
+def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
+        batches: Iterator[torch.Tensor], *,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
         log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,
         eval_every: int = 0, desc: str = "train", progress: bool = True,
         schedule: Callable[[int], float] | None = None) -> History:
     """Train ``params`` with AdamW (Loshchilov & Hutter, ICLR 2019; Adam when
     ``weight_decay`` is 0) for ``steps`` steps; ``schedule(step)`` scales ``lr``.
+    ``params`` may be parameter groups, ``{"params": [...], "lr_scale": 0.1}``: a group's
+    learning rate is ``lr`` times its scale (e.g. a lower one for a pretrained encoder).
 
     ``loss_fn(batch)`` is called under autocast; ``evaluate()`` (no grad) every
     ``eval_every`` steps and at the end, its values logged and shown in the bar.
@@ -87,7 +90,12 @@ def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Ten
     """
     check_positive("steps", steps, integer=True)
     check_positive("lr", lr)
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    params = list(params)
+    groups = params if params and isinstance(params[0], dict) else [{"params": params}]
+    for g in groups:
+        g.setdefault("lr_scale", 1.0)
+        g["lr"] = lr * g["lr_scale"]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     history = History()
     start = time.perf_counter()
     shown: dict[str, float] = {}
@@ -105,7 +113,7 @@ def fit(params: list[nn.Parameter], loss_fn: LossFn, batches: Iterator[torch.Ten
                                    f"lr={lr} is too high for this model: lower it")
         if schedule is not None:
             for group in opt.param_groups:
-                group["lr"] = lr * schedule(step)
+                group["lr"] = lr * group["lr_scale"] * schedule(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

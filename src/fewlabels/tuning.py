@@ -2,8 +2,9 @@
 Akiba et al., KDD 2019) of its own hyperparameters, each trial scored on a validation split
 carved from that arm's labeled subset.
 
-A trial runs the arm exactly as the comparison does, on a dataset whose "test" split *is*
-that validation split: the real test set is never handed to tuning. Studies live in
+A trial runs the arm exactly as the comparison does, on the rest of the labeled subset,
+with the dataset's test split withheld (any use of it raises): the real test set is never
+handed to tuning. Studies live in
 ``tuning.db`` (SQLite) in the run folder, so an interrupted tuning resumes where it stopped.
 """
 
@@ -27,32 +28,23 @@ def apply_trial(arm: str, trial, cfg: CompareConfig) -> None:
     a.space(trial, getattr(cfg, a.section))
 
 
-def validation_view(ds: Dataset, labeled: torch.Tensor, seed: int
-                    ) -> tuple[Dataset, torch.Tensor]:
-    """(a dataset whose test split is a held-out part of ``labeled``, the rest of it).
-
-    Built from the training split alone: nothing in it refers to the test set."""
-    train, val = split_indices(labeled, 1 - VAL_FRACTION, seed)
-    view = Dataset(ds.name, ds.train_images, ds.train_labels, ds.train_images[val],
-                   ds.train_labels[val], ds.classes, ds.source, ds.sha256)
-    return view, train
-
-
 def tune(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
          encoder, trials: int, storage: Path, study_name: str) -> tuple[CompareConfig, dict]:
     """Run (or resume) ``trials`` trials for ``arm``; return (the config with the best
     trial's values, {"params", "val_accuracy", "trials"}). Each trial runs the arm as the
-    comparison does, on the validation view: its test split is held-out labeled images."""
+    comparison does, on a part of the labeled subset, and is scored on the rest; the
+    dataset it is handed has its test split withheld."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    view, train = validation_view(ds, labeled, seed)
+    train, val = split_indices(labeled, 1 - VAL_FRACTION, seed)
+    blind = ds.without_test()
 
     def objective(trial) -> float:
         trial_cfg = copy.deepcopy(cfg)
         apply_trial(arm, trial, trial_cfg)
-        predictions = ARMS[arm].run(view, train, seed, trial_cfg, encoder).predictions
-        return (predictions == view.test_labels).float().mean().item()
+        predict = ARMS[arm].run(blind, train, seed, trial_cfg, encoder).predict
+        return (predict(ds.train_images[val]) == ds.train_labels[val]).float().mean().item()
 
     study = optuna.create_study(
         study_name=study_name, storage=f"sqlite:///{storage}", direction="maximize",

@@ -1,0 +1,128 @@
+"""Semi-supervised training on the labeled subset and the unlabeled pool together:
+FixMatch's weak-to-strong consistency (Sohn et al., NeurIPS 2020). Each step takes a batch
+of labeled images (weak views, cross entropy on their labels) and ``ratio`` times as many
+pool images; the network's prediction on a weak view of a pool image becomes the target of
+a strong view of it when its confidence reaches ``threshold``. Optionally the pseudo-label
+distribution is aligned to the labeled one (ReMixMatch's distribution alignment, Berthelot
+et al., ICLR 2020). The loop is the project's one loop (``train.fit``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
+from .data import as_float
+from .errors import check_fraction, check_non_negative, check_positive
+from .evaluate import param_groups
+from .runtime import Runtime
+from .train import History, fit, shuffled_batches, warmup_cosine
+
+
+@dataclass
+class SemiSupervisedConfig:
+    epochs: float = 4.0  # passes over the unlabeled pool
+    batch: int = 32  # labeled images per step
+    ratio: int = 7  # pool images per labeled image in a step (FixMatch's μ)
+    lr: float = 1e-3  # AdamW learning rate of the head (and, scaled, of the encoder)
+    encoder_lr_scale: float = 0.3  # the encoder's rate relative to the head's
+    weight_decay: float = 5e-4
+    threshold: float = 0.95  # confidence a pseudo-label needs to count
+    unlabeled_weight: float = 1.0  # λ: weight of the pool's consistency term
+    align: bool = True  # distribution alignment of the pseudo-labels
+    head_epochs: int = 100  # full-batch epochs of the linear layer fitted first
+    strong: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
+
+    def validate(self, where: str = "semisupervised.") -> SemiSupervisedConfig:
+        check_positive(f"{where}epochs", self.epochs)
+        check_positive(f"{where}batch", self.batch, integer=True)
+        check_positive(f"{where}ratio", self.ratio, integer=True)
+        check_positive(f"{where}lr", self.lr)
+        check_positive(f"{where}encoder_lr_scale", self.encoder_lr_scale)
+        check_non_negative(f"{where}weight_decay", self.weight_decay)
+        check_fraction(f"{where}threshold", self.threshold, one=True)
+        check_non_negative(f"{where}unlabeled_weight", self.unlabeled_weight)
+        check_positive(f"{where}head_epochs", self.head_epochs, integer=True)
+        self.strong.validate(f"{where}strong.")
+        return self
+
+
+def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
+                     threshold: float, prior: torch.Tensor | None = None,
+                     running: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """FixMatch's unlabeled term: cross entropy of the strong views against the weak
+    views' argmax, counted only where the weak prediction's confidence is ≥ ``threshold``,
+    averaged over the whole batch. No gradient flows through the weak views. With
+    ``prior`` and ``running`` (class distributions), the weak probabilities are first
+    multiplied by prior / running and renormalised (distribution alignment).
+    Returns (loss, mask of the pseudo-labels that counted)."""
+    with torch.no_grad():
+        p = F.softmax(logits_weak.float(), 1)
+        if prior is not None and running is not None:
+            p = p * (prior / running.clamp_min(1e-6))
+            p = p / p.sum(1, keepdim=True)
+        confidence, pseudo = p.max(1)
+        mask = confidence >= threshold
+    per_image = F.cross_entropy(logits_strong.float(), pseudo, reduction="none")
+    return (per_image * mask).mean(), mask
+
+
+def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                         pool: torch.Tensor, cfg: SemiSupervisedConfig, rt: Runtime,
+                         aug: AugmentConfig, seed: int, progress: bool = False) -> History:
+    """Train ``net`` (encoder + linear layer) on the labeled ``images`` and the unlabeled
+    ``pool`` (uint8, labels never read) with FixMatch; leave it in eval mode and return its
+    curve (loss, labeled accuracy, share of pool images above the threshold)."""
+    net.to(rt.device)
+    x = as_float(images.to(rt.device))
+    y = labels.to(rt.device)
+    u = pool.to(rt.device)  # uint8: a quarter of the memory; converted per batch
+    k = net.head.out_features
+    g = torch.Generator(device=rt.device).manual_seed(seed)
+    n_pool = cfg.batch * cfg.ratio
+    per_epoch = max(1, len(u) // n_pool)
+    steps = max(1, round(cfg.epochs * per_epoch))
+    order = torch.Generator().manual_seed(seed)
+    labeled_batches = shuffled_batches(torch.arange(len(x)), cfg.batch, order)
+    pool_batches = shuffled_batches(torch.arange(len(u)), n_pool, order)
+    prior = torch.bincount(y, minlength=k).float()
+    prior = prior / prior.sum()
+    running = prior.clone()  # running mean of the pool's predicted class distribution
+
+    def batches():
+        while True:
+            yield next(labeled_batches), next(pool_batches)
+
+    def loss_fn(batch):
+        nonlocal running
+        idx_l, idx_u = (i.to(rt.device) for i in batch)
+        xu = as_float(u[idx_u])
+        views = torch.cat([augment(x[idx_l], aug, g), augment(xu, aug, g),
+                           strong_augment(xu, cfg.strong, g)])
+        logits = net(views).float()
+        logits_l = logits[:len(idx_l)]
+        logits_weak, logits_strong = logits[len(idx_l):].chunk(2)
+        if cfg.align:
+            with torch.no_grad():
+                running = 0.999 * running + 0.001 * F.softmax(logits_weak, 1).mean(0)
+        unlabeled, mask = consistency_loss(logits_weak, logits_strong, cfg.threshold,
+                                           prior if cfg.align else None, running)
+        labeled = F.cross_entropy(logits_l, y[idx_l])
+        accuracy = (logits_l.argmax(1) == y[idx_l]).float().mean().item()
+        return labeled + cfg.unlabeled_weight * unlabeled, {
+            "accuracy": accuracy, "confident": mask.float().mean().item()}
+
+    net.encoder.requires_grad_(True)
+    net.train()
+    history = fit(param_groups(net, cfg.encoder_lr_scale), loss_fn, batches(), steps=steps,
+                  lr=cfg.lr, weight_decay=cfg.weight_decay, runtime=rt,
+                  log_every=max(1, steps // 50), desc="semisupervised", progress=progress,
+                  schedule=warmup_cosine(steps, max(1, steps // 20)))
+    for r in history.records:
+        r["epoch"] = r["step"] / per_epoch
+    net.eval()
+    return history

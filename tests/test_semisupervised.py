@@ -1,0 +1,60 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fewlabels.augment import AugmentConfig
+from fewlabels.encoders import ConvEncoder
+from fewlabels.evaluate import with_fitted_head
+from fewlabels.runtime import resolve
+from fewlabels.semisupervised import SemiSupervisedConfig, consistency_loss, train_semisupervised
+
+
+def test_pseudo_labels_under_the_threshold_add_nothing():
+    weak = torch.tensor([[8.0, 0, 0], [0.3, 0.2, 0.1], [0, 0, 9.0]])  # rows 0, 2 confident
+    strong = torch.randn(3, 3, requires_grad=True)
+    loss, mask = consistency_loss(weak, strong, threshold=0.95)
+    assert mask.tolist() == [True, False, True]
+    expected = (F.cross_entropy(strong[0:1], torch.tensor([0]))
+                + F.cross_entropy(strong[2:3], torch.tensor([2]))) / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert torch.equal(strong.grad[1], torch.zeros(3))  # the unsure row pulls on nothing
+    assert strong.grad[0].abs().sum() > 0
+    # nothing confident: zero, and still a tensor that backpropagates
+    none, mask = consistency_loss(torch.zeros(4, 3), torch.randn(4, 3, requires_grad=True), 0.9)
+    assert none.item() == 0 and not mask.any() and none.requires_grad
+
+
+def test_the_weak_views_get_no_gradient():
+    weak = torch.tensor([[5.0, 0.0]], requires_grad=True)
+    loss, _ = consistency_loss(weak, torch.tensor([[0.0, 1.0]], requires_grad=True), 0.5)
+    loss.backward()
+    assert weak.grad is None
+
+
+def test_distribution_alignment_moves_pseudo_labels_towards_the_prior():
+    weak = torch.tensor([[1.2, 1.0]])  # class 0 by a little
+    prior = torch.tensor([0.5, 0.5])
+    running = torch.tensor([0.9, 0.1])  # the pool has been predicted class 0 far too often
+    _, plain = consistency_loss(weak, torch.zeros(1, 2), 0.0)
+    loss, _ = consistency_loss(weak, torch.tensor([[0.0, 5.0]]), 0.0, prior, running)
+    assert plain.all() and loss.item() < 0.1  # aligned, the pseudo-label became class 1
+
+
+def test_semisupervised_training_trains_the_encoder_on_labels_and_pool(mnist_slice):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    encoder = ConvEncoder(width=4)
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    images, labels = mnist_slice.train_images[:100], mnist_slice.train_labels[:100]
+    net = with_fitted_head(encoder, images, labels, 10, 20, rt, seed=0)
+    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.5)
+    history = train_semisupervised(net, images, labels, mnist_slice.train_images[:480], cfg,
+                                   rt, AugmentConfig(),
+                                   seed=0)
+    assert len(history.records) > 0 and all("confident" in r for r in history.records)
+    assert not net.training
+    changed = any(not torch.equal(v, net.encoder.state_dict()[k]) for k, v in before.items())
+    assert changed, "semi-supervised training moves the encoder"
+    # the pretrained encoder handed in is a copy's source, left as it was
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
