@@ -65,11 +65,19 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         outcome = ARMS[args.arm].run(ds.without_test(), labeled, seed, cfg, encoder)
         seconds = time.perf_counter() - start
-        right = outcome.predict(ds.train_images[dev]) == ds.train_labels[dev]
+        predicted = outcome.predict(ds.train_images[dev])
+        truth = ds.train_labels[dev]
+        k = ds.num_classes
+        confusion = torch.bincount(truth * k + predicted, minlength=k * k).view(k, k)
+        confusion.fill_diagonal_(0)
+        worst = confusion.flatten().topk(3)
         row = {"arm": args.arm, "name": args.name, "set": args.set, "dataset": args.dataset,
-               "labels": count, "seed": seed, "dev_accuracy": round(right.float().mean().item(), 4),
-               "seconds": round(seconds, 1), "encoder": args.encoder, "cpu": cpu_name(),
-               "threads": torch.get_num_threads()}
+               "labels": count, "seed": seed,
+               "dev_accuracy": round((predicted == truth).float().mean().item(), 4),
+               "seconds": round(seconds, 1),
+               "worst": [f"{int(i) // k}->{int(i) % k}: {int(c)}"
+                         for c, i in zip(worst.values, worst.indices, strict=True)],
+               "encoder": args.encoder, "cpu": cpu_name(), "threads": torch.get_num_threads()}
         print(json.dumps(row), flush=True)
         if args.table:
             with args.table.open("a") as f:

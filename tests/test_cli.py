@@ -227,6 +227,7 @@ FLAGS = [
     (["--dataset", "fashion-mnist"], lambda c: c.datasets == ["fashion-mnist"]),
     (["--labels", "100", "1%"], lambda c: c.labels == ["100", "1%"]),
     (["--seeds", "4", "5"], lambda c: c.seeds == [4, 5]),
+    (["--pretrain-seeds", "0", "1"], lambda c: c.pretraining_seeds() == [0, 1]),
     (["--arms", "probe", "ceiling"], lambda c: c.arms == ["probe", "ceiling"]),
     (["--label-sampling", "random"], lambda c: c.label_sampling == "random"),
     (["--device", "cpu"], lambda c: c.device == "cpu"),

@@ -58,3 +58,20 @@ def test_semisupervised_training_trains_the_encoder_on_labels_and_pool(mnist_sli
     assert changed, "semi-supervised training moves the encoder"
     # the pretrained encoder handed in is a copy's source, left as it was
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in before.items())
+
+
+def test_the_moving_average_becomes_the_final_model(mnist_slice):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:64], mnist_slice.train_labels[:64]
+    pool = mnist_slice.train_images[:256]
+    encoder = ConvEncoder(width=4)
+    finals = {}
+    for ema in (0.0, 0.9):  # the same start, the same steps: only the averaging differs
+        net = with_fitted_head(encoder, images, labels, 10, 5, rt, seed=0)
+        start = {k: v.clone() for k, v in net.state_dict().items()}
+        cfg = SemiSupervisedConfig(epochs=2, batch=16, ratio=2, threshold=0.5, ema=ema)
+        train_semisupervised(net, images, labels, pool, cfg, rt, AugmentConfig(), seed=0)
+        finals[ema] = net.state_dict()["head.weight"].clone()
+        assert not torch.equal(finals[ema], start["head.weight"])
+    assert not torch.allclose(finals[0.0], finals[0.9])

@@ -62,3 +62,19 @@ def test_paired_differences_can_put_an_arm_first():
     (x,) = paired_differences(runs, first=("probe",))
     assert (x["a"], x["b"]) == ("probe", "supervised")
     assert x["differences"] == pytest.approx([0.02])
+
+
+def test_pretraining_runs_are_units_of_their_own():
+    # probe on two pretraining runs × two draws; supervised once per draw
+    runs = [_run("supervised", 0, 0.95), _run("supervised", 1, 0.94)]
+    for p, accs in ((0, (0.97, 0.96)), (1, (0.93, 0.92))):
+        for seed, acc in enumerate(accs):
+            runs.append({**_run("probe", seed, acc), "pretrain_seed": p})
+    (x,) = paired_differences(runs, first=("probe",))
+    assert (x["seeds"], x["pretrain_seeds"]) == ([0, 0, 1, 1], [0, 1, 0, 1])
+    assert x["differences"] == pytest.approx([0.02, -0.02, 0.02, -0.02])
+    probe = [e for e in summarize(runs) if e["arm"] == "probe"][0]
+    assert probe["n"] == 4 and probe["pretrain_seeds"] == [0, 1]
+    assert [b["mean"] for b in probe["by_pretrain_seed"]] == pytest.approx([0.965, 0.925])
+    supervised = [e for e in summarize(runs) if e["arm"] == "supervised"][0]
+    assert "pretrain_seeds" not in supervised and supervised["n"] == 2

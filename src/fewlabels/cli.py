@@ -31,8 +31,8 @@ def compare_config(args):
     from .config import load_preset, parse_set, quick
 
     overrides = parse_set(args.set or [])
-    for key in ("datasets", "labels", "seeds", "arms", "device", "precision", "label_sampling",
-                "tune"):
+    for key in ("datasets", "labels", "seeds", "pretrain_seeds", "arms", "device", "precision",
+                "label_sampling", "tune"):
         value = getattr(args, key)
         if value is not None:
             overrides[key] = value
@@ -193,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--labels", nargs="+",
                    help="label budgets, e.g. 100 600 1000 6000 all (also 1%%, 0.01)")
     c.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
+    c.add_argument("--pretrain-seeds", nargs="+", type=int,
+                   help="one pretraining run per seed (default: one run, seed 0); every label "
+                        "draw is evaluated on each, and the intervals cover both")
     c.add_argument("--arms", nargs="+", help="which arms to run (default: all): " + "; ".join(
         f"{name}: {arm.about}" for name, arm in ARMS.items()))
     c.add_argument("--label-sampling", help="balanced | random (default: balanced)")

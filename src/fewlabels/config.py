@@ -31,6 +31,9 @@ class CompareConfig:
     label_sampling: str = "balanced"  # balanced | random
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
+    # pretraining runs per dataset, one per seed: every label draw is evaluated on each
+    # (empty: one run, with pretrain.seed)
+    pretrain_seeds: list[int] = field(default_factory=list)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -47,6 +50,10 @@ class CompareConfig:
     feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
     quick: bool = False  # reduced epochs for a first look (see `quick`)
 
+    def pretraining_seeds(self) -> list[int]:
+        """The seed of each pretraining run of a dataset."""
+        return list(self.pretrain_seeds) or [self.pretrain.seed]
+
     def validate(self) -> CompareConfig:
         """Check every value before anything is written; raise UsageError naming the key."""
         from .data import DATASETS, parse_label_budget
@@ -61,6 +68,10 @@ class CompareConfig:
             parse_label_budget(budget, 10**9)
         if not self.seeds:
             raise UsageError("no seeds given: pass at least one, e.g. --seeds 0 1 2")
+        for name in ("seeds", "pretrain_seeds"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise UsageError(f"{name}={values} repeats a seed: give each once")
         if not self.arms:
             raise UsageError("no arm given: pass at least one, e.g. --arms probe supervised")
         for arm in self.arms:

@@ -8,6 +8,7 @@ curves go through ``metrics``; results.json is assembled by ``results``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -26,28 +27,35 @@ from .metrics import Metrics
 from .pretrain import load_encoder, pretrain, save_encoder
 from .results import Run, assemble, confusion_matrix, feature_map, git_commit
 from .runtime import Runtime, environment, resolve
+from .stats import unit_name
 from .tuning import tune
 
 
-def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int,
+def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime, budget: int,
                         out_dir: Path, pretrained, metrics: Metrics, log):
-    """(encoder, seconds): the pretrained encoder, written to the run folder as
-    ``<dataset>.encoder``, with its curve in metrics and, for a method that reconstructs
+    """(encoder, seconds): the encoder of pretraining run ``seed``, written to the run
+    folder as ``<dataset>.encoder`` (``<dataset>-p<seed>.encoder`` when there are several
+    runs), with its curve in metrics and, for the first run of a method that reconstructs
     images, ``<dataset>.reconstructions.npy`` (test images above their reconstructions)."""
     if pretrained is not None:
         encoder, _ = load_encoder(pretrained)
         log(f"using the pretrained encoder {pretrained}")
         return encoder.to(rt.device), 0.0
-    pool = min(cfg.pretrain.pool or len(ds.train_images), len(ds.train_images))
-    log(f"{ds.name}: pretraining {cfg.pretrain.name()} on {pool} unlabeled images")
+    recipe = dataclasses.replace(cfg.pretrain, seed=seed)
+    several = len(cfg.pretraining_seeds()) > 1
+    pool = min(recipe.pool or len(ds.train_images), len(ds.train_images))
+    log(f"{ds.name}: pretraining {recipe.name()} on {pool} unlabeled images"
+        + (f" (pretraining seed {seed})" if several else ""))
     monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0], cfg.label_sampling)
     t = time.perf_counter()
-    encoder, method, history = pretrain(ds, cfg.pretrain, rt, monitor)
+    encoder, method, history = pretrain(ds, recipe, rt, monitor)
     seconds = time.perf_counter() - t
-    save_encoder(out_dir / f"{ds.name}.encoder", encoder, cfg.pretrain, ds, history)
-    metrics.write(history.records, dataset=ds.name, stage="pretrain")
+    save_encoder(out_dir / (f"{ds.name}-p{seed}.encoder" if several else f"{ds.name}.encoder"),
+                 encoder, recipe, ds, history)
+    metrics.write(history.records, dataset=ds.name, stage="pretrain",
+                  **({"pretrain_seed": seed} if several else {}))
     decoder = getattr(method, "decoder", None)
-    if decoder is not None:
+    if decoder is not None and seed == cfg.pretraining_seeds()[0]:
         x = as_float(ds.test_images[:12]).to(rt.device)
         with torch.no_grad(), rt.autocast():
             recon = decoder(encoder(x)).float().view_as(x).clamp(0, 1)
@@ -59,9 +67,10 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: in
 
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
              cfg: CompareConfig, encoder, metrics: Metrics, log, *, tuning: dict | None = None,
-             extra_seconds: float = 0.0) -> Run:
-    """Train and test one arm on one label draw; log its curve and its line. ``tuning``
-    records how ``cfg`` was tuned (the run is then named ``<arm>-tuned``)."""
+             extra_seconds: float = 0.0, pretrain_seed: int | None = None) -> Run:
+    """Train and test one arm on one label draw (and pretraining run); log its curve and
+    its line. ``tuning`` records how ``cfg`` was tuned (the run is then named
+    ``<arm>-tuned``)."""
     name = arm + (TUNED if tuning else "")
     t = time.perf_counter()
     o = ARMS[arm].run(ds.without_test(), labeled, seed, cfg, encoder)
@@ -70,24 +79,34 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),
               per_class, conf.tolist(), time.perf_counter() - t + extra_seconds, chosen,
-              o.history)
-    metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed)
-    log(f"{ds.name:>13} {name:>14}  labels={count:<6} seed={seed}  "
+              pretrain_seed, o.history)
+    metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed,
+                  **({"pretrain_seed": pretrain_seed} if pretrain_seed is not None else {}))
+    log(f"{ds.name:>13} {name:>21}  labels={count:<6} seed={unit_name(seed, pretrain_seed)}  "
         f"test accuracy {run.test_accuracy:.4f}  ({run.train_seconds:.1f} s)")
     return run
 
 
 def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
-               cfg: CompareConfig, encoder, metrics: Metrics, log, out_dir: Path) -> Run:
+               cfg: CompareConfig, encoder, metrics: Metrics, log, out_dir: Path,
+               pretrain_seed: int | None = None) -> Run:
     """Tune ``arm`` on a validation split of its labels (cfg.tune trials), then train it
     on all of them with the chosen values and test it once."""
     t = time.perf_counter()
+    study = f"{ds.name}-{arm}-{count}-seed{unit_name(seed, pretrain_seed)}"
     chosen_cfg, info = tune(arm, ds, labeled, seed, cfg, encoder, cfg.tune,
-                            out_dir / "tuning.db", f"{ds.name}-{arm}-{count}-seed{seed}")
-    log(f"{ds.name:>13} {arm:>14}  tuned: {info['params']} "
+                            out_dir / "tuning.db", study)
+    log(f"{ds.name:>13} {arm:>21}  tuned: {info['params']} "
         f"(validation accuracy {info['val_accuracy']:.4f}, {info['trials']} trials)")
     return _run_arm(arm, ds, labeled, seed, count, chosen_cfg, encoder, metrics, log,
-                    tuning=info, extra_seconds=time.perf_counter() - t)
+                    tuning=info, extra_seconds=time.perf_counter() - t,
+                    pretrain_seed=pretrain_seed)
+
+
+def _runs_of(arm: str, encoders: dict) -> list[tuple[int | None, torch.nn.Module | None]]:
+    """(pretraining seed, encoder) pairs an arm runs on: every pretraining run for an arm
+    that needs one, else one run without."""
+    return list(encoders.items()) if ARMS[arm].pretrained else [(None, None)]
 
 
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
@@ -103,6 +122,9 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     if pretrained is not None and len(cfg.datasets) > 1:
         raise UsageError(f"--pretrained serves one dataset, but {len(cfg.datasets)} were given "
                          f"({' '.join(cfg.datasets)}): pass one --dataset")
+    if pretrained is not None and len(cfg.pretraining_seeds()) > 1:
+        raise UsageError("--pretrained is one pretraining run, but --pretrain-seeds asks for "
+                         f"{len(cfg.pretraining_seeds())}: pass one of the two")
     loaded = {name: (datasets or {}).get(name) or load_dataset(name, data_dir)
               for name in cfg.datasets}
     budgets = {name: [parse_label_budget(b, len(ds.train_labels)) for b in cfg.labels]
@@ -121,16 +143,20 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     for name, ds in loaded.items():
         data[name] = {"sha256": ds.sha256, "source": ds.source, "image_shape": ds.image_shape,
                       "classes": list(ds.classes)}
-        encoder, seconds = None, 0.0
+        encoders: dict[int | None, torch.nn.Module | None] = {None: None}
+        pretrain_seconds[name] = 0.0
         if any(ARMS[a].pretrained for a in cfg.arms):
-            encoder, seconds = _pretrained_encoder(ds, cfg, rt, budgets[name][0], out_dir,
-                                                   pretrained, metrics, log)
+            encoders = {}
+            for p in cfg.pretraining_seeds():
+                encoders[p], seconds = _pretrained_encoder(ds, cfg, p, rt, budgets[name][0],
+                                                           out_dir, pretrained, metrics, log)
+                pretrain_seconds[name] += seconds
             if cfg.feature_map > 0:
-                f = features(encoder, ds.test_images[:cfg.feature_map], rt).cpu()
+                first = next(iter(encoders.values()))
+                f = features(first, ds.test_images[:cfg.feature_map], rt).cpu()
                 labels = ds.test_labels[:cfg.feature_map]
                 maps[name] = feature_map(f.numpy(), labels)
                 metrics.embedding(f, labels, f"{name}/features")
-        pretrain_seconds[name] = seconds
 
         for count in budgets[name]:
             for seed in cfg.seeds:
@@ -139,17 +165,20 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                     out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
                     json.dumps(labeled.tolist()))
                 for arm in drawn:
-                    runs.append(_run_arm(arm, ds, labeled, seed, count, cfg, encoder,
-                                         metrics, log))
-                for arm in drawn if cfg.tune > 0 else []:
-                    if ARMS[arm].space is not None:
+                    for p, encoder in _runs_of(arm, encoders):
+                        runs.append(_run_arm(arm, ds, labeled, seed, count, cfg, encoder,
+                                             metrics, log, pretrain_seed=p))
+                tuned = [a for a in drawn if ARMS[a].space is not None] if cfg.tune > 0 else []
+                for arm in tuned:
+                    for p, encoder in _runs_of(arm, encoders):
                         runs.append(_tuned_run(arm, ds, labeled, seed, count, cfg, encoder,
-                                               metrics, log, out_dir))
+                                               metrics, log, out_dir, p))
         for arm in cfg.arms:
             if ARMS[arm].every_label:  # every label, once per dataset
-                runs.append(_run_arm(arm, ds, torch.arange(len(ds.train_labels)),
-                                     cfg.seeds[0], len(ds.train_labels), cfg, encoder,
-                                     metrics, log))
+                for p, encoder in _runs_of(arm, encoders):
+                    runs.append(_run_arm(arm, ds, torch.arange(len(ds.train_labels)),
+                                         cfg.seeds[0], len(ds.train_labels), cfg, encoder,
+                                         metrics, log, pretrain_seed=p))
 
     results = assemble(cfg, runs, pretrain_seconds=pretrain_seconds,
                        wall_seconds=time.perf_counter() - start,

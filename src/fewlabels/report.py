@@ -19,6 +19,7 @@ import torch
 from . import plots
 from .arms import TUNED, arm_of, colour
 from .checkpoint import atomic_write_text
+from .stats import unit_name
 
 HEADER = ["dataset", "arm", "labels", "test accuracy (mean ± std)", "95% interval",
           "per seed", "train s (mean)"]
@@ -30,6 +31,15 @@ def _interval(ci, scale: float = 1.0, digits: int = 4) -> str:
     return "—" if ci is None else f"[{ci[0] * scale:.{digits}f}, {ci[1] * scale:.{digits}f}]"
 
 
+def _several_pretraining_runs(results: dict) -> bool:
+    return len(results.get("pretrain_seeds") or [None]) > 1
+
+
+def _unit(results: dict, seed: int, pretrain_seed: int | None) -> str:
+    """A run's seed, with its pretraining run when the comparison has several."""
+    return unit_name(seed, pretrain_seed if _several_pretraining_runs(results) else None)
+
+
 def table_rows(results: dict) -> list[list[str]]:
     """Rows of the results table, one per dataset × arm × label budget."""
     seconds: dict[tuple, list[float]] = {}
@@ -37,7 +47,8 @@ def table_rows(results: dict) -> list[list[str]]:
     for r in results["runs"]:
         key = (r["dataset"], r["arm"], r["labels"])
         seconds.setdefault(key, []).append(r["train_seconds"])
-        per_seed.setdefault(key, []).append(f"{r['seed']}: {r['test_accuracy']:.4f}")
+        per_seed.setdefault(key, []).append(
+            f"{_unit(results, r['seed'], r.get('pretrain_seed'))}: {r['test_accuracy']:.4f}")
     rows = []
     for s in results["summary"]:
         key = (s["dataset"], s["arm"], s["labels"])
@@ -49,11 +60,31 @@ def table_rows(results: dict) -> list[list[str]]:
 
 
 def paired_rows(results: dict) -> list[list[str]]:
+    def units(p):
+        return [_unit(results, s, ps) for s, ps in
+                zip(p["seeds"], p.get("pretrain_seeds") or [None] * len(p["seeds"]),
+                    strict=True)]
+
     return [[p["dataset"], str(p["labels"]), f"{p['a']} − {p['b']}",
              f"{100 * p['mean']:+.2f}", _interval(p["ci95"], 100, 2),
-             ", ".join(f"{s}: {100 * d:+.2f}" for s, d in zip(p["seeds"], p["differences"],
+             ", ".join(f"{u}: {100 * d:+.2f}" for u, d in zip(units(p), p["differences"],
                                                               strict=True))]
             for p in results["paired"]]
+
+
+def pretraining_runs_line(results: dict) -> str:
+    """Which factors the intervals of the pretrained arms cover."""
+    seeds = results.get("pretrain_seeds") or []
+    if not any(arm_of(r["arm"]).pretrained for r in results["runs"]):
+        return ""
+    if len(seeds) > 1:
+        return (f" The pretrained arms ran on {len(seeds)} pretraining runs (seeds "
+                f"{', '.join(map(str, seeds))}) for every label draw: their intervals cover "
+                "label draws and pretraining runs; a per-seed entry 2/p1 is draw 2 on "
+                "pretraining run 1.")
+    return (" Every pretrained arm rests on one pretraining run: its interval covers label "
+            "draws only, not the spread between pretrainings (`--pretrain-seeds 0 1 2` "
+            "measures that).")
 
 
 def format_table(results: dict) -> str:
@@ -321,7 +352,8 @@ def _summary_line(results: dict) -> str:
             + ", ".join(f"{k} {v:.1f} s" for k, v in pre.items())
             + f". Wall time {results['wall_seconds']:.1f} s. Each seed is one label draw "
             "that every arm trains on; the test set is read once per run, for its final "
-            "predictions — nothing is tuned, stopped or chosen on it.")
+            "predictions — nothing is tuned, stopped or chosen on it."
+            + pretraining_runs_line(results))
 
 
 def _markdown(results: dict, figures: list[tuple[str, str]]) -> str:

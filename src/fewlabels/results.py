@@ -29,6 +29,7 @@ class Run:
     confusion: list[list[int]]  # rows: true class, columns: predicted class
     train_seconds: float
     chosen: dict
+    pretrain_seed: int | None = None  # the pretraining run its encoder came from, if any
     history: list | None = None  # goes to metrics.jsonl, not results.json
 
     def record(self) -> dict:
@@ -72,6 +73,7 @@ def assemble(cfg, runs: list[Run], **parts) -> dict:
     return {
         "preset": cfg.preset, "quick": cfg.quick, "datasets": list(cfg.datasets),
         "labels": list(cfg.labels), "seeds": list(cfg.seeds), "arms": list(cfg.arms),
+        "pretrain_seeds": cfg.pretraining_seeds(),
         "runs": records,
         "summary": stats.summarize(records),
         "paired": stats.paired_differences([r for r in records if r["arm"] not in once],

@@ -1,10 +1,12 @@
 """Semi-supervised training on the labeled subset and the unlabeled pool together:
 FixMatch's weak-to-strong consistency (Sohn et al., NeurIPS 2020). Each step takes a batch
 of labeled images (weak views, cross entropy on their labels) and ``ratio`` times as many
-pool images; the network's prediction on a weak view of a pool image becomes the target of
-a strong view of it when its confidence reaches ``threshold``. Optionally the pseudo-label
-distribution is aligned to the labeled one (ReMixMatch's distribution alignment, Berthelot
-et al., ICLR 2020). The loop is the project's one loop (``train.fit``).
+pool images; the teacher's prediction on a weak view of a pool image becomes the target of
+a strong view of it when its confidence reaches ``threshold``. The teacher is the network
+itself in eval mode, without gradient (so its forward costs no backward), or with ``ema``
+the moving average of its weights (a mean teacher: Tarvainen & Valpola, NeurIPS 2017).
+Optionally the pseudo-label distribution is aligned to the labeled one (distribution
+alignment, Berthelot et al., ICLR 2020). The loop is the project's one loop (``train.fit``).
 """
 
 from __future__ import annotations
@@ -25,15 +27,17 @@ from .train import History, fit, shuffled_batches, warmup_cosine
 
 @dataclass
 class SemiSupervisedConfig:
-    epochs: float = 4.0  # passes over the unlabeled pool
+    epochs: float = 8.0  # passes over the unlabeled pool
     batch: int = 32  # labeled images per step
     ratio: int = 7  # pool images per labeled image in a step (FixMatch's μ)
-    lr: float = 1e-3  # AdamW learning rate of the head (and, scaled, of the encoder)
-    encoder_lr_scale: float = 0.3  # the encoder's rate relative to the head's
+    lr: float = 3e-3  # AdamW learning rate of the head (and, scaled, of the encoder)
+    encoder_lr_scale: float = 1.0  # the encoder's rate relative to the head's
     weight_decay: float = 5e-4
-    threshold: float = 0.95  # confidence a pseudo-label needs to count
+    threshold: float = 0.8  # confidence a pseudo-label needs to count
     unlabeled_weight: float = 1.0  # λ: weight of the pool's consistency term
     align: bool = True  # distribution alignment of the pseudo-labels
+    ema: float = 0.99  # decay of an exponential moving average of the weights that labels
+    # the pool and becomes the final model (a mean teacher; 0: the trained weights)
     head_epochs: int = 100  # full-batch epochs of the linear layer fitted first
     strong: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
 
@@ -46,6 +50,7 @@ class SemiSupervisedConfig:
         check_non_negative(f"{where}weight_decay", self.weight_decay)
         check_fraction(f"{where}threshold", self.threshold, one=True)
         check_non_negative(f"{where}unlabeled_weight", self.unlabeled_weight)
+        check_fraction(f"{where}ema", self.ema, zero=True)
         check_positive(f"{where}head_epochs", self.head_epochs, integer=True)
         self.strong.validate(f"{where}strong.")
         return self
@@ -75,8 +80,9 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
                          pool: torch.Tensor, cfg: SemiSupervisedConfig, rt: Runtime,
                          aug: AugmentConfig, seed: int, progress: bool = False) -> History:
     """Train ``net`` (encoder + linear layer) on the labeled ``images`` and the unlabeled
-    ``pool`` (uint8, labels never read) with FixMatch; leave it in eval mode and return its
-    curve (loss, labeled accuracy, share of pool images above the threshold)."""
+    ``pool`` (uint8, labels never read) with FixMatch; leave it in eval mode (holding the
+    moving average of its weights when ``cfg.ema`` > 0) and return its curve (loss,
+    labeled accuracy, share of pool images above the threshold)."""
     net.to(rt.device)
     x = as_float(images.to(rt.device))
     y = labels.to(rt.device)
@@ -97,15 +103,25 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
         while True:
             yield next(labeled_batches), next(pool_batches)
 
+    average = (torch.optim.swa_utils.AveragedModel(
+        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
+        use_buffers=True) if cfg.ema > 0 else None)
+
     def loss_fn(batch):
         nonlocal running
+        if average is not None:  # the weights the last step left
+            average.update_parameters(net)
         idx_l, idx_u = (i.to(rt.device) for i in batch)
         xu = as_float(u[idx_u])
-        views = torch.cat([augment(x[idx_l], aug, g), augment(xu, aug, g),
-                           strong_augment(xu, cfg.strong, g)])
-        logits = net(views).float()
-        logits_l = logits[:len(idx_l)]
-        logits_weak, logits_strong = logits[len(idx_l):].chunk(2)
+        weak = augment(xu, aug, g)
+        with torch.no_grad():  # the teacher's view: eval mode, no backward to pay for
+            teacher = average.module if average is not None else net
+            teacher.eval()
+            logits_weak = teacher(weak).float()
+            net.train()
+        logits = net(torch.cat([augment(x[idx_l], aug, g),
+                                strong_augment(xu, cfg.strong, g)])).float()
+        logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
         if cfg.align:
             with torch.no_grad():
                 running = 0.999 * running + 0.001 * F.softmax(logits_weak, 1).mean(0)
@@ -124,5 +140,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
                   schedule=warmup_cosine(steps, max(1, steps // 20)))
     for r in history.records:
         r["epoch"] = r["step"] / per_epoch
+    if average is not None:
+        average.update_parameters(net)
+        net.load_state_dict(average.module.state_dict())
     net.eval()
     return history
