@@ -82,7 +82,8 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
               pretrain_seed, o.history)
     metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed,
                   **({"pretrain_seed": pretrain_seed} if pretrain_seed is not None else {}))
-    log(f"{ds.name:>13} {name:>21}  labels={count:<6} seed={unit_name(seed, pretrain_seed)}  "
+    shown = unit_name(seed, pretrain_seed if len(cfg.pretraining_seeds()) > 1 else None)
+    log(f"{ds.name:>13} {name:>21}  labels={count:<6} seed={shown}  "
         f"test accuracy {run.test_accuracy:.4f}  ({run.train_seconds:.1f} s)")
     return run
 
