@@ -32,3 +32,22 @@ def test_throughput_prints_both_paths_their_ratio_and_where_the_time_goes():
     assert heaviest["layer"].startswith("128→128, 3×3, stride 1") and heaviest["images"] == 32
     assert heaviest["ratio"] > 0 and min(heaviest["gflops"].values()) > 0
     assert report["environment"]["cpu_bf16"].keys() == {"amx", "avx512_bf16"}
+
+
+@pytest.mark.usefixtures("mnist")
+def test_variants_scores_on_a_development_split_outside_the_draw(tmp_path):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import variants
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    import torch
+
+    labeled = torch.arange(0, 60000, 100)
+    dev = variants.dev_split(60000, labeled, seed=0)
+    assert len(dev) == variants.DEV_SIZE and not set(dev.tolist()) & set(labeled.tolist())
+    assert torch.equal(dev, variants.dev_split(60000, labeled, seed=0))
+    table = tmp_path / "table.jsonl"
+    assert variants.main(["--arm", "pixels-knn", "--labels", "100", "--table", str(table)]) == 0
+    row = json.loads(table.read_text())
+    assert row["arm"] == "pixels-knn" and 0 < row["dev_accuracy"] < 1 and len(row["worst"]) == 3
