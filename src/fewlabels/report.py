@@ -124,10 +124,56 @@ def _points(p: dict) -> str:
     return f"{100 * p['mean']:+.2f} points at {p['labels']} labels{_ci(p)}"
 
 
+def _cost(results: dict, run_seconds: list[float], arm: str, dataset: str
+          ) -> tuple[float, float]:
+    """(mean seconds a draw, pretraining seconds paid once for a pretrained arm)."""
+    pre = results["pretrain_seconds"].get(dataset, 0.0) if arm_of(arm).pretrained else 0.0
+    return sum(run_seconds) / len(run_seconds), pre
+
+
+def _reaches(results: dict, arm: str, best: str, dataset: str, labels: int) -> bool:
+    """Whether the paired 95% interval of ``arm − best`` reaches zero."""
+    for p in results["paired"]:
+        if (p["dataset"], p["labels"]) == (dataset, labels) and {p["a"], p["b"]} == {
+                arm, best} and p["ci95"] is not None:
+            return (p["ci95"][1] if p["a"] == arm else -p["ci95"][0]) >= 0
+    return False
+
+
+def which_arm(results: dict) -> str | None:
+    """Which arm to use at each dataset × label budget: the best mean test accuracy, what
+    it costs (seconds a draw, plus pretraining once for a pretrained arm), and the cheapest
+    arm whose paired 95% interval against it still reaches zero."""
+    seconds: dict[tuple, list[float]] = {}
+    for r in results["runs"]:
+        seconds.setdefault((r["dataset"], r["arm"], r["labels"]), []).append(r["train_seconds"])
+    drawn = [s for s in results["summary"] if not arm_of(s["arm"]).every_label]
+    parts = []
+    for d, labels in dict.fromkeys((s["dataset"], s["labels"]) for s in drawn):
+        rows = [s for s in drawn if s["dataset"] == d and s["labels"] == labels]
+        cost = {s["arm"]: _cost(results, seconds[(d, s["arm"], labels)], s["arm"], d)
+                for s in rows}
+        said = {s["arm"]: (f"`{s['arm']}` ({s['mean']:.4f}; {cost[s['arm']][0]:.0f} s a draw"
+                           + (f" after {cost[s['arm']][1]:.0f} s of pretraining, once"
+                              if cost[s["arm"]][1] else "") + ")") for s in rows}
+        best = max(rows, key=lambda s: s["mean"])["arm"]
+        cheaper = [s["arm"] for s in rows if sum(cost[s["arm"]]) < sum(cost[best])]
+        close = sorted((a for a in cheaper if _reaches(results, a, best, d, labels)),
+                       key=lambda a: sum(cost[a]))
+        text = f"{d} at {labels} labels: {said[best]}"
+        if close:
+            text += f"; cheaper and not told apart from it by the paired interval: {said[close[0]]}"
+        elif cheaper:
+            text += "; no cheaper arm comes within its paired 95% interval"
+        parts.append(text)
+    return "**Which arm should I use?** " + "; ".join(parts) + "." if parts else None
+
+
 def answers(results: dict) -> list[str]:
-    """The notebook's two questions, answered in sentences computed from the numbers."""
+    """The notebook's two questions, answered in sentences computed from the numbers, after
+    which arm to use."""
     gains = pretraining_gains(results)
-    out = []
+    out = [line for line in [which_arm(results)] if line]
     if not gains:
         out.append("**Does pretraining pay off more on harder data?** Not answered by this "
                    "run: it needs both the `probe` and `supervised` arms.")
