@@ -89,6 +89,14 @@ def _epochs(trial, base: int, longer: bool = False) -> int:
                                      + ([2 * base] if longer else []))
 
 
+def _trained(r: dict, rt, method: str | None = None) -> Outcome:
+    """The Outcome of ``train_network``'s result ``r``: its network as the predictor."""
+    net = r["net"]
+    return Outcome(lambda images: predict(net.encoder, net.head, images, rt), method=method,
+                   history=r["history"].records,
+                   chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
+
+
 def _from_scratch(section: str) -> Runner:
     def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
         p = cfg.pretrain
@@ -99,12 +107,9 @@ def _from_scratch(section: str) -> Runner:
                                   ds.num_classes, seed)
 
         rt = resolve(cfg.device, cfg.precision)
-        r = train_network(make_net, ds.train_images[labeled], ds.train_labels[labeled],
-                          getattr(cfg, section), rt, p.augment, seed)
-        net = r["net"]
-        return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
-                       history=r["history"].records,
-                       chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
+        return _trained(train_network(make_net, ds.train_images[labeled],
+                                      ds.train_labels[labeled], getattr(cfg, section), rt,
+                                      p.augment, seed), rt)
 
     return run
 
@@ -117,12 +122,8 @@ def _finetune(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
         return with_fitted_head(encoder, images, labels, ds.num_classes, f.head_epochs, rt,
                                 seed)
 
-    r = train_network(make_net, ds.train_images[labeled], ds.train_labels[labeled], f, rt,
-                      cfg.pretrain.augment, seed)
-    net = r["net"]
-    return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
-                   method=cfg.pretrain.name(), history=r["history"].records,
-                   chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
+    return _trained(train_network(make_net, ds.train_images[labeled], ds.train_labels[labeled],
+                                  f, rt, cfg.pretrain.augment, seed), rt, cfg.pretrain.name())
 
 
 def _semisupervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
@@ -211,11 +212,12 @@ def _labelspreading(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareC
     from sklearn.semi_supervised import LabelSpreading
 
     c = cfg.pixels_labelspreading
-    pca = PCA(c.components, random_state=seed).fit(_pixels(ds.train_images))
+    pca = PCA(c.components, random_state=seed)
+    reduced = pca.fit_transform(_pixels(ds.train_images))
     targets = np.full(len(ds.train_images), -1)
     targets[labeled.numpy()] = ds.train_labels[labeled].numpy()
     spread = LabelSpreading(kernel="knn", n_neighbors=c.k, alpha=c.alpha, max_iter=100,
-                            n_jobs=1).fit(pca.transform(_pixels(ds.train_images)), targets)
+                            n_jobs=1).fit(reduced, targets)
     return Outcome(lambda images: torch.from_numpy(
         spread.predict(pca.transform(_pixels(images)))).long())
 

@@ -327,6 +327,11 @@ class Dataset:
     def image_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])  # type: ignore[return-value]
 
+    def provenance(self) -> dict:
+        """What a checkpoint records of the data it was trained on."""
+        return {"dataset": self.name, "data_sha256": self.sha256,
+                "image_shape": list(self.image_shape)}
+
     def without_test(self) -> Dataset:
         """This dataset with its test split withheld: any use of it raises."""
         return dataclasses.replace(self, test_images=Withheld(), test_labels=Withheld())

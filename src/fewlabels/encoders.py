@@ -148,21 +148,10 @@ def build_encoder(name: str, in_shape: Sequence[int], where: str = "encoder_opti
                   **kwargs) -> nn.Module:
     """An encoder from its registry name and keyword arguments (stored in checkpoints);
     a bad option is a UsageError naming it under ``where``."""
-    import inspect
-
-    from .errors import UsageError, check_choice
+    from .errors import check_choice, construct
 
     check_choice("encoder", name, ENCODERS)
-    allowed = [p for p in inspect.signature(ENCODERS[name].__init__).parameters
-               if p not in ("self", "in_shape")]
-    for key in kwargs:
-        if key not in allowed:
-            raise UsageError(f"unknown setting {where + key!r}: the {name} encoder takes "
-                             + ", ".join(allowed))
-    try:
-        return ENCODERS[name](in_shape, **kwargs)
-    except UsageError as e:
-        raise UsageError(f"{where}{e}") from None
+    return construct(ENCODERS[name], where, f"the {name} encoder", in_shape, **kwargs)
 
 
 ENCODERS: dict[str, type[nn.Module]] = {"mlp": MLPEncoder, "conv": ConvEncoder}

@@ -1,5 +1,7 @@
 """Errors a user can fix. The CLI prints their message on one line and exits with code 2."""
 
+import inspect
+
 
 class UsageError(ValueError):
     """A bad value from the user: the message names the value, the allowed range and the fix."""
@@ -38,6 +40,22 @@ def check_fraction(name: str, value: float, *, zero: bool = False, one: bool = F
     if not ok:
         span = f"{'[' if zero else '('}0, 1{']' if one else ')'}"
         raise UsageError(f"{name}={value!r} is out of range: use a fraction in {span}{hint}")
+
+
+def construct(cls, where: str, what: str, *args, **options):
+    """``cls(*args, **options)``, with each option checked against the names ``cls`` takes
+    after ``args`` and any UsageError its constructor raises (it checks its values) given
+    ``where`` in front, so the message names the setting (``pretrain.options.temperature``).
+    ``what`` names the thing built in the unknown-option message."""
+    allowed = list(inspect.signature(cls.__init__).parameters)[1 + len(args):]
+    for key in options:
+        if key not in allowed:
+            raise UsageError(f"unknown setting {where + key!r}: {what} takes "
+                             + (", ".join(allowed) or "no options"))
+    try:
+        return cls(*args, **options)
+    except UsageError as e:
+        raise UsageError(f"{where}{e}") from None
 
 
 def check_choice(name: str, value: str, choices) -> None:

@@ -20,7 +20,15 @@ from .data import as_float, split_indices
 from .encoders import ClassifierNet
 from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
 from .runtime import Runtime
-from .train import History, batch_size, fit, shuffled_batches, steps_per_epoch, warmup_cosine
+from .train import (
+    SCHEDULES,
+    History,
+    batch_size,
+    fit,
+    shuffled_batches,
+    steps_per_epoch,
+    warmup_cosine,
+)
 
 
 def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
@@ -168,9 +176,8 @@ def fit_head(head: nn.Linear, feats: torch.Tensor, labels: torch.Tensor, cfg: Pr
     head.train()
     history = fit(list(head.parameters()), loss_fn, _epoch_batches(n, size, seed), steps=steps,
                   lr=cfg.lr, weight_decay=weight_decay, runtime=Runtime(rt.device, None),
-                  log_every=max(1, per_epoch, steps // 50), desc="probe", progress=progress)
-    for r in history.records:
-        r["epoch"] = r["step"] / per_epoch
+                  log_every=max(1, per_epoch, steps // 50), desc="probe", progress=progress,
+                  per_epoch=per_epoch)
     with torch.no_grad():
         head.weight.div_(std)
         head.bias.sub_(head.weight @ mean)
@@ -244,7 +251,7 @@ class SupervisedConfig:
         check_lr_list(f"{where}lrs", self.lrs)
         check_non_negative(f"{where}weight_decay", self.weight_decay)
         check_fraction(f"{where}val_fraction", self.val_fraction)
-        check_choice(f"{where}schedule", self.schedule, ("cosine", "constant"))
+        check_choice(f"{where}schedule", self.schedule, SCHEDULES)
         return self
 
 
@@ -301,9 +308,7 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
         log_every=max(1, min(per_epoch, steps // 50)), desc="supervised", progress=progress,
         schedule=(warmup_cosine(steps, min(per_epoch, max(1, steps // 10)))
-                  if cfg.schedule == "cosine" else None))
-    for r in history.records:
-        r["epoch"] = r["step"] / per_epoch
+                  if cfg.schedule == "cosine" else None), per_epoch=per_epoch)
     net.eval()
     return history
 

@@ -318,10 +318,9 @@ class Classifier:
 
     def save(self, name: str | Path) -> Path:
         """Write ``<name>.classifier`` (safetensors + JSON metadata); returns the path."""
-        ds = self.dataset
-        meta = {"config": self.config, "dataset": ds.name, "data_sha256": ds.sha256,
-                "image_shape": list(ds.image_shape), "history": self.history.records,
-                "versions": _versions(), "labeled": self.labeled.tolist(),
+        meta = {"config": self.config, **self.dataset.provenance(),
+                "history": self.history.records, "versions": _versions(),
+                "labeled": self.labeled.tolist(),
                 "encoder_frozen": self.encoder_frozen, "test_accuracy": self.test_accuracy}
         return checkpoint.save(_checkpoint_path(name, self.KIND), self.net.state_dict(),
                                self.KIND, meta)

@@ -20,9 +20,7 @@ from .evaluate import features, knn_accuracy
 from .methods import METHODS, check_method
 from .methods.scan import SelfLabelLoss
 from .runtime import Runtime
-from .train import History, fit, shuffled_batches, steps_per_epoch, warmup_cosine
-
-SCHEDULES = ("cosine", "constant")
+from .train import SCHEDULES, History, fit, shuffled_batches, steps_per_epoch, warmup_cosine
 
 
 @dataclass
@@ -228,8 +226,8 @@ def _extend(history: History, more: History) -> None:
 def encoder_meta(cfg: PretrainConfig, ds: Dataset, history: History) -> dict:
     """What a checkpoint needs to rebuild the encoder and say where it came from."""
     return {"encoder": cfg.encoder, "encoder_options": cfg.encoder_options,
-            "image_shape": list(ds.image_shape), "pretrain": dataclasses.asdict(cfg),
-            "dataset": ds.name, "data_sha256": ds.sha256, "history": history.records}
+            "pretrain": dataclasses.asdict(cfg), **ds.provenance(),
+            "history": history.records}
 
 
 def save_encoder(path, encoder, cfg: PretrainConfig, ds: Dataset, history: History):

@@ -40,13 +40,20 @@ def _unit(results: dict, seed: int, pretrain_seed: int | None) -> str:
     return unit_name(seed, pretrain_seed if _several_pretraining_runs(results) else None)
 
 
+def _mean_seconds(results: dict) -> dict[tuple, float]:
+    """Mean training seconds of the runs of each (dataset, arm, label budget)."""
+    seconds: dict[tuple, list[float]] = {}
+    for r in results["runs"]:
+        seconds.setdefault((r["dataset"], r["arm"], r["labels"]), []).append(r["train_seconds"])
+    return {k: sum(v) / len(v) for k, v in seconds.items()}
+
+
 def table_rows(results: dict) -> list[list[str]]:
     """Rows of the results table, one per dataset × arm × label budget."""
-    seconds: dict[tuple, list[float]] = {}
+    seconds = _mean_seconds(results)
     per_seed: dict[tuple, list[str]] = {}
     for r in results["runs"]:
         key = (r["dataset"], r["arm"], r["labels"])
-        seconds.setdefault(key, []).append(r["train_seconds"])
         per_seed.setdefault(key, []).append(
             f"{_unit(results, r['seed'], r.get('pretrain_seed'))}: {r['test_accuracy']:.4f}")
     rows = []
@@ -54,8 +61,7 @@ def table_rows(results: dict) -> list[list[str]]:
         key = (s["dataset"], s["arm"], s["labels"])
         rows.append([s["dataset"], s["arm"], str(s["labels"]),
                      f"{s['mean']:.4f} ± {s['std']:.4f}", _interval(s["ci95"]),
-                     ", ".join(per_seed[key]),
-                     f"{sum(seconds[key]) / len(seconds[key]):.1f}"])
+                     ", ".join(per_seed[key]), f"{seconds[key]:.1f}"])
     return rows
 
 
@@ -124,11 +130,9 @@ def _points(p: dict) -> str:
     return f"{100 * p['mean']:+.2f} points at {p['labels']} labels{_ci(p)}"
 
 
-def _cost(results: dict, run_seconds: list[float], arm: str, dataset: str
-          ) -> tuple[float, float]:
-    """(mean seconds a draw, pretraining seconds paid once for a pretrained arm)."""
-    pre = results["pretrain_seconds"].get(dataset, 0.0) if arm_of(arm).pretrained else 0.0
-    return sum(run_seconds) / len(run_seconds), pre
+def _pretraining_cost(results: dict, arm: str, dataset: str) -> float:
+    """Pretraining seconds an arm depends on (paid once per dataset), 0 without."""
+    return results["pretrain_seconds"].get(dataset, 0.0) if arm_of(arm).pretrained else 0.0
 
 
 def _reaches(results: dict, arm: str, best: str, dataset: str, labels: int) -> bool:
@@ -144,15 +148,13 @@ def which_arm(results: dict) -> str | None:
     """Which arm to use at each dataset × label budget: the best mean test accuracy, what
     it costs (seconds a draw, plus pretraining once for a pretrained arm), and the cheapest
     arm whose paired 95% interval against it still reaches zero."""
-    seconds: dict[tuple, list[float]] = {}
-    for r in results["runs"]:
-        seconds.setdefault((r["dataset"], r["arm"], r["labels"]), []).append(r["train_seconds"])
+    seconds = _mean_seconds(results)
     drawn = [s for s in results["summary"] if not arm_of(s["arm"]).every_label]
     parts = []
     for d, labels in dict.fromkeys((s["dataset"], s["labels"]) for s in drawn):
         rows = [s for s in drawn if s["dataset"] == d and s["labels"] == labels]
-        cost = {s["arm"]: _cost(results, seconds[(d, s["arm"], labels)], s["arm"], d)
-                for s in rows}
+        cost = {s["arm"]: (seconds[(d, s["arm"], labels)],
+                           _pretraining_cost(results, s["arm"], d)) for s in rows}
         said = {s["arm"]: (f"`{s['arm']}` ({s['mean']:.4f}; {cost[s['arm']][0]:.0f} s a draw"
                            + (f" after {cost[s['arm']][1]:.0f} s of pretraining, once"
                               if cost[s["arm"]][1] else "") + ")") for s in rows}

@@ -137,9 +137,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     history = fit(param_groups(net, cfg.encoder_lr_scale), loss_fn, batches(), steps=steps,
                   lr=cfg.lr, weight_decay=cfg.weight_decay, runtime=rt,
                   log_every=max(1, steps // 50), desc="semisupervised", progress=progress,
-                  schedule=warmup_cosine(steps, max(1, steps // 20)))
-    for r in history.records:
-        r["epoch"] = r["step"] / per_epoch
+                  schedule=warmup_cosine(steps, max(1, steps // 20)), per_epoch=per_epoch)
     if average is not None:
         average.update_parameters(net)
         net.load_state_dict(average.module.state_dict())

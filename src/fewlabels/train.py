@@ -49,6 +49,9 @@ def steps_per_epoch(n: int, size: int) -> int:
     return math.ceil(n / size)
 
 
+SCHEDULES = ("cosine", "constant")  # learning-rate schedules a config may name
+
+
 def warmup_cosine(steps: int, warmup: int) -> Callable[[int], float]:
     """lr multiplier: linear warm-up over ``warmup`` steps, then cosine decay to 0."""
 
@@ -78,7 +81,8 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
         log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,
         eval_every: int = 0, desc: str = "train", progress: bool = True,
-        schedule: Callable[[int], float] | None = None) -> History:
+        schedule: Callable[[int], float] | None = None,
+        per_epoch: int | None = None) -> History:
     """Train ``params`` with AdamW (Loshchilov & Hutter, ICLR 2019; Adam when
     ``weight_decay`` is 0) for ``steps`` steps; ``schedule(step)`` scales ``lr``.
     ``params`` may be parameter groups, ``{"params": [...], "lr_scale": 0.1}``: a group's
@@ -87,6 +91,7 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
     ``loss_fn(batch)`` is called under autocast; ``evaluate()`` (no grad) every
     ``eval_every`` steps and at the end, its values logged and shown in the bar.
     Stops with ``TrainingDiverged`` on a non-finite loss, before that step changes weights.
+    With ``per_epoch`` (steps in an epoch), each record also says its ``epoch``.
     """
     check_positive("steps", steps, integer=True)
     check_positive("lr", lr)
@@ -124,11 +129,13 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
                                         or step == steps)
         if step % log_every == 0 or step == steps or due:
             record = {"step": step, **{k: v / count for k, v in sums.items()}}
+            if per_epoch:
+                record["epoch"] = step / per_epoch
             if due:
                 with torch.no_grad(), runtime.autocast():
                     record.update(evaluate())
             history.records.append(record)
-            shown.update({k: v for k, v in record.items() if k != "step"})
+            shown.update({k: v for k, v in record.items() if k not in ("step", "epoch")})
             bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             sums, count = {}, 0
     history.seconds = time.perf_counter() - start

@@ -3,11 +3,9 @@ decoder — but no optimizer, device calls or data loading). ``METHODS`` maps a 
 its class; every class takes ``(encoder, **options)`` and has ``views``: how many
 augmented views of each image its ``forward(views, clean)`` needs."""
 
-import inspect
-
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import construct
 from .autoencoder import AutoEncoderLoss, MaskedAutoEncoderLoss
 from .scan import SCANLoss
 from .simclr import SimCLRLoss
@@ -22,21 +20,10 @@ METHODS = {
 }
 
 
-
 def check_method(where: str, name: str, encoder: nn.Module, options: dict) -> None:
     """Build method ``name`` with ``options`` on ``encoder`` to check them (each method's
     constructor checks its values); raise UsageError naming the key under ``where``."""
-    cls = METHODS[name]
-    allowed = [p for p in inspect.signature(cls.__init__).parameters
-               if p not in ("self", "encoder")]
-    for key in options:
-        if key not in allowed:
-            raise UsageError(f"unknown setting {where + key!r}: {name} takes "
-                             + (", ".join(allowed) or "no options"))
-    try:
-        cls(encoder, **options)
-    except UsageError as e:
-        raise UsageError(f"{where}{e}") from None
+    construct(METHODS[name], where, name, encoder, **options)
 
 
 __all__ = ["METHODS", "AutoEncoderLoss", "MaskedAutoEncoderLoss", "SCANLoss", "SimCLRLoss",
