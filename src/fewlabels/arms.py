@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .data import Dataset
-from .encoders import build_encoder
+from .encoders import ClassifierNet, build_encoder
 from .errors import check_fraction, check_positive
 from .evaluate import (
     ProbeConfig,
@@ -45,6 +45,7 @@ class Outcome:
     method: str | None = None  # the pretraining method behind it, if any
     history: list | None = None  # learning curve records
     chosen: dict = field(default_factory=dict)  # hyperparameters chosen on validation
+    net: ClassifierNet | None = None  # the trained network, for the arms that train one
 
 
 @dataclass
@@ -94,7 +95,7 @@ def _trained(r: dict, rt, method: str | None = None) -> Outcome:
     net = r["net"]
     return Outcome(lambda images: predict(net.encoder, net.head, images, rt), method=method,
                    history=r["history"].records,
-                   chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
+                   chosen={"lr": r["lr"], "val_scores": r["val_scores"]}, net=net)
 
 
 def _from_scratch(section: str) -> Runner:
@@ -135,7 +136,7 @@ def _semisupervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareC
     history = train_semisupervised(net, images, labels, ds.train_images, s, rt,
                                    cfg.pretrain.augment, seed)
     return Outcome(lambda x: predict(net.encoder, net.head, x, rt), method=cfg.pretrain.name(),
-                   history=history.records)
+                   history=history.records, net=net)
 
 
 def _semisupervised_space(trial, s: SemiSupervisedConfig) -> None:
@@ -154,10 +155,12 @@ def _probe(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, en
     rt = resolve(cfg.device, cfg.precision)
     r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled], cfg.probe,
                      rt, cfg.pretrain.augment, seed, num_classes=ds.num_classes)
-    head = r["head"]
-    return Outcome(lambda images: predict(encoder, head, images, rt),
+    net = new_classifier(lambda: encoder, ds.num_classes, seed)  # its RNG draws are forked
+    net.head = r["head"]
+    return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
                    method=cfg.pretrain.name(), history=r["history"].records,
-                   chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
+                   chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]},
+                   net=net)
 
 
 def _probe_space(trial, p: ProbeConfig) -> None:

@@ -170,6 +170,100 @@ def _cmd_probe(args) -> int:
     return 0
 
 
+def _cmd_fit(args) -> int:
+    from .config import parse_set
+    from .fitting import fit
+
+    fit(args.data, args.out, arms=args.arms, image_size=args.image_size, preset=args.preset,
+        overrides=parse_set(args.set or []), quick_run=args.quick,
+        val_fraction=args.val_fraction, seed=args.seed, device=args.device,
+        precision=args.precision)
+    return 0
+
+
+def _write_predictions(pred, fmt: str, k: int) -> None:
+    import csv
+
+    rows = pred.rows(k)
+    if fmt == "json":
+        print(json.dumps(rows, indent=1))
+    elif fmt == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(["file", "class", "probability"]
+                   + [f"top{i}_{x}" for i in range(1, k + 1) for x in ("class", "probability")]
+                   if k > 1 else ["file", "class", "probability"])
+        for row in rows:
+            top = [v for t in row.get("top", []) for v in (t["class"], t["probability"])]
+            w.writerow([row["file"], row["class"], row["probability"], *top])
+    else:
+        width = max([len(r["file"]) for r in rows] + [4])
+        for row in rows:
+            others = "  ".join(f"{t['class']} {t['probability']:.3f}"
+                               for t in row.get("top", [])[1:])
+            print(f"{row['file']:<{width}}  {row['class']}  {row['probability']:.3f}"
+                  + (f"   ({others})" if others else ""))
+
+
+def _cmd_predict(args) -> int:
+    from .predictor import Model
+
+    model = Model.load(args.model)
+    check_top_k(args.top_k, len(model.classes))
+    pred = model.predict(args.paths, progress=True, batch=args.batch)
+    if pred.files is not None and not pred.files and not pred.errors:
+        raise UsageError(f"no image found in {' '.join(args.paths)}: give files, folders, "
+                         "globs or - (paths on stdin)")
+    _write_predictions(pred, args.format, args.top_k)
+    for path, why in pred.errors.items():
+        print(f"fewlabels: {path}: {why}", file=sys.stderr)
+    return 1 if pred.errors else 0
+
+
+def check_top_k(k: int, classes: int) -> None:
+    if not 1 <= k <= classes:
+        raise UsageError(f"--top-k {k} is out of range: use 1..{classes} (the model's classes)")
+
+
+def _cmd_embed(args) -> int:
+    import numpy as np
+
+    from .checkpoint import atomic_write_bytes
+    from .predictor import load_for_embedding
+
+    source = load_for_embedding(args.model)
+    feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "wb") as fh:
+        np.save(fh, feats)
+    listing = out.with_suffix(".files.txt")
+    atomic_write_bytes(listing, "".join(f"{f}\n" for f in files).encode())
+    for path, why in errors.items():
+        print(f"fewlabels: {path}: {why}", file=sys.stderr)
+    print(f"saved {out} ({feats.shape[0]} × {feats.shape[1]} float32) and {listing}")
+    return 1 if errors else 0
+
+
+def _cmd_export(args) -> int:
+    from .predictor import Model
+
+    model = Model.load(args.model)
+    check = None
+    if args.check:
+        check, _, errors = model.decode(args.check)
+        for path, why in errors.items():
+            print(f"fewlabels: {path}: {why}", file=sys.stderr)
+        if not len(check):
+            raise UsageError(f"no readable image in {' '.join(args.check)} to check the "
+                             "export on: give image files or folders")
+    r = model.export_onnx(args.onnx, check)
+    print(f"saved {args.onnx}: onnxruntime matches PyTorch on {r['images']} real images "
+          f"(same classes, max probability difference {r['max_abs_difference']:.1e}); input "
+          f"'images' float32 (batch, {', '.join(map(str, model.image_shape))}) in [0, 1], "
+          "output 'probabilities'")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .arms import ARMS
 
@@ -270,6 +364,53 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir")
     r.set_defaults(func=_cmd_probe)
 
+    f = sub.add_parser("fit", help="train the best classifier your labels allow on an image "
+                       "folder or an .npz; save one model file")
+    f.add_argument("data", help="DIR with labeled/<class>/*, optional unlabeled/ and test/<class>/"
+                   "; or an .npz with x_train, y_train (-1 = unlabeled), optional x_test, "
+                   "y_test, classes")
+    f.add_argument("--out", required=True, help="the model file to write, e.g. digits.model")
+    f.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
+                                                 "supervised"],
+                   help="candidate arms, chosen on a validation split of the labels (default: "
+                        "probe finetune semisupervised supervised)")
+    f.add_argument("--image-size", type=int, help="side the images are brought to (default: "
+                   "the median longer side, capped at 64; aspect kept by padding)")
+    f.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of each class's labels held out to choose the arm")
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--preset", default="default")
+    f.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config field, e.g. --set pretrain.epochs=2 (repeatable)")
+    f.add_argument("--quick", action="store_true", help="reduced epochs for a first look")
+    f.add_argument("--device", default="auto")
+    f.add_argument("--precision", default="auto")
+    f.set_defaults(func=_cmd_fit)
+
+    pr = sub.add_parser("predict", help="classes and probabilities of images from a model")
+    pr.add_argument("model", help="a file written by `fewlabels fit`")
+    pr.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
+    pr.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    pr.add_argument("--top-k", type=int, default=1, help="classes shown per image")
+    pr.add_argument("--batch", type=int, default=1024, help="images decoded and classified "
+                    "at a time")
+    pr.set_defaults(func=_cmd_predict)
+
+    em = sub.add_parser("embed", help="features of images from a model or an encoder")
+    em.add_argument("model", help="a .model from `fit` or an .encoder")
+    em.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
+    em.add_argument("--out", required=True, help="features.npy; the file list goes beside it "
+                    "(features.files.txt)")
+    em.add_argument("--batch", type=int, default=1024)
+    em.set_defaults(func=_cmd_embed)
+
+    ex = sub.add_parser("export", help="write a model as ONNX, checked with onnxruntime")
+    ex.add_argument("model", help="a file written by `fewlabels fit`")
+    ex.add_argument("--onnx", required=True, help="the .onnx file to write")
+    ex.add_argument("--check", nargs="+", help="images to compare onnxruntime with PyTorch on "
+                    "(default: the 16 training images kept in the model file)")
+    ex.set_defaults(func=_cmd_export)
+
     e = sub.add_parser("evaluate", help="test accuracy of a saved .classifier")
     e.add_argument("checkpoint")
     e.add_argument("--device", default="auto")
@@ -291,6 +432,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fewlabels: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader (e.g. `| head`) stopped: not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -1,0 +1,261 @@
+"""A trained classifier in one file, and what a user does with it: predict, embed, export.
+
+The file is a fewlabels checkpoint (safetensors, kind ``model``): the network's weights,
+16 training images kept to check an export against, and JSON metadata — class names,
+image size and mode, pre-processing, the arm and recipe, validation (and test, when the
+data had a test split) accuracy, the data's hash and the fewlabels version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint, images
+from .data import as_float
+from .encoders import ClassifierNet, build_encoder
+from .errors import UsageError, check_positive
+
+KIND = "model"
+PREPROCESSING = ("decode with Pillow; convert to grey (L) or RGB as the model's `channels` "
+                 "say (16-bit scaled to 8 bits, alpha dropped); resize the longer side to "
+                 "`image_size` keeping the aspect, pad to a square with the mean border pixel; "
+                 "float32 in [0, 1] (pixel / 255), shape (N, channels, image_size, image_size)")
+
+
+@dataclass
+class Predictions:
+    """What ``Model.predict`` returns, one row per readable input, in input order."""
+
+    names: list[str]  # the model's class names
+    probabilities: np.ndarray  # (N, classes) float32
+    files: list[str] | None = None  # the file behind each row, when inputs were paths
+    errors: dict[str, str] = field(default_factory=dict)  # unreadable file → why
+
+    @property
+    def classes(self) -> list[str]:
+        return [self.names[i] for i in self.probabilities.argmax(1)]
+
+    def top(self, k: int = 1) -> list[list[tuple[str, float]]]:
+        order = np.argsort(-self.probabilities, 1, kind="stable")[:, :k]
+        return [[(self.names[i], float(p[i])) for i in row]
+                for row, p in zip(order, self.probabilities, strict=True)]
+
+    def rows(self, k: int = 1) -> list[dict]:
+        """One dict a row: file (if any), class, probability and the top ``k``."""
+        out = []
+        for i, best in enumerate(self.top(max(1, k))):
+            row = {"file": self.files[i]} if self.files is not None else {}
+            row.update({"class": best[0][0], "probability": round(best[0][1], 6)})
+            if k > 1:
+                row["top"] = [{"class": c, "probability": round(p, 6)} for c, p in best]
+            out.append(row)
+        return out
+
+
+class Model:
+    """A classifier trained by ``fewlabels.fit``: an encoder and a linear layer, with the
+    class names and the pre-processing its inputs need."""
+
+    def __init__(self, net: ClassifierNet, meta: dict, samples: torch.Tensor | None = None):
+        self.net = net.float().eval()
+        self.meta = meta
+        self.samples = samples  # a few uint8 training images, to check exports on
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.meta["classes"])
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.meta["image_shape"])  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ files
+
+    def save(self, path: str | Path) -> Path:
+        tensors = dict(self.net.state_dict())
+        if self.samples is not None:
+            tensors["samples"] = self.samples
+        return checkpoint.save(path, tensors, KIND, self.meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Model:
+        tensors, meta = checkpoint.load(path, KIND)
+        encoder = build_encoder(meta["encoder"], meta["image_shape"], **meta["encoder_options"])
+        net = ClassifierNet(encoder, len(meta["classes"]))
+        samples = tensors.pop("samples", None)
+        try:
+            net.load_state_dict(tensors)
+        except RuntimeError as e:
+            raise UsageError(f"{str(path)!r} does not match the network its metadata "
+                             f"describes ({str(e).splitlines()[0][:120]}): save it again") from None
+        return cls(net, meta, samples)
+
+    # ------------------------------------------------------------------ inputs
+
+    def read(self, paths: Iterable[str], progress: bool = False,
+             batch: int = 1024) -> Iterable[tuple[list[str], torch.Tensor, dict[str, str]]]:
+        """Decode ``paths`` in batches: (files read, uint8 images, {unreadable file: why})."""
+        c, size, _ = self.image_shape
+        paths = list(paths)
+        bar = tqdm(total=len(paths), desc="reading images", unit="img",
+                   disable=not progress or len(paths) < 2 * batch)
+        for start in range(0, len(paths), batch):
+            done, arrays, errors = [], [], {}
+            for p in paths[start:start + batch]:
+                try:
+                    arrays.append(images.decode(p, size, c))
+                    done.append(p)
+                except images.UnreadableImage as e:
+                    errors[p] = str(e)
+            bar.update(len(paths[start:start + batch]))
+            x = torch.from_numpy(np.stack(arrays)) if arrays else \
+                torch.zeros((0, *self.image_shape), dtype=torch.uint8)
+            yield done, x, errors
+        bar.close()
+
+    def decode(self, paths, progress: bool = False, batch: int = 1024
+               ) -> tuple[torch.Tensor, list[str], dict[str, str]]:
+        """(uint8 images, the files read, {unreadable file: why}) of files, folders or
+        globs, decoded the model's way."""
+        files, parts, errors = [], [], {}
+        for done, x, bad in self.read(images.expand(str(p) for p in paths), progress, batch):
+            files += done
+            parts.append(x)
+            errors.update(bad)
+        x = torch.cat(parts) if parts else torch.zeros((0, *self.image_shape), dtype=torch.uint8)
+        return x, files, errors
+
+    def _tensor(self, x) -> torch.Tensor:
+        x = torch.as_tensor(np.asarray(x)) if not isinstance(x, torch.Tensor) else x
+        if x.dim() == 3:
+            x = x.unsqueeze(1)
+        if tuple(x.shape[1:]) != self.image_shape:
+            raise UsageError(f"images of shape {list(x.shape[1:])} given, the model takes "
+                             f"{list(self.image_shape)}: pass file paths (they are resized) or "
+                             "arrays of that shape")
+        return as_float(x) if x.dtype == torch.uint8 else x.float()
+
+    def _run(self, fn, inputs, progress: bool, batch: int):
+        """``fn`` on float images, from arrays or from paths (decoded in batches)."""
+        check_positive("batch", batch, integer=True)
+        if isinstance(inputs, (str, Path)):
+            inputs = [inputs]
+        if isinstance(inputs, (torch.Tensor, np.ndarray)):
+            x = self._tensor(inputs)
+            return torch.cat([fn(part) for part in x.split(batch)]) if len(x) else fn(x), \
+                None, {}
+        files, outs, errors = [], [], {}
+        for done, x, bad in self.read(images.expand(str(p) for p in inputs), progress, batch):
+            files += done
+            errors.update(bad)
+            if len(x):
+                outs.append(fn(as_float(x)))
+        out = torch.cat(outs) if outs else fn(torch.zeros((0, *self.image_shape)))
+        return out, files, errors
+
+    # ------------------------------------------------------------------ uses
+
+    def predict(self, inputs, *, progress: bool = False, batch: int = 1024) -> Predictions:
+        """Class probabilities of images: an array or tensor (N, C, H, W) / (N, H, W) of the
+        model's size (uint8, or float in [0, 1]), or paths (files, folders, globs)."""
+        def probabilities(x):
+            with torch.no_grad():
+                return torch.softmax(self.net(x).float(), 1)
+
+        p, files, errors = self._run(probabilities, inputs, progress, batch)
+        return Predictions(self.classes, p.numpy(), files, errors)
+
+    def embed(self, inputs, *, progress: bool = False, batch: int = 1024
+              ) -> tuple[np.ndarray, list[str] | None, dict[str, str]]:
+        """(features (N, D) float32, the file of each row or None, {unreadable file: why})."""
+        return embed(self.net.encoder, self, inputs, progress, batch)
+
+    def export_onnx(self, path: str | Path, check: torch.Tensor | None = None,
+                    tolerance: float = 1e-4) -> dict:
+        """Write a standard ONNX file (input ``images``: float32 (batch, C, H, W) in [0, 1],
+        dynamic batch; output ``probabilities``) and check it with onnxruntime against
+        PyTorch on real images (``check``, default: the training images kept in the file).
+        Returns {"images", "max_abs_difference", "same_classes"}."""
+        try:
+            import onnxruntime
+        except ImportError:
+            raise UsageError("ONNX export needs the optional extra: pip install "
+                             "'fewlabels[onnx]' (onnx and onnxruntime)") from None
+        import warnings
+
+        check = self.samples if check is None else check
+        if check is None or not len(check):
+            raise UsageError("no images to check the export on: give some")
+        x = self._tensor(check)
+        wrapped = _Probabilities(self.net).eval()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapped, (x[:2],), str(path), input_names=["images"],
+                              output_names=["probabilities"], dynamo=False,
+                              dynamic_axes={"images": {0: "batch"},
+                                            "probabilities": {0: "batch"}})
+            expected = wrapped(x).numpy()
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        got = session.run(None, {"images": x.numpy()})[0]
+        result = {"images": len(x), "max_abs_difference": float(np.abs(got - expected).max()),
+                  "same_classes": bool((got.argmax(1) == expected.argmax(1)).all())}
+        if not result["same_classes"] or result["max_abs_difference"] > tolerance:
+            raise UsageError(f"the ONNX model disagrees with PyTorch on {len(x)} images "
+                             f"(max difference {result['max_abs_difference']:.2e}, tolerance "
+                             f"{tolerance}); it was written to {str(path)!r} but should not be "
+                             "trusted: report this")
+        return result
+
+
+class _Probabilities(torch.nn.Module):
+    def __init__(self, net: ClassifierNet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.net(x), 1)
+
+
+def embed(encoder: torch.nn.Module, shape_from, inputs, progress: bool = False,
+          batch: int = 1024) -> tuple[np.ndarray, list[str] | None, dict[str, str]]:
+    """Features of ``inputs`` (see ``Model.predict``) from ``encoder``; ``shape_from``: a
+    ``Model`` or anything with its ``image_shape`` and ``_run``."""
+    encoder = encoder.float().eval()
+
+    def feats(x):
+        with torch.no_grad():
+            return encoder.forward_features(x).float()
+
+    f, files, errors = shape_from._run(feats, inputs, progress, batch)
+    return f.numpy(), files, errors
+
+
+class EncoderInputs(Model):
+    """A saved encoder seen as a Model without a head: what ``embed`` needs of it."""
+
+    def __init__(self, encoder: torch.nn.Module, meta: dict):
+        self.encoder, self.meta = encoder.float().eval(), meta
+
+    def embed(self, inputs, *, progress: bool = False, batch: int = 1024):
+        return embed(self.encoder, self, inputs, progress, batch)
+
+
+def load_for_embedding(path: str | Path) -> Model:
+    """A ``.model`` from ``fit``, or an ``.encoder`` from ``pretrain`` / ``compare``."""
+    from .pretrain import load_encoder
+
+    try:
+        return Model.load(path)
+    except UsageError as e:
+        if "holds a 'encoder'" not in str(e) and "holds a 'autoencoder'" not in str(e):
+            raise
+    encoder, meta = load_encoder(path)
+    return EncoderInputs(encoder, meta)

@@ -1,0 +1,281 @@
+"""Datasets from the user: an image folder or an ``.npz`` of arrays, named by path.
+
+An image folder::
+
+    DIR/labeled/<class>/*      the labeled images, one folder a class (its name is the class)
+    DIR/unlabeled/**           optional: images without labels, any layout below
+    DIR/test/<class>/*         optional: a test split; without it no test accuracy is claimed
+
+Arrays: an ``.npz`` with ``x_train`` (N, H, W) or (N, H, W, C) or (N, C, H, W), uint8 or
+float in [0, 1]; ``y_train`` (N,), −1 for an unlabeled image; optional ``x_test``,
+``y_test`` and ``classes`` (names, in label order).
+
+A folder is decoded once (``images.decode``) into a cache file keyed by a hash of the
+files' paths, sizes and contents and of the size and mode asked for, so a second run
+starts in seconds and a changed file is noticed. Files that cannot be read are listed
+with the reason and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import images
+from .checkpoint import atomic_write_bytes
+from .data import Dataset, cache_dir
+from .errors import DataError, UsageError, check_positive
+
+CACHE_VERSION = 1
+UNLABELED = -1
+
+
+@dataclass
+class Skipped:
+    """Files left out of a dataset, each with the reason."""
+
+    files: list[tuple[str, str]] = field(default_factory=list)
+
+    def summary(self, limit: int = 20) -> str:
+        if not self.files:
+            return ""
+        lines = [f"fewlabels: skipped {len(self.files)} file(s) that could not be used:"]
+        lines += [f"  {path}: {why}" for path, why in self.files[:limit]]
+        if len(self.files) > limit:
+            lines.append(f"  ... and {len(self.files) - limit} more")
+        return "\n".join(lines)
+
+
+def is_user_data(name: str) -> bool:
+    """Whether a dataset name is a path (a folder or an .npz) rather than a built-in name."""
+    return name.endswith(".npz") or "/" in name or Path(name).is_dir()
+
+
+def load_user_data(path: str | Path, image_size: int | None = None, *,
+                   progress: bool = True, warn=None) -> tuple[Dataset, Skipped]:
+    """A ``Dataset`` (labels −1 for the unlabeled images; an empty test split when there is
+    none) and the files skipped. ``image_size``: the side images are brought to (default:
+    the median of the longer sides, capped at ``images.MAX_DEFAULT_SIZE``)."""
+    warn = warn or (lambda message: print(f"fewlabels: warning: {message}", file=sys.stderr))
+    if image_size is not None:
+        check_positive("--image-size", image_size, integer=True)
+    path = Path(path)
+    if path.suffix == ".npz":
+        ds, skipped = _from_arrays(path, image_size), Skipped()
+    elif path.is_dir():
+        ds, skipped = _from_folder(path, image_size, progress)
+    else:
+        raise UsageError(f"dataset {str(path)!r} is neither a folder nor an .npz file: give a "
+                         "folder with labeled/<class>/ images, an .npz with x_train and "
+                         "y_train, or a built-in name (mnist, fashion-mnist, mnist-hard)")
+    if skipped.files:
+        print(skipped.summary(), file=sys.stderr)
+    _check_labels(ds, warn)
+    return ds, skipped
+
+
+def has_test(ds: Dataset) -> bool:
+    return len(ds.test_labels) > 0
+
+
+def _check_labels(ds: Dataset, warn) -> None:
+    labeled = ds.train_labels[ds.train_labels != UNLABELED]
+    if len(labeled) == 0:
+        raise UsageError(f"dataset {ds.name!r} has no labeled image: put images in "
+                         "labeled/<class>/ folders (or give y_train labels >= 0)")
+    counts = Counter(labeled.tolist())
+    present = [ds.classes[c] for c in sorted(counts)]
+    if len(present) < 2:
+        raise UsageError(f"dataset {ds.name!r} has labeled images of {len(present)} class(es) "
+                         f"({', '.join(present)}): a classifier needs at least two")
+    missing = [name for c, name in enumerate(ds.classes) if c not in counts]
+    if missing:
+        raise UsageError(f"classes {missing} have no labeled image: add images of them or "
+                         "remove them from the class list")
+    few = [f"{ds.classes[c]} ({n})" for c, n in sorted(counts.items()) if n < 2]
+    if few:
+        warn(f"classes with a single labeled image: {', '.join(few)}; no validation image "
+             "can be held out for them, so their validation figures mean little: label more")
+    if max(counts.values()) >= 10 * min(counts.values()):
+        warn(f"very unbalanced labels: {max(counts.values())} images in the largest class, "
+             f"{min(counts.values())} in the smallest; accuracy will favour the large classes")
+
+
+# ----------------------------------------------------------------------------- arrays
+
+
+def _nchw(x: np.ndarray, name: str) -> np.ndarray:
+    if x.ndim == 3:
+        x = x[:, None]
+    elif x.ndim == 4 and x.shape[-1] in (1, 3) and x.shape[1] not in (1, 3):
+        x = x.transpose(0, 3, 1, 2)
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise DataError(f"{name} has shape {list(x.shape)}: give (N, H, W), (N, H, W, C) or "
+                        "(N, C, H, W) with C = 1 or 3")
+    if x.dtype == np.uint8:
+        return np.ascontiguousarray(x)
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{name} has dtype {x.dtype}: give uint8 or floats in [0, 1]")
+    x = x.astype(np.float32)
+    top = 255.0 if x.max(initial=0) > 1 else 1.0
+    if x.min(initial=0) < 0 or x.max(initial=0) > 255:
+        raise DataError(f"{name} holds values in [{x.min()}, {x.max()}]: give uint8 or "
+                        "floats in [0, 1]")
+    return np.round(x / top * 255).astype(np.uint8)
+
+
+def _resized(x: np.ndarray, size: int | None) -> np.ndarray:
+    if size is None or x.shape[2:] == (size, size):
+        return x
+    from PIL import Image
+
+    out = np.empty((len(x), x.shape[1], size, size), np.uint8)
+    for i, a in enumerate(x):
+        image = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
+        b = np.asarray(images.letterbox(image, size))
+        out[i] = b[None] if b.ndim == 2 else b.transpose(2, 0, 1)
+    return out
+
+
+def _from_arrays(path: Path, size: int | None) -> Dataset:
+    if not path.is_file():
+        raise UsageError(f"{str(path)!r} does not exist: give an .npz with x_train and y_train")
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        fields = {k: arrays[k] for k in arrays.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{str(path)!r} is not a readable .npz ({str(e)[:100]}): write it "
+                        "with numpy.savez") from None
+    for key in ("x_train", "y_train"):
+        if key not in fields:
+            raise DataError(f"{str(path)!r} has no {key!r} array (it has {sorted(fields)}): "
+                            "give x_train and y_train (−1 = unlabeled)")
+    x = _resized(_nchw(fields["x_train"], "x_train"), size)
+    y = fields["y_train"].astype(np.int64).reshape(-1)
+    has_test = "x_test" in fields
+    xt = (_resized(_nchw(fields["x_test"], "x_test"), size) if has_test
+          else np.zeros((0, *x.shape[1:]), np.uint8))
+    yt = fields["y_test"].astype(np.int64).reshape(-1) if has_test else np.zeros(0, np.int64)
+    for a, b, name in ((x, y, "train"), (xt, yt, "test")):
+        if len(a) != len(b):
+            raise DataError(f"x_{name} has {len(a)} images but y_{name} {len(b)} labels")
+    if xt.shape[1:] != x.shape[1:]:
+        raise DataError(f"x_test images are {list(xt.shape[1:])}, x_train's "
+                        f"{list(x.shape[1:])}: give both one shape")
+    k = int(max(y.max(initial=0), yt.max(initial=0))) + 1
+    classes = ([str(c) for c in fields["classes"].tolist()] if "classes" in fields
+               else [str(c) for c in range(k)])
+    for labels, name in ((y, "y_train"), (yt, "y_test")):
+        low = UNLABELED if name == "y_train" else 0
+        if len(labels) and (labels.min() < low or labels.max() >= len(classes)):
+            raise DataError(f"{name} holds labels in [{labels.min()}, {labels.max()}]: use "
+                            f"0..{len(classes) - 1}" + (" or −1 for unlabeled"
+                                                        if name == "y_train" else ""))
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return Dataset(path.stem, torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(xt),
+                   torch.from_numpy(yt), tuple(classes), str(path), {path.name: digest})
+
+
+# ----------------------------------------------------------------------------- folders
+
+
+def _listing(root: Path) -> tuple[list[tuple[Path, str, int]], list[str], Skipped]:
+    """[(file, split, class index or −1)], class names, files skipped for their extension."""
+    labeled = root / "labeled"
+    if not labeled.is_dir():
+        raise UsageError(f"{str(root)!r} has no labeled/ folder: put the labeled images in "
+                         f"{root}/labeled/<class>/ (and any others in {root}/unlabeled/)")
+    classes = sorted(d.name for d in labeled.iterdir() if d.is_dir()
+                     and not d.name.startswith("."))
+    test_classes = sorted(d.name for d in (root / "test").iterdir() if d.is_dir()) \
+        if (root / "test").is_dir() else []
+    extra = sorted(set(test_classes) - set(classes))
+    if extra:
+        raise UsageError(f"test/ has classes {extra} that labeled/ lacks: every test class "
+                         "needs labeled images")
+    entries, skipped = [], Skipped()
+    for split, folder in (("train", labeled), ("test", root / "test")):
+        for c, name in enumerate(classes):
+            found, other = images.image_files(folder / name)
+            entries += [(p, split, c) for p in found]
+            skipped.files += other
+    if (root / "unlabeled").is_dir():
+        found, other = images.image_files(root / "unlabeled")
+        entries += [(p, "train", UNLABELED) for p in found]
+        skipped.files += other
+    return entries, classes, skipped
+
+
+def _key(root: Path, entries, size: int | None) -> str:
+    """A hash of every file's path (relative to ``root``), size and contents, and of the
+    size asked for."""
+    h = hashlib.sha256(f"fewlabels-images-v{CACHE_VERSION} size={size}\n".encode())
+    for path, split, c in entries:
+        h.update(f"{path.relative_to(root)}\0{split}\0{c}\0{path.stat().st_size}\0".encode())
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def _from_folder(root: Path, size: int | None, progress: bool) -> tuple[Dataset, Skipped]:
+    entries, classes, skipped = _listing(root)
+    key = _key(root, entries, size)
+    cached = cache_dir() / "images" / f"{key}.npz"
+    if cached.is_file():
+        try:
+            return _read_cache(cached, root, classes, key)
+        except (OSError, ValueError, KeyError):
+            pass  # damaged: decode again
+    heads, readable = {}, []
+    for path, split, c in tqdm(entries, desc="reading headers", disable=not progress,
+                               leave=False):
+        try:
+            heads[path] = images.header(path)
+            readable.append((path, split, c))
+        except images.UnreadableImage as e:
+            skipped.files.append((str(path), str(e)))
+    if not readable:
+        raise UsageError(f"no readable image under {str(root)!r}: "
+                         + (skipped.summary(5) if skipped.files else "the folders are empty"))
+    grey = sum(g for _, g in heads.values())
+    channels = 1 if grey * 2 >= len(heads) else 3
+    side = size or images.default_size([s for s, _ in heads.values()])
+    out = np.empty((len(readable), channels, side, side), np.uint8)
+    kept = []
+    for path, split, c in tqdm(readable, desc=f"decoding {len(readable)} images",
+                               disable=not progress):
+        try:
+            out[len(kept)] = images.decode(path, side, channels)
+            kept.append((path, split, c))
+        except images.UnreadableImage as e:
+            skipped.files.append((str(path), str(e)))
+    out = out[:len(kept)]
+    split = np.array([s for _, s, _ in kept])
+    labels = np.array([c for _, _, c in kept], np.int64)
+    files = np.array([str(p.relative_to(root)) for p, _, _ in kept])
+    buf = io.BytesIO()
+    np.savez(buf, images=out, labels=labels, split=split, files=files,
+             skipped=np.array(json.dumps(skipped.files)))
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(cached, buf.getvalue())
+    del out
+    return _read_cache(cached, root, classes, key)
+
+
+def _read_cache(cached: Path, root: Path, classes, key: str) -> tuple[Dataset, Skipped]:
+    with np.load(cached, allow_pickle=False) as z:
+        out, labels, split = z["images"], z["labels"], z["split"]
+        skipped = Skipped([tuple(f) for f in json.loads(str(z["skipped"]))])
+    train, test = split == "train", split == "test"
+    return Dataset(root.resolve().name, torch.from_numpy(out[train]),
+                   torch.from_numpy(labels[train]), torch.from_numpy(out[test]),
+                   torch.from_numpy(labels[test]), tuple(classes), str(root),
+                   {"files": key}), skipped

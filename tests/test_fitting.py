@@ -1,0 +1,181 @@
+"""`fewlabels fit` then `predict`, `embed` and `export` from the command line, on an image
+folder of real handwritten digits (scikit-learn's bundled 8×8 set) with broken files mixed in."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from digits_folder import add_broken_files, digits_arrays, write_digits_folder
+from fewlabels.fitting import fit, stratified_split
+from fewlabels.predictor import Model
+
+# short pretraining and arms, for the test's time; the floor is what they reach with margin
+FAST = ["--set", "pretrain.epochs=0.25", "--set", "pretrain.refine_rounds=1",
+        "--set", "pretrain.self_label_epochs=0", "--set", "finetune.epochs=10",
+        "--set", "finetune.lrs=3e-3"]
+FLOOR = 0.80  # test accuracy of the chosen arm on 300 held-out digits, from 100 labels
+
+
+def cli(*args, cache, check=True, stdin=None):
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache), "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-m", "fewlabels", *map(str, args)], env=env,
+                       capture_output=True, text=True, input=stdin, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"exit {r.returncode}: {r.stderr[-2000:]}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("digits")
+    counts = write_digits_folder(root)
+    broken = add_broken_files(root)
+    cache = tmp_path_factory.mktemp("cache")
+    model = root.parent / "digits.model"
+    r = cli("fit", root, "--out", model, "--quick", "--arms", "probe", "finetune", *FAST,
+            cache=cache)
+    return {"root": root, "counts": counts, "broken": broken, "cache": cache, "model": model,
+            "fit": r}
+
+
+def test_fit_skips_the_broken_files_and_uses_the_others(fitted):
+    err = fitted["fit"].stderr
+    for name, readable in fitted["broken"].items():
+        assert (name in err) is not readable, name
+    assert "skipped 3 file(s)" in err
+    model = Model.load(fitted["model"])
+    # 100 labeled digits plus the RGBA and the 16-bit one
+    assert model.meta["labeled_images"] == fitted["counts"]["labeled"] + 2
+    assert model.meta["unlabeled_images"] == fitted["counts"]["unlabeled"]
+    assert model.image_shape == (1, 8, 8)  # grey, as most of the images are
+
+
+def test_fit_then_predict_from_the_cli_beats_the_floor(fitted):
+    model = Model.load(fitted["model"])
+    assert model.meta["arm"] in ("probe", "finetune")
+    assert set(model.meta["validation_accuracy"]) == {"probe", "finetune"}
+    r = cli("predict", fitted["model"], fitted["root"] / "test", "--format", "json",
+            cache=fitted["cache"])
+    rows = json.loads(r.stdout)
+    assert len(rows) == fitted["counts"]["test"]
+    accuracy = np.mean([Path(row["file"]).parent.name == row["class"] for row in rows])
+    assert accuracy >= FLOOR
+    assert accuracy == pytest.approx(model.meta["test_accuracy"], abs=1e-6)
+    assert f"test accuracy {accuracy:.4f}" in fitted["fit"].stdout
+
+
+def test_predict_reports_each_unreadable_file_and_exits_1(fitted):
+    folder = fitted["root"] / "labeled" / "3"
+    r = cli("predict", fitted["model"], folder / "empty.png", folder / "rgba.png",
+            folder / "missing.png", "--format", "csv", "--top-k", "2", cache=fitted["cache"],
+            check=False)
+    assert r.returncode == 1
+    lines = r.stdout.strip().splitlines()
+    assert lines[0] == "file,class,probability,top1_class,top1_probability,top2_class," \
+                       "top2_probability"
+    assert len(lines) == 2 and lines[1].startswith(str(folder / "rgba.png"))
+    assert "empty.png: empty file" in r.stderr and "missing.png: cannot open" in r.stderr
+
+
+def test_predict_reads_paths_from_stdin_and_refuses_a_bad_top_k(fitted):
+    files = sorted((fitted["root"] / "test" / "7").glob("*.png"))[:3]
+    r = cli("predict", fitted["model"], "-", cache=fitted["cache"],
+            stdin="".join(f"{f}\n" for f in files))
+    assert [line.split()[0] for line in r.stdout.splitlines()] == [str(f) for f in files]
+    r = cli("predict", fitted["model"], files[0], "--top-k", "11", cache=fitted["cache"],
+            check=False)
+    assert r.returncode == 2 and "--top-k 11 is out of range: use 1..10" in r.stderr
+
+
+def test_embed_writes_features_in_input_order_with_the_file_list(fitted, tmp_path):
+    files = sorted((fitted["root"] / "test" / "1").glob("*.png"))[:5]
+    out = tmp_path / "features.npy"
+    cli("embed", fitted["model"], *reversed(files), "--out", out, cache=fitted["cache"])
+    feats = np.load(out)
+    listed = (tmp_path / "features.files.txt").read_text().split()
+    assert listed == [str(f) for f in reversed(files)]
+    model = Model.load(fitted["model"])
+    direct, _, _ = model.embed([str(f) for f in reversed(files)])
+    assert feats.shape == (5, model.net.encoder.num_features)
+    np.testing.assert_allclose(feats, direct, rtol=0, atol=1e-6)
+
+
+def test_export_onnx_matches_pytorch(fitted, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    out = tmp_path / "digits.onnx"
+    r = cli("export", fitted["model"], "--onnx", out, "--check", fitted["root"] / "test",
+            cache=fitted["cache"])
+    assert "matches PyTorch on 300 real images" in r.stdout
+    model = Model.load(fitted["model"])
+    x, files, _ = model.decode([fitted["root"] / "test"])
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": x.float().div(255).numpy()})[0]
+    expected = model.predict(x).probabilities
+    assert (got.argmax(1) == expected.argmax(1)).all()
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_fit_from_arrays_without_a_test_split_claims_no_test_accuracy(tmp_path):
+    images, labels = digits_arrays()
+    y = np.full(len(labels), -1)
+    for c in range(10):
+        y[np.flatnonzero(labels == c)[:6]] = c
+    np.savez(tmp_path / "digits.npz", x_train=images[..., None], y_train=y)
+    lines = []
+    model = fit(tmp_path / "digits.npz", tmp_path / "d.model", arms=["supervised"],
+                quick_run=True, overrides={"supervised": {"epochs": 5}}, log=lines.append,
+                progress=False)
+    assert model.meta["test_accuracy"] is None
+    assert any("no test accuracy is claimed" in line for line in lines)
+    assert Model.load(tmp_path / "d.model").classes == [str(c) for c in range(10)]
+
+
+def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch):
+    """Every arm gets the data with its test split withheld (any read raises)."""
+    from fewlabels import fitting as fit_module
+    from fewlabels.data import Withheld
+
+    seen = []
+    real = fit_module.ARMS
+
+    class Spy(dict):
+        def __getitem__(self, name):
+            arm = real[name]
+
+            class Wrapped:
+                pretrained = arm.pretrained
+                section = arm.section
+
+                @staticmethod
+                def run(ds, *args):
+                    seen.append(isinstance(ds.test_images, Withheld))
+                    return arm.run(ds, *args)
+
+            return Wrapped
+
+    monkeypatch.setattr(fit_module, "ARMS", Spy())
+    images, labels = digits_arrays()
+    y = np.where(np.arange(len(labels)) % 10 == 0, labels, -1)
+    np.savez(tmp_path / "d.npz", x_train=images[:1500], y_train=y[:1500],
+             x_test=images[1500:], y_test=labels[1500:])
+    model = fit(tmp_path / "d.npz", arms=["supervised"], quick_run=True,
+                overrides={"supervised": {"epochs": 3}}, log=lambda m: None, progress=False)
+    assert seen == [True, True] and model.meta["test_accuracy"] is not None
+
+
+def test_stratified_split_holds_out_a_fraction_of_each_class():
+    labels = torch.tensor([0] * 10 + [1] * 5 + [2] * 1 + [-1] * 4)
+    labeled = (labels >= 0).nonzero().flatten()
+    train, val = stratified_split(labels, labeled, 0.2, seed=0)
+    assert torch.bincount(labels[val], minlength=3).tolist() == [2, 1, 0]
+    assert sorted(train.tolist() + val.tolist()) == labeled.tolist()
+    again = stratified_split(labels, labeled, 0.2, seed=0)
+    assert torch.equal(again[1], val)

@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from digits_folder import digits_arrays, write_digits_folder
+from fewlabels.errors import UsageError
+from fewlabels.userdata import load_user_data
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
+def quiet(path, **kw):
+    warnings = []
+    ds, skipped = load_user_data(path, progress=False, warn=warnings.append, **kw)
+    return ds, skipped, warnings
+
+
+def test_a_folder_is_decoded_once_and_a_changed_file_is_noticed(tmp_path):
+    root = tmp_path / "digits"
+    counts = write_digits_folder(root, per_class=3, test=50)
+    ds, skipped, _ = quiet(root)
+    assert ds.classes == tuple(str(c) for c in range(10))
+    assert len(ds.train_images) == counts["labeled"] + counts["unlabeled"]
+    assert (ds.train_labels == -1).sum() == counts["unlabeled"]
+    assert len(ds.test_labels) == 50 and ds.image_shape == (1, 8, 8)
+    cached = list((tmp_path / "cache" / "fewlabels" / "images").glob("*.npz"))
+    assert len(cached) == 1
+    again, _, _ = quiet(root)
+    assert (again.train_images == ds.train_images).all()
+    assert list((tmp_path / "cache" / "fewlabels" / "images").glob("*.npz")) == cached
+    victim = next((root / "labeled" / "0").glob("*.png"))
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(victim)
+    changed, _, _ = quiet(root)
+    assert len(list((tmp_path / "cache" / "fewlabels" / "images").glob("*.npz"))) == 2
+    assert not (changed.train_images == ds.train_images).all()
+
+
+def test_image_size_option_resizes(tmp_path):
+    write_digits_folder(tmp_path / "d", per_class=2, test=0)
+    ds, _, _ = quiet(tmp_path / "d", image_size=16)
+    assert ds.image_shape == (1, 16, 16) and len(ds.test_labels) == 0
+
+
+def test_warnings_for_a_single_image_class_and_unbalanced_labels(tmp_path):
+    images, labels = digits_arrays()
+    y = np.full(len(labels), -1)
+    y[np.flatnonzero(labels == 0)[:30]] = 0
+    y[np.flatnonzero(labels == 1)[:1]] = 1
+    np.savez(tmp_path / "d.npz", x_train=images, y_train=y, classes=np.array(["zero", "one"]))
+    ds, _, warnings = quiet(tmp_path / "d.npz")
+    assert ds.classes == ("zero", "one")
+    assert any("single labeled image: one (1)" in w for w in warnings)
+    assert any("very unbalanced" in w for w in warnings)
+
+
+@pytest.mark.parametrize(("arrays", "message"), [
+    ({"x_train": np.zeros((4, 8, 8), np.uint8)}, "no 'y_train' array"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 0, -1, -1])},
+     "a classifier needs at least two"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([-1] * 4)},
+     "has no labeled image"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 5, -1]),
+      "classes": np.array(["a", "b"])}, r"holds labels in \[-1, 5\]"),
+    ({"x_train": np.zeros((4, 8), np.uint8), "y_train": np.array([0, 1, 0, 1])},
+     "has shape"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0])},
+     "4 images but y_train 3 labels"),
+])
+def test_bad_arrays_are_one_clear_error(tmp_path, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(UsageError, match=message):
+        quiet(tmp_path / "bad.npz")
+
+
+def test_a_folder_without_labeled_images_is_refused(tmp_path):
+    (tmp_path / "d" / "unlabeled").mkdir(parents=True)
+    with pytest.raises(UsageError, match="has no labeled/ folder"):
+        quiet(tmp_path / "d")
+    with pytest.raises(UsageError, match="neither a folder nor an .npz"):
+        quiet(tmp_path / "missing")
