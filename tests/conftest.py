@@ -1,10 +1,15 @@
 import os
+import sys
+from pathlib import Path
 
 import matplotlib
 import pytest
 import torch
 
 matplotlib.use("Agg")
+# examples/digits_folder.py writes scikit-learn's digits as an image folder, for the README
+# and for the tests
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers on two cores: one torch thread each, or they fight over the cores.

@@ -51,3 +51,17 @@ def test_variants_scores_on_a_development_split_outside_the_draw(tmp_path):
     assert variants.main(["--arm", "pixels-knn", "--labels", "100", "--table", str(table)]) == 0
     row = json.loads(table.read_text())
     assert row["arm"] == "pixels-knn" and 0 < row["dev_accuracy"] < 1 and len(row["worst"]) == 3
+
+
+@pytest.mark.usefixtures("mnist")
+def test_images_benchmark_times_the_folder_decode_and_predict(tmp_path):
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "images.py"), "--train", "700",
+                          "--test", "300", "--out", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"}, check=True)
+    report = json.loads(out.stdout)
+    assert report == json.loads((tmp_path / "r.json").read_text())
+    folder, predict = report["folder"], report["predict"]
+    assert folder["images"] == 700 and folder["skipped"] == 0
+    assert folder["images_per_second"] > 0 and folder["peak_rss_mib"] > 0
+    assert predict["images"] == 300 and predict["images_per_second"] > 0

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from digits_folder import add_broken_files, digits_arrays, write_digits_folder
+
 from fewlabels.fitting import fit, stratified_split
 from fewlabels.predictor import Model
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
+from digits_folder import digits_arrays, write_digits_folder
 from PIL import Image
 
-from digits_folder import digits_arrays, write_digits_folder
 from fewlabels.errors import UsageError
 from fewlabels.userdata import load_user_data
 

@@ -54,3 +54,13 @@ def add_broken_files(root: Path) -> dict:
     Image.fromarray(three.astype(np.uint16) * 257).save(folder / "sixteen.png")
     return {"truncated.png": False, "notes.png": False, "empty.png": False,
             "rgba.png": True, "sixteen.png": True}
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python examples/digits_folder.py FOLDER")
+    counts = write_digits_folder(Path(sys.argv[1]))
+    print(f"wrote {sys.argv[1]}: {counts['labeled']} labeled/, {counts['unlabeled']} "
+          f"unlabeled/, {counts['test']} test/ images")
