@@ -58,11 +58,17 @@ def main() -> None:
         model = fit(root, Path(tmp) / "mnist.model", arms=args.arms or CANDIDATES,
                     seed=args.seed, quick_run=args.quick)
         seconds = time.perf_counter() - t
+        # the ONNX export (needs fewlabels[onnx]), checked on the first 1,000 test images
+        from fewlabels.data import load_dataset
+
+        exported = model.export_onnx(Path(tmp) / "mnist.onnx",
+                                     check=load_dataset("mnist").test_images[:1000])
     m = model.meta
     result = {"cpu": cpu_name(), "labels": args.labels, "seed": args.seed,
               "arm": m["arm"], "validation_accuracy": m["validation_accuracy"],
               "test_accuracy": m["test_accuracy"], "seconds_fit": round(seconds, 1),
-              "seconds_writing_pngs": round(written, 1), "quick": args.quick}
+              "seconds_writing_pngs": round(written, 1), "quick": args.quick,
+              "onnx_check": exported}
     text = json.dumps(result, indent=1)
     print(text)
     if args.out:

@@ -111,11 +111,12 @@ def test_export_onnx_matches_pytorch(fitted, tmp_path):
     import onnxruntime
 
     out = tmp_path / "digits.onnx"
-    r = cli("export", fitted["model"], "--onnx", out, "--check", fitted["root"] / "test",
+    folders = [fitted["root"] / "test", fitted["root"] / "unlabeled"]  # 1,697 real digits
+    r = cli("export", fitted["model"], "--onnx", out, "--check", *folders,
             cache=fitted["cache"])
-    assert "matches PyTorch on 300 real images" in r.stdout
+    assert "matches PyTorch on 1697 real images" in r.stdout
     model = Model.load(fitted["model"])
-    x, files, _ = model.decode([fitted["root"] / "test"])
+    x, files, _ = model.decode(folders)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     got = session.run(None, {"images": x.float().div(255).numpy()})[0]
     expected = model.predict(x).probabilities
