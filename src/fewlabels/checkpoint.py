@@ -1,8 +1,12 @@
 """Checkpoints are data, not code: one safetensors file whose header carries JSON metadata
-(kind, config, versions, data hashes). Loading never unpickles; writes are atomic."""
+(kind, config, versions, data hashes) and a SHA-256 of every tensor's name, dtype, shape
+and bytes and of the metadata, checked on every load (safetensors has no checksum of its
+own: a flipped byte would load silently). Loading never unpickles; writes are atomic."""
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -13,33 +17,51 @@ from safetensors.torch import save_file
 
 from .errors import UsageError
 
-FORMAT = "fewlabels-checkpoint-v1"
+FORMAT = "fewlabels-checkpoint-v2"  # v2: with the SHA-256 (v1 files are refused)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename: never a half file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:  # a failed write (a full disk) leaves the previous file and no temp file
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def digest(tensors: dict[str, torch.Tensor], kind: str, meta_json: str) -> str:
+    """SHA-256 of the kind, the metadata and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(f"{FORMAT}\0{kind}\0{meta_json}\0".encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\0{t.dtype}\0{list(t.shape)}\0".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 def save(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, meta: dict) -> Path:
     """Save ``tensors`` and JSON-able ``meta`` as a ``kind`` checkpoint at ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = {"format": FORMAT, "kind": kind, "meta": json.dumps(meta)}
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    meta_json = json.dumps(meta)
+    header = {"format": FORMAT, "kind": kind, "meta": meta_json,
+              "sha256": digest(tensors, kind, meta_json)}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata=header)
-    os.replace(tmp, path)
+    try:
+        save_file(tensors, str(tmp), metadata=header)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -66,4 +88,38 @@ def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch
         wanted = " or ".join(repr(k) for k in kinds)
         raise UsageError(f"{str(path)!r} holds a {header.get('kind')!r}, not a {wanted}: "
                          f"load it with the matching class")
-    return tensors, json.loads(header["meta"])
+    stored = header.get("sha256")
+    actual = digest(tensors, header["kind"], header.get("meta", ""))
+    if stored != actual:
+        raise UsageError(f"checkpoint {str(path)!r} fails its checksum (stored sha256 "
+                         f"{str(stored)[:16]}…, computed {actual[:16]}…): the file is damaged; "
+                         "use a good copy or save it again")
+    try:
+        meta = json.loads(header["meta"])
+    except (KeyError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        raise UsageError(f"checkpoint {str(path)!r} has no valid metadata: save it again")
+    return tensors, meta
+
+
+@contextlib.contextmanager
+def rebuilding(path: str | Path):
+    """Inside: rebuild a model from a loaded checkpoint. Metadata that lacks a key or holds
+    a wrong type, or tensors that do not fit the network it describes, become one
+    UsageError naming the file."""
+    try:
+        yield
+    except UsageError:
+        raise
+    except KeyError as e:
+        raise UsageError(f"checkpoint {str(path)!r}: its metadata lacks {e}; it was not "
+                         "written by this version of fewlabels: save it again") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise UsageError(f"checkpoint {str(path)!r}: invalid metadata ({str(e)[:120]}): "
+                         "save it again") from None
+    except RuntimeError as e:  # load_state_dict: missing, unexpected or mis-shaped tensors
+        first = str(e).strip().splitlines()
+        raise UsageError(f"checkpoint {str(path)!r}: its tensors do not fit the network its "
+                         f"metadata describes ({' '.join(first[:2])[:200]}): save it "
+                         "again") from None

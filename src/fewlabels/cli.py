@@ -149,7 +149,8 @@ def _cmd_probe(args) -> int:
     encoder, meta = load_encoder(args.encoder)
     rt = resolve(args.device, args.precision)
     encoder.to(rt.device)
-    ds = load_dataset(args.dataset or meta["dataset"], args.data_dir)
+    ds = load_dataset(args.dataset or meta["dataset"], args.data_dir,
+                      download=args.dataset is not None)  # metadata never downloads
     count = parse_label_budget(args.labels, len(ds.train_labels))
     cfg = ProbeConfig(augment=args.augment)
     if args.epochs is not None:

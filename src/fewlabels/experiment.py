@@ -130,8 +130,13 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
               for name in cfg.datasets}
     budgets = {name: [parse_label_budget(b, len(ds.train_labels)) for b in cfg.labels]
                for name, ds in loaded.items()}
-    if pretrained is not None:
-        load_encoder(pretrained)  # a missing or foreign file fails here, before any writing
+    if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
+        shape = load_encoder(pretrained)[1].get("image_shape")
+        ds = next(iter(loaded.values()))
+        if list(shape or []) != list(ds.image_shape):
+            raise UsageError(f"--pretrained {str(pretrained)!r} was pretrained on images of "
+                             f"shape {shape}, but {ds.name} has {list(ds.image_shape)}: "
+                             "pretrain on this dataset or pass its own encoder")
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     (out_dir / "metrics.jsonl").unlink(missing_ok=True)

@@ -45,6 +45,14 @@ def _dataset(dataset: str | Dataset, data_dir) -> Dataset:
     return dataset if isinstance(dataset, Dataset) else load_dataset(dataset, data_dir)
 
 
+def _saved_dataset(meta: dict, dataset, data_dir) -> str | Dataset:
+    """The dataset a checkpoint was trained on, from the cache or ``data_dir`` only: its
+    metadata never starts a download or a generation (``dataset`` overrides it)."""
+    if dataset is not None:
+        return dataset
+    return load_dataset(meta["dataset"], data_dir, download=False)
+
+
 def _show(fig, path):
     from . import plots
 
@@ -186,15 +194,16 @@ class AutoEncoder:
         """Load a checkpoint written by ``save``; the dataset defaults to the one it was
         trained on."""
         tensors, meta = checkpoint.load(path, cls.KIND)
-        cfg = meta["config"]
-        model = cls(cfg["train_size"], device, cfg["latent_size"], cfg["lr"],
-                    hidden=cfg["hidden"], dataset=dataset or meta["dataset"],
-                    data_dir=data_dir, seed=cfg["seed"], precision=precision)
-        model.encoder.load_state_dict({k[8:]: v for k, v in tensors.items()
-                                       if k.startswith("encoder.")})
-        model.decoder.load_state_dict({k[8:]: v for k, v in tensors.items()
-                                       if k.startswith("decoder.")})
-        model.history = History(meta.get("history", []))
+        with checkpoint.rebuilding(path):
+            cfg = meta["config"]
+            model = cls(cfg["train_size"], device, cfg["latent_size"], cfg["lr"],
+                        hidden=cfg["hidden"], dataset=_saved_dataset(meta, dataset, data_dir),
+                        data_dir=data_dir, seed=cfg["seed"], precision=precision)
+            model.encoder.load_state_dict({k[8:]: v for k, v in tensors.items()
+                                           if k.startswith("encoder.")})
+            model.decoder.load_state_dict({k[8:]: v for k, v in tensors.items()
+                                           if k.startswith("decoder.")})
+            model.history = History(meta.get("history", []))
         return model
 
 
@@ -330,13 +339,14 @@ class Classifier:
              data_dir: str | Path | None = None, precision: str = "auto") -> Classifier:
         """Load a checkpoint written by ``save``, with its label draw."""
         tensors, meta = checkpoint.load(path, cls.KIND)
-        cfg = meta["config"]
-        model = cls(cfg["train_size"], device, cfg["latent_size"], cfg["lr"],
-                    hidden=cfg["hidden"], dataset=dataset or meta["dataset"], data_dir=data_dir,
-                    seed=cfg["seed"], label_sampling=cfg["label_sampling"],
-                    labeled=torch.tensor(meta["labeled"]), precision=precision)
-        model.net.load_state_dict(tensors)
-        model.history = History(meta.get("history", []))
-        model.encoder_frozen = meta.get("encoder_frozen", False)
-        model.test_accuracy = meta.get("test_accuracy")
+        with checkpoint.rebuilding(path):
+            cfg = meta["config"]
+            model = cls(cfg["train_size"], device, cfg["latent_size"], cfg["lr"],
+                        hidden=cfg["hidden"], dataset=_saved_dataset(meta, dataset, data_dir),
+                        data_dir=data_dir, seed=cfg["seed"], label_sampling=cfg["label_sampling"],
+                        labeled=torch.tensor(meta["labeled"]), precision=precision)
+            model.net.load_state_dict(tensors)
+            model.history = History(meta.get("history", []))
+            model.encoder_frozen = meta.get("encoder_frozen", False)
+            model.test_accuracy = meta.get("test_accuracy")
         return model

@@ -86,14 +86,12 @@ class Model:
     @classmethod
     def load(cls, path: str | Path) -> Model:
         tensors, meta = checkpoint.load(path, KIND)
-        encoder = build_encoder(meta["encoder"], meta["image_shape"], **meta["encoder_options"])
-        net = ClassifierNet(encoder, len(meta["classes"]))
-        samples = tensors.pop("samples", None)
-        try:
+        with checkpoint.rebuilding(path):
+            encoder = build_encoder(meta["encoder"], meta["image_shape"],
+                                    **meta["encoder_options"])
+            net = ClassifierNet(encoder, len(meta["classes"]))
+            samples = tensors.pop("samples", None)
             net.load_state_dict(tensors)
-        except RuntimeError as e:
-            raise UsageError(f"{str(path)!r} does not match the network its metadata "
-                             f"describes ({str(e).splitlines()[0][:120]}): save it again") from None
         return cls(net, meta, samples)
 
     # ------------------------------------------------------------------ inputs

@@ -240,7 +240,8 @@ def load_encoder(path):
     """(encoder, metadata) from a file written by ``save_encoder``, or the encoder of an
     ``AutoEncoder.save`` file."""
     tensors, meta = checkpoint.load(path, ("encoder", "autoencoder"))
-    encoder = build_encoder(meta["encoder"], meta["image_shape"], **meta["encoder_options"])
-    encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in tensors.items()
-                             if not k.startswith("decoder.")})
+    with checkpoint.rebuilding(path):
+        encoder = build_encoder(meta["encoder"], meta["image_shape"], **meta["encoder_options"])
+        encoder.load_state_dict({k.removeprefix("encoder."): v for k, v in tensors.items()
+                                 if not k.startswith("decoder.")})
     return encoder.eval(), meta

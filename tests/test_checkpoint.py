@@ -1,0 +1,112 @@
+"""Verified checkpoints: every damaged byte is caught (or changes nothing), and a failed
+write leaves the previous file and no temp file."""
+
+import errno
+import json
+
+import pytest
+import torch
+
+from fewlabels import checkpoint
+from fewlabels.errors import UsageError
+
+
+def small(tmp_path):
+    torch.manual_seed(0)
+    tensors = {"w": torch.randn(3, 4), "b": torch.arange(4, dtype=torch.int64),
+               "h": torch.randn(2).to(torch.bfloat16)}
+    meta = {"classes": ["a", "b"], "note": "x" * 10}
+    path = checkpoint.save(tmp_path / "m.model", tensors, "model", meta)
+    return path, tensors, meta
+
+
+def test_round_trip(tmp_path):
+    path, tensors, meta = small(tmp_path)
+    got, got_meta = checkpoint.load(path, "model")
+    assert got_meta == meta and got.keys() == tensors.keys()
+    assert all(torch.equal(got[k], tensors[k]) for k in tensors)
+
+
+def test_every_flipped_byte_is_caught_or_harmless(tmp_path):
+    path, tensors, meta = small(tmp_path)
+    good = path.read_bytes()
+    outcomes = {"caught": 0, "harmless": 0}
+    for i in range(len(good)):
+        bad = bytearray(good)
+        bad[i] ^= 0x01
+        path.write_bytes(bytes(bad))
+        try:
+            got, got_meta = checkpoint.load(path, "model")
+        except UsageError:
+            outcomes["caught"] += 1
+            continue
+        # only a flip in the header's padding can load, and then nothing changed
+        assert got_meta == meta and all(torch.equal(got[k], tensors[k]) for k in tensors), i
+        outcomes["harmless"] += 1
+    assert outcomes["caught"] > 0.95 * len(good)
+
+
+@pytest.mark.parametrize("cut", [0, 7, 100, -1])
+def test_truncated_checkpoint_is_one_error(tmp_path, cut):
+    path, _, _ = small(tmp_path)
+    path.write_bytes(path.read_bytes()[:cut])
+    with pytest.raises(UsageError, match="corrupt or not a safetensors file"):
+        checkpoint.load(path, "model")
+
+
+def test_a_pickle_renamed_to_a_checkpoint_is_refused_without_running(tmp_path):
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "pwned"),))
+
+    path = tmp_path / "evil.encoder"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(UsageError):
+        checkpoint.load(path, "encoder")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_checkpoint_without_its_checksum_is_refused(tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "old.model"
+    save_file({"w": torch.zeros(2)}, str(path), metadata={
+        "format": checkpoint.FORMAT, "kind": "model", "meta": json.dumps({})})
+    with pytest.raises(UsageError, match="fails its checksum"):
+        checkpoint.load(path, "model")
+
+
+def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    path, tensors, meta = small(tmp_path)
+    before = path.read_bytes()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint, "save_file", full)
+    with pytest.raises(OSError):
+        checkpoint.save(path, {"w": torch.ones(2)}, "model", {})
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    with pytest.raises(OSError):
+        checkpoint.atomic_write_text(tmp_path / "results.json", "{}")
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.model"]
+
+
+def test_metadata_that_does_not_fit_the_model_is_one_error(tmp_path):
+    from fewlabels.encoders import ConvEncoder
+    from fewlabels.predictor import Model
+
+    enc = ConvEncoder((1, 8, 8), width=4)
+    meta = {"encoder": "conv", "encoder_options": {"width": 8}, "image_shape": [1, 8, 8],
+            "classes": ["a", "b"]}
+    tensors = {**{f"encoder.{k}": v for k, v in enc.state_dict().items()},
+               "head.weight": torch.zeros(2, 16), "head.bias": torch.zeros(2)}
+    checkpoint.save(tmp_path / "m.model", tensors, "model", meta)
+    with pytest.raises(UsageError, match="tensors do not fit the network"):
+        Model.load(tmp_path / "m.model")
+    checkpoint.save(tmp_path / "n.model", tensors, "model", {"classes": ["a"]})
+    with pytest.raises(UsageError, match="metadata lacks 'encoder'"):
+        Model.load(tmp_path / "n.model")
