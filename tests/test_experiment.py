@@ -29,3 +29,68 @@ def test_every_label_draw_is_evaluated_on_every_pretraining_run(mnist, tmp_path)
     assert paired["pretrain_seeds"] == [3, 4, 3, 4] and paired["seeds"] == [0, 0, 1, 1]
     report = (tmp_path / "run" / "report.md").read_text()
     assert "ran on 2 pretraining runs (seeds 3, 4)" in report and "1/p4: " in report
+
+
+def _small_config(**changes):
+    return load_preset("default", {
+        "device": "cpu", "precision": "fp32", "labels": ["50"], "seeds": [0, 1],
+        "arms": ["probe", "supervised", "pixels-logreg"], "feature_map": 0,
+        "pretrain": {"epochs": 1, "batch": 400, "encoder_options": {"width": 4},
+                     "refine_rounds": 1, "refine_epochs": 1, "self_label_epochs": 0},
+        "probe": {"epochs": 5}, "supervised": {"epochs": 3, "lrs": [3e-3]}, **changes})
+
+
+def _without_timings(results: dict) -> dict:
+    def strip(x):
+        if isinstance(x, dict):
+            return {k: strip(v) for k, v in x.items() if "seconds" not in k}
+        return [strip(v) for v in x] if isinstance(x, list) else x
+
+    return strip({k: results[k] for k in ("runs", "summary", "paired")})
+
+
+def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, monkeypatch):
+    import pytest
+
+    from fewlabels import experiment
+    from fewlabels.errors import UsageError
+    from fewlabels.results import RunLog
+
+    small = dataclasses.replace(mnist.subset(train=1200, test=200), name="mnist")
+    full = compare(_small_config(), tmp_path / "full", datasets={"mnist": small},
+                   log=lambda _: None)
+
+    finished_lines = []
+
+    def interrupt_on_the_fourth_run(line):
+        if "test accuracy" in line:
+            finished_lines.append(line)
+            if len(finished_lines) == 4:
+                raise KeyboardInterrupt  # as SIGINT would, mid-comparison
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        compare(_small_config(), cut, datasets={"mnist": small}, log=interrupt_on_the_fourth_run)
+    assert not (cut / "results.json").exists() and (cut / "mnist.encoder").exists()
+    assert len(RunLog(cut / "runs.jsonl").done) == 3  # the fourth was cut before it was kept
+    with (cut / "runs.jsonl").open("a") as fh:
+        fh.write('{"dataset": "mnist", "arm": "pro')  # a line torn by a kill
+
+    with pytest.raises(UsageError, match=r"another config \(seeds: \[0, 1\] → \[0\]\)"):
+        compare(_small_config(seeds=[0]), cut, datasets={"mnist": small}, log=lambda _: None)
+
+    def no_pretraining(*args, **kwargs):
+        raise AssertionError("the interrupted run's encoder should have been reused")
+
+    monkeypatch.setattr(experiment, "pretrain", no_pretraining)
+    lines = []
+    resumed = compare(_small_config(), cut, datasets={"mnist": small}, log=lines.append)
+    assert "resuming" in lines[0] and "3 finished runs kept" in lines[0]
+    assert sum("test accuracy" in line for line in lines) == len(full["runs"]) - 3
+    assert _without_timings(resumed) == _without_timings(full)
+    with pytest.raises(UsageError, match="already holds a finished run"):
+        compare(_small_config(), cut, datasets={"mnist": small}, log=lambda _: None)
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(UsageError, match="is a file, not a folder"):
+        compare(_small_config(), tmp_path / "afile", datasets={"mnist": small},
+                log=lambda _: None)

@@ -60,10 +60,19 @@ def _cmd_compare(args) -> int:
     cfg = compare_config(args)
     out = Path(args.out) if args.out else Path("runs") / time.strftime(
         f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
-    if (out / "results.json").exists():
-        raise UsageError(f"{out} already holds a finished run: choose another --out folder")
-    results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained,
-                      tensorboard=args.tensorboard)
+    try:
+        results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained,
+                          tensorboard=args.tensorboard)
+    except KeyboardInterrupt:
+        from .results import RUNS_FILE, RunLog
+
+        if (out / RUNS_FILE).exists() or (out / "config.json").exists():
+            kept = len(RunLog(out / RUNS_FILE).done) if (out / RUNS_FILE).exists() else 0
+            encoders = sorted(p.name for p in out.glob("*.encoder"))
+            print(f"fewlabels: interrupted; kept in {out}: {kept} finished runs"
+                  + (f" and {', '.join(encoders)}" if encoders else "")
+                  + "; run the same command (with --out) to resume", file=sys.stderr)
+        raise
     print()
     print(format_table(results))
     print(f"\npretraining {sum(results['pretrain_seconds'].values()):.1f} s, "
@@ -420,9 +429,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, so that it stops as SIGINT does: between two
+    writes (every file is written atomically or appended a line at a time)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except UsageError as e:
@@ -430,14 +451,25 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"fewlabels: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fewlabels: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        print("fewlabels: " + ("terminated" if isinstance(e, Terminated) else "interrupted"),
+              file=sys.stderr)
+        return 143 if isinstance(e, Terminated) else 130
     except BrokenPipeError:  # the reader (e.g. `| head`) stopped: not an error of ours
         import os
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except OSError as e:  # a full disk, a read-only or forbidden path: no traceback
+        if args.debug:
+            raise
+        where = f" {e.filename!r}" if e.filename else ""
+        print(f"fewlabels: error: {e.strerror or e}{where}: free some space, fix the "
+              "permissions or choose another path; finished work is kept (files are written "
+              "whole or not at all)", file=sys.stderr)
+        return 2
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,16 @@ from .errors import UsageError
 from .evaluate import features
 from .metrics import Metrics
 from .pretrain import load_encoder, pretrain, save_encoder
-from .results import Run, assemble, confusion_matrix, feature_map, git_commit
+from .results import (
+    RUNS_FILE,
+    Run,
+    RunLog,
+    assemble,
+    confusion_matrix,
+    feature_map,
+    git_commit,
+    run_key,
+)
 from .runtime import Runtime, environment, resolve
 from .stats import unit_name
 from .tuning import tune
@@ -43,6 +52,11 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
         return encoder.to(rt.device), 0.0
     recipe = dataclasses.replace(cfg.pretrain, seed=seed)
     several = len(cfg.pretraining_seeds()) > 1
+    path = out_dir / (f"{ds.name}-p{seed}.encoder" if several else f"{ds.name}.encoder")
+    if path.exists():  # resuming: this pretraining finished before the interruption
+        encoder, meta = load_encoder(path)
+        log(f"{ds.name}: reusing {path.name} from the interrupted run")
+        return encoder.to(rt.device), float(meta.get("seconds", 0.0))
     pool = min(recipe.pool or len(ds.train_images), len(ds.train_images))
     log(f"{ds.name}: pretraining {recipe.name()} on {pool} unlabeled images"
         + (f" (pretraining seed {seed})" if several else ""))
@@ -50,8 +64,7 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
     t = time.perf_counter()
     encoder, method, history = pretrain(ds, recipe, rt, monitor)
     seconds = time.perf_counter() - t
-    save_encoder(out_dir / (f"{ds.name}-p{seed}.encoder" if several else f"{ds.name}.encoder"),
-                 encoder, recipe, ds, history)
+    save_encoder(path, encoder, recipe, ds, history)
     metrics.write(history.records, dataset=ds.name, stage="pretrain",
                   **({"pretrain_seed": seed} if several else {}))
     decoder = getattr(method, "decoder", None)
@@ -110,6 +123,36 @@ def _runs_of(arm: str, encoders: dict) -> list[tuple[int | None, torch.nn.Module
     return list(encoders.items()) if ARMS[arm].pretrained else [(None, None)]
 
 
+def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
+    """A folder with a finished run is refused; one from an interrupted run is resumed only
+    with the same config (the differences are named otherwise)."""
+    if (out_dir / "results.json").exists():
+        raise UsageError(f"{out_dir} already holds a finished run: choose another --out folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {str(out_dir)!r} is a file, not a folder: choose a folder")
+    previous = out_dir / "config.json"
+    if not previous.exists():
+        return
+    try:
+        old = json.loads(previous.read_text())
+    except (OSError, ValueError):
+        raise UsageError(f"{previous} is unreadable, so the interrupted run there cannot be "
+                         "resumed: choose another --out folder") from None
+    differences = _differences(old, json.loads(json.dumps(to_dict(cfg))))  # tuples → lists
+    if differences:
+        raise UsageError(f"{out_dir} holds an interrupted run with another config ("
+                         + "; ".join(differences[:6]) + "): pass the same options to resume "
+                         "it, or choose another --out folder")
+
+
+def _differences(old, new, where: str = "") -> list[str]:
+    """'key: old → new' for every value that differs between two nested dicts."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [d for k in sorted(set(old) | set(new), key=str)
+                for d in _differences(old.get(k), new.get(k), f"{where}{k}.")]
+    return [] if old == new else [f"{where[:-1]}: {old!r} → {new!r}"]
+
+
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
             tensorboard: bool = False, log: Callable[[str], None] = print,
             datasets: dict[str, Dataset] | None = None) -> dict:
@@ -137,13 +180,27 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
             raise UsageError(f"--pretrained {str(pretrained)!r} was pretrained on images of "
                              f"shape {shape}, but {ds.name} has {list(ds.image_shape)}: "
                              "pretrain on this dataset or pass its own encoder")
+    _check_resumable(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
-    (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     metrics = Metrics(out_dir / "metrics.jsonl",
                       out_dir / "tensorboard" if tensorboard else None)
     (out_dir / "labels").mkdir(exist_ok=True)
+    finished = RunLog(out_dir / RUNS_FILE)
+    if finished.done:
+        log(f"resuming {out_dir}: {len(finished.done)} finished runs kept")
     runs: list[Run] = []
+
+    def once(key: tuple, make: Callable[..., Run], *args, **kwargs) -> Run:
+        """The run ``key``: kept from an interrupted run, or ``make(*args, **kwargs)`` now,
+        logged the moment it ends."""
+        run = finished.get(key)
+        if run is None:
+            run = make(*args, **kwargs)
+            finished.add(run)
+        runs.append(run)
+        return run
+
     pretrain_seconds, data, maps = {}, {}, {}
     drawn = [a for a in cfg.arms if not ARMS[a].every_label]
     for name, ds in loaded.items():
@@ -172,19 +229,20 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                     json.dumps(labeled.tolist()))
                 for arm in drawn:
                     for p, encoder in _runs_of(arm, encoders):
-                        runs.append(_run_arm(arm, ds, labeled, seed, count, cfg, encoder,
-                                             metrics, log, pretrain_seed=p))
+                        once(run_key(name, arm, count, seed, p), _run_arm, arm, ds, labeled,
+                             seed, count, cfg, encoder, metrics, log, pretrain_seed=p)
                 tuned = [a for a in drawn if ARMS[a].space is not None] if cfg.tune > 0 else []
                 for arm in tuned:
                     for p, encoder in _runs_of(arm, encoders):
-                        runs.append(_tuned_run(arm, ds, labeled, seed, count, cfg, encoder,
-                                               metrics, log, out_dir, p))
+                        once(run_key(name, arm + TUNED, count, seed, p), _tuned_run, arm, ds,
+                             labeled, seed, count, cfg, encoder, metrics, log, out_dir, p)
         for arm in cfg.arms:
             if ARMS[arm].every_label:  # every label, once per dataset
+                n = len(ds.train_labels)
                 for p, encoder in _runs_of(arm, encoders):
-                    runs.append(_run_arm(arm, ds, torch.arange(len(ds.train_labels)),
-                                         cfg.seeds[0], len(ds.train_labels), cfg, encoder,
-                                         metrics, log, pretrain_seed=p))
+                    once(run_key(name, arm, n, cfg.seeds[0], p), _run_arm, arm, ds,
+                         torch.arange(n), cfg.seeds[0], n, cfg, encoder, metrics, log,
+                         pretrain_seed=p)
 
     results = assemble(cfg, runs, pretrain_seconds=pretrain_seconds,
                        wall_seconds=time.perf_counter() - start,

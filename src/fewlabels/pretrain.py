@@ -227,7 +227,7 @@ def encoder_meta(cfg: PretrainConfig, ds: Dataset, history: History) -> dict:
     """What a checkpoint needs to rebuild the encoder and say where it came from."""
     return {"encoder": cfg.encoder, "encoder_options": cfg.encoder_options,
             "pretrain": dataclasses.asdict(cfg), **ds.provenance(),
-            "history": history.records}
+            "history": history.records, "seconds": round(history.seconds, 3)}
 
 
 def save_encoder(path, encoder, cfg: PretrainConfig, ds: Dataset, history: History):

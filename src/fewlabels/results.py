@@ -4,8 +4,10 @@ summary statistics, the environment and the resolved config."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +15,8 @@ import torch
 
 from . import stats
 from .arms import ARMS, order
+
+RUNS_FILE = "runs.jsonl"
 
 
 @dataclass
@@ -34,6 +38,49 @@ class Run:
 
     def record(self) -> dict:
         return {k: v for k, v in vars(self).items() if k != "history"}
+
+    def key(self) -> tuple:
+        return run_key(self.dataset, self.arm, self.labels, self.seed, self.pretrain_seed)
+
+
+def run_key(dataset: str, arm: str, labels: int, seed: int, pretrain_seed: int | None) -> tuple:
+    """What identifies a run in a comparison (``arm`` is the run's name: ``probe-tuned``)."""
+    return (dataset, arm, int(labels), int(seed), pretrain_seed)
+
+
+class RunLog:
+    """``runs.jsonl``: every finished run, appended and fsynced the moment it ends, so an
+    interruption loses only the run in progress. Opening it keeps the runs already there
+    (a line torn by a kill is dropped and the file rewritten without it)."""
+
+    def __init__(self, path: Path):
+        from .checkpoint import atomic_write_text
+
+        self.path = Path(path)
+        self.done: dict[tuple, Run] = {}
+        if not self.path.exists():
+            return
+        names = {f.name for f in fields(Run)}
+        good = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+                run = Run(**{k: v for k, v in record.items() if k in names})
+            except (ValueError, TypeError):
+                continue  # torn by a kill mid-line
+            self.done[run.key()] = run
+            good.append(line)
+        atomic_write_text(self.path, "".join(f"{line}\n" for line in good))
+
+    def get(self, key: tuple) -> Run | None:
+        return self.done.get(key)
+
+    def add(self, run: Run) -> None:
+        with self.path.open("a") as fh:
+            fh.write(json.dumps(run.record()) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.done[run.key()] = run
 
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
