@@ -282,3 +282,30 @@ def test_run_flags_act_under_every_preset(capsys, tmp_path, mnist, preset):
     assert code == 0
     again = json.loads((tmp_path / "again" / "results.json").read_text())
     assert again["pretrain_seconds"] == {"mnist": 0}
+
+
+@pytest.mark.usefixtures("mnist")
+@pytest.mark.parametrize("signame, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_pretraining_stops_cleanly_and_says_how_to_resume(tmp_path, signame,
+                                                                          code):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    err = tmp_path / "stderr"
+    with err.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "fewlabels", "compare", "--quick",
+                                 "--arms", "probe", "--seeds", "0", "--out", str(out)],
+                                stdout=subprocess.DEVNULL, stderr=fh,
+                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+        deadline = time.time() + 120
+        while "pretrain simclr" not in err.read_text() and time.time() < deadline:
+            time.sleep(0.2)
+        proc.send_signal(getattr(signal, signame))
+        assert proc.wait(timeout=120) == code
+    text = err.read_text()
+    assert "interrupted; kept in" in text and "run the same command (with --out) to resume" in text
+    assert "Traceback" not in text
+    assert not (out / "results.json").exists()
+    assert not [p for p in out.iterdir() if ".tmp-" in p.name]
