@@ -59,7 +59,8 @@ def test_a_pickle_renamed_to_a_checkpoint_is_refused_without_running(tmp_path):
 
     class Boom:
         def __reduce__(self):
-            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "pwned"),))
+            target = str(tmp_path / "pwned")
+            return (exec, (f"open({target!r}, 'w').write('ran')",))
 
     path = tmp_path / "evil.encoder"
     path.write_bytes(pickle.dumps(Boom()))

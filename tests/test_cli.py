@@ -309,3 +309,16 @@ def test_a_signal_during_pretraining_stops_cleanly_and_says_how_to_resume(tmp_pa
     assert "Traceback" not in text
     assert not (out / "results.json").exists()
     assert not [p for p in out.iterdir() if ".tmp-" in p.name]
+
+
+@pytest.mark.usefixtures("mnist")
+@pytest.mark.parametrize("labels, message", [
+    ("5", "label budget 5 is below mnist's 10 classes, so some class would have no label: "
+          "use at least 10"),
+    ("59000", "a balanced draw of 59000 labels needs 5900 images of class"),
+])
+def test_budgets_that_cannot_be_drawn_are_refused_before_the_run_folder(capsys, tmp_path,
+                                                                         labels, message):
+    code, _, err = run_cli(capsys, "compare", "--labels", "10", labels, "--arms", "pixels-knn",
+                           "--out", str(tmp_path / "run"))
+    assert code == 2 and message in err and not (tmp_path / "run").exists()

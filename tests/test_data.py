@@ -172,3 +172,9 @@ def test_split_indices_partitions():
     a, b = split_indices(torch.arange(100), 0.8, seed=0)
     assert len(a) == 80 and len(b) == 20
     assert sorted(torch.cat([a, b]).tolist()) == list(range(100))
+
+
+def test_every_label_is_one_draw_under_either_sampling(mnist):
+    for sampling in ("balanced", "random"):
+        assert torch.equal(draw_labels(mnist.train_labels, "all", 0, sampling),
+                           torch.arange(len(mnist.train_labels)))

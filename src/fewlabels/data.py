@@ -431,6 +431,8 @@ def draw_labels(labels: torch.Tensor, count: int, seed: int,
     check_choice("label sampling", sampling, ("balanced", "random"))
     n = len(labels)
     count = parse_label_budget(count, n)
+    if count == n:  # every label: the same set however it is sampled
+        return torch.arange(n)
     g = torch.Generator().manual_seed(int(seed))
     if sampling == "random":
         return torch.randperm(n, generator=g)[:count].sort().values

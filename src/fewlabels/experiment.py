@@ -173,6 +173,13 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
               for name in cfg.datasets}
     budgets = {name: [parse_label_budget(b, len(ds.train_labels)) for b in cfg.labels]
                for name, ds in loaded.items()}
+    for name, ds in loaded.items():  # every draw can be made, before anything is written
+        for count in budgets[name]:
+            if count < ds.num_classes and any(not ARMS[a].every_label for a in cfg.arms):
+                raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
+                                 f"classes, so some class would have no label: use at least "
+                                 f"{ds.num_classes} (one a class)")
+            draw_labels(ds.train_labels, count, cfg.seeds[0], cfg.label_sampling)
     if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
         shape = load_encoder(pretrained)[1].get("image_shape")
         ds = next(iter(loaded.values()))
