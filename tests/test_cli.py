@@ -322,3 +322,10 @@ def test_budgets_that_cannot_be_drawn_are_refused_before_the_run_folder(capsys, 
     code, _, err = run_cli(capsys, "compare", "--labels", "10", labels, "--arms", "pixels-knn",
                            "--out", str(tmp_path / "run"))
     assert code == 2 and message in err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("content", ['{"runs": []}', '{"summary": 3}', "[]"])
+def test_report_on_a_results_file_missing_keys_is_one_line(capsys, tmp_path, content):
+    (tmp_path / "results.json").write_text(content)
+    code, _, err = run_cli(capsys, "report", str(tmp_path))
+    assert code == 2 and "does not hold what a report needs" in err

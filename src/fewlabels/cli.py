@@ -92,7 +92,13 @@ def _cmd_report(args) -> int:
     except ValueError as e:
         raise UsageError(f"{folder / 'results.json'} is not valid JSON ({e}); "
                          "it cannot be reported") from None
-    print(f"wrote {write_report(folder, results)} and {folder / 'report.html'}")
+    try:
+        written = write_report(folder, results)
+    except (KeyError, TypeError, IndexError, AttributeError) as e:
+        raise UsageError(f"{folder / 'results.json'} does not hold what a report needs "
+                         f"({type(e).__name__}: {str(e)[:80]}): it was changed or written by "
+                         "another version; run the comparison again") from None
+    print(f"wrote {written} and {folder / 'report.html'}")
     return 0
 
 
