@@ -36,6 +36,11 @@ def test_every_arm_has_its_own_validated_section():
         assert section.validate(f"{arm.section}.") is section
 
 
+def test_a_pair_is_read_from_two_comma_separated_values():
+    cfg = load_preset("default", parse_set(["pretrain.augment.erase_area=0.1,0.3"]))
+    assert cfg.pretrain.augment.erase_area == (0.1, 0.3)
+
+
 def test_overrides_are_typed():
     cfg = load_preset("seed", parse_set(["probe.lr=0.1", "pretrain.encoder_options.hidden=64,32",
                                          "supervised.epochs=5", "pretrain.epochs=0.5"]))
@@ -53,7 +58,11 @@ def test_method_options_from_the_command_line_are_read_as_yaml_scalars():
 @pytest.mark.parametrize("items, message", [
     (["probe.lr"], "is not KEY=VALUE"), (["probe.epochs=2.5"], "not a whole number"),
     (["probe.lr=fast"], "not a number"), (["nope=1"], "unknown setting 'nope'"),
-    (["probe.standardize=maybe"], "'probe.standardize': 'maybe' is not a boolean")])
+    (["probe.standardize=maybe"], "'probe.standardize': 'maybe' is not a boolean"),
+    (["pretrain.encoder_options=x"], "'pretrain.encoder_options': 'x' is not a mapping"),
+    (["pretrain.refine_options=[1"], "'[1' is not a mapping"),
+    (["pretrain.augment=3"], "'pretrain.augment' needs a mapping of its fields"),
+    (["pretrain.augment.erase_area=0.1"], "'0.1' is not 2 comma-separated values")])
 def test_bad_overrides(items, message):
     with pytest.raises(UsageError, match=message):
         load_preset("seed", parse_set(items))

@@ -140,8 +140,16 @@ def _coerce(value, like):
         return {**like, **{k: _coerce(v, like[k]) if k in like else
                            yaml.safe_load(v) if isinstance(v, str) else v
                            for k, v in value.items()}}
+    if isinstance(like, dict):
+        raise UsageError(f"{value!r} is not a mapping: set its keys one at a time, e.g. "
+                         "KEY.width=32")
     if isinstance(like, list) and isinstance(value, str):
         return [_coerce(v, like[0]) if like else v for v in value.split(",") if v.strip()]
+    if isinstance(like, tuple):  # a fixed number of values, e.g. erase_area=0.05,0.2
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or len(items) != len(like):
+            raise UsageError(f"{value!r} is not {len(like)} comma-separated values")
+        return tuple(_coerce(v, w) for v, w in zip(items, like, strict=True))
     return value
 
 
