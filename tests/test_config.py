@@ -60,7 +60,7 @@ def test_method_options_from_the_command_line_are_read_as_yaml_scalars():
     (["probe.lr=fast"], "not a number"), (["nope=1"], "unknown setting 'nope'"),
     (["probe.standardize=maybe"], "'probe.standardize': 'maybe' is not a boolean"),
     (["pretrain.encoder_options=x"], "'pretrain.encoder_options': 'x' is not a mapping"),
-    (["pretrain.refine_options=[1"], "'[1' is not a mapping"),
+    (["pretrain.refine_options=[1"], "is not a mapping: set its keys one at a time"),
     (["pretrain.augment=3"], "'pretrain.augment' needs a mapping of its fields"),
     (["pretrain.augment.erase_area=0.1"], "'0.1' is not 2 comma-separated values")])
 def test_bad_overrides(items, message):
