@@ -123,3 +123,44 @@ def rebuilding(path: str | Path):
         raise UsageError(f"checkpoint {str(path)!r}: its tensors do not fit the network its "
                          f"metadata describes ({' '.join(first[:2])[:200]}): save it "
                          "again") from None
+
+
+def _split(tree, tensors: dict, prefix: str = ""):
+    """``tree`` with every tensor moved into ``tensors`` and replaced by its key."""
+    if isinstance(tree, torch.Tensor):
+        tensors[prefix] = tree
+        return {"__tensor__": prefix}
+    if isinstance(tree, dict) and not all(isinstance(k, str) for k in tree):
+        # keys JSON would turn into strings (an optimizer's parameter numbers)
+        return {"__items__": [[k, _split(v, tensors, f"{prefix}/{k}")] for k, v in tree.items()]}
+    if isinstance(tree, dict):
+        return {k: _split(v, tensors, f"{prefix}/{k}") for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return [_split(v, tensors, f"{prefix}/{i}") for i, v in enumerate(tree)]
+    return tree
+
+
+def _join(tree, tensors: dict):
+    if isinstance(tree, dict):
+        if set(tree) == {"__tensor__"}:
+            return tensors[tree["__tensor__"]]
+        if set(tree) == {"__items__"}:
+            return {k: _join(v, tensors) for k, v in tree["__items__"]}
+        return {k: _join(v, tensors) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_join(v, tensors) for v in tree]
+    return tree
+
+
+def save_tree(path: str | Path, tree: dict, kind: str) -> Path:
+    """Save a nested dict of tensors and JSON values (a training state) as one verified
+    checkpoint."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _split(tree, tensors)
+    return save(path, tensors, kind, {"tree": skeleton})
+
+
+def load_tree(path: str | Path, kind: str) -> dict:
+    tensors, meta = load(path, kind)
+    with rebuilding(path):
+        return _join(meta["tree"], tensors)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import Terminated, UsageError
 
 
 def _cmd_data(args) -> int:
@@ -143,8 +143,18 @@ def _cmd_pretrain(args) -> int:
     rt = resolve(args.device, args.precision)
     ds = load_dataset(args.dataset, args.data_dir)
     monitor = draw_labels(ds.train_labels, 600, 0)
-    encoder, _, history = pretrain(ds, cfg, rt, monitor_labels=monitor)
     out = Path(args.out or f"{args.preset or cfg.method}.encoder")
+    state = out.with_name(f"{out.name}.state")
+    if state.exists():
+        print(f"resuming the interrupted pretraining saved in {state}", file=sys.stderr)
+    try:
+        encoder, _, history = pretrain(ds, cfg, rt, monitor_labels=monitor, state_path=state,
+                                       save_every=args.save_every)
+    except KeyboardInterrupt:
+        if state.exists():
+            print(f"fewlabels: pretraining stopped; its state is saved in {state}: run the "
+                  "same command to resume", file=sys.stderr)
+        raise
     save_encoder(out, encoder, cfg, ds, history)
     knn = history.series("knn")[1]
     print(f"saved {out}: {cfg.name()} on {ds.name}, {history.seconds:.1f} s, "
@@ -363,7 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", default="auto")
     t.add_argument("--data-dir")
     t.add_argument("--out", help="where to write the encoder (default: PRESET.encoder or "
-                   "METHOD.encoder)")
+                   "METHOD.encoder); the training state is kept beside it (OUT.state) "
+                   "until it ends, and the same command resumes from it")
+    t.add_argument("--save-every", type=int, default=200,
+                   help="steps between saves of the training state (default 200)")
     t.set_defaults(func=_cmd_pretrain)
 
     r = sub.add_parser("probe", help="frozen linear probe of a saved encoder")
@@ -435,12 +448,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where the program is, so that it stops as SIGINT does: between two
-    writes (every file is written atomically or appended a line at a time)."""
-
-
 def _terminate(signum, frame):
+    """SIGTERM stops the program as SIGINT does: between two writes (every file is written
+    atomically or appended a line at a time; training saves its state after the step)."""
     raise Terminated()
 
 

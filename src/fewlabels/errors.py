@@ -7,6 +7,10 @@ class UsageError(ValueError):
     """A bad value from the user: the message names the value, the allowed range and the fix."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that it stops as on SIGINT (exit 143)."""
+
+
 class DataError(UsageError):
     """A data file that is missing, truncated or altered, and could not be fetched again."""
 

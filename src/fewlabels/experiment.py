@@ -62,7 +62,8 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
         + (f" (pretraining seed {seed})" if several else ""))
     monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0], cfg.label_sampling)
     t = time.perf_counter()
-    encoder, method, history = pretrain(ds, recipe, rt, monitor)
+    encoder, method, history = pretrain(ds, recipe, rt, monitor,
+                                        state_path=path.with_name(f"{path.name}.state"))
     seconds = time.perf_counter() - t
     save_encoder(path, encoder, recipe, ds, history)
     metrics.write(history.records, dataset=ds.name, stage="pretrain",

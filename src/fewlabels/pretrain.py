@@ -5,7 +5,9 @@ labeled subset (never the test set)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +22,15 @@ from .evaluate import features, knn_accuracy
 from .methods import METHODS, check_method
 from .methods.scan import SelfLabelLoss
 from .runtime import Runtime
-from .train import SCHEDULES, History, fit, shuffled_batches, steps_per_epoch, warmup_cosine
+from .train import (
+    SCHEDULES,
+    History,
+    Resume,
+    fit,
+    shuffled_batches,
+    steps_per_epoch,
+    warmup_cosine,
+)
 
 
 @dataclass
@@ -116,17 +126,41 @@ def build_method(cfg: PretrainConfig, image_shape, device=None):
     return encoder, method.to(device) if device is not None else method
 
 
+STATE_KIND = "pretraining-state"
+
+
+def _saved_state(path: Path | None, cfg: PretrainConfig, ds: Dataset) -> dict | None:
+    """The state an interrupted pretraining left at ``path``, if it is of this recipe and
+    data; None when there is none."""
+    if path is None or not Path(path).exists():
+        return None
+    saved = checkpoint.load_tree(path, STATE_KIND)
+    same = json.loads(json.dumps({"recipe": dataclasses.asdict(cfg), **ds.provenance()}))
+    if {"recipe": saved.get("recipe"), **{k: saved.get(k) for k in ds.provenance()}} != same:
+        raise UsageError(f"{str(path)!r} holds an interrupted pretraining of another recipe or "
+                         "dataset: pass the same options to resume it, or delete it")
+    return saved
+
+
 def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
              monitor_labels: torch.Tensor | None = None, progress: bool = True,
-             method: nn.Module | None = None):
+             method: nn.Module | None = None, state_path: str | Path | None = None,
+             save_every: int = 200):
     """Pretrain an encoder on the training images of ``ds`` (labels unread).
 
     ``monitor_labels``: indices of a labeled subset; 80% serve as kNN references and 20% as
     queries after every epoch (``knn`` in the progress bar and history). ``method``: a
     first-stage method (from ``build_method``) to go on training instead of a fresh one.
+    ``state_path``: where the training state is saved every ``save_every`` steps and on
+    SIGINT / SIGTERM (model, optimizer, step, generators, batch order, history); if it
+    holds the state of an interrupted run of the same recipe and data, training continues
+    from there and ends, on a CPU, bit-identical to a run that never stopped. It is
+    removed when pretraining ends.
     Returns (encoder, method of the last stage, history of all stages).
     """
     cfg.validate()
+    check_positive("--save-every", save_every, integer=True)
+    saved = _saved_state(Path(state_path) if state_path else None, cfg, ds)
     if method is None:
         _, method = build_method(cfg, ds.image_shape)
     method.to(rt.device)
@@ -171,8 +205,18 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             return [augment(x, cfg.augment, g) for _ in range(views)], x
         return make
 
-    def stage(method, make_views, epochs: float, lr: float, name: str) -> History:
-        """One stage with the one loop: its schedule, checks once per epoch."""
+    history = History()
+    number = -1  # the stage running: 0 the first method, then each refine round, self-label
+    resuming_at = saved["stage"] if saved is not None else 0
+
+    def stage(method, make_views, epochs: float, lr: float, name: str,
+              neighbors: torch.Tensor | None = None) -> None:
+        """One stage with the one loop: its schedule, checks once per epoch; saved as it
+        goes when there is a state path; skipped when a resumed run had finished it."""
+        nonlocal number
+        number += 1
+        if number < resuming_at:
+            return
         per_epoch = steps_per_epoch(len(train), cfg.batch)
         steps = max(1, round(epochs * per_epoch))
         batches = shuffled_batches(train, cfg.batch, torch.Generator().manual_seed(cfg.seed))
@@ -181,6 +225,26 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             views, clean = make_views(idx.to(rt.device))
             return method(views, clean), {}
 
+        resume = None
+        if state_path is not None:
+            here = number
+
+            def save(fit_state: dict) -> None:
+                checkpoint.save_tree(state_path, {
+                    "recipe": dataclasses.asdict(cfg), **ds.provenance(), "stage": here,
+                    "method": method.state_dict(), "augment_rng": g.get_state(),
+                    "torch_rng": torch.get_rng_state(), "neighbors": neighbors,
+                    "history": history.records, "history_seconds": history.seconds,
+                    "fit": fit_state}, STATE_KIND)
+
+            start = None
+            if saved is not None and number == resuming_at:
+                method.load_state_dict(saved["method"])
+                g.set_state(saved["augment_rng"])
+                torch.set_rng_state(saved["torch_rng"])
+                history.records, history.seconds = saved["history"], saved["history_seconds"]
+                start = saved["fit"]
+            resume = Resume(save, save_every, start)
         method.train()
         schedule = (warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch))
                     if cfg.schedule == "cosine" else None)
@@ -188,30 +252,35 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
                    weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
                    evaluate=(lambda: evaluate(method)) if checks else None,
                    eval_every=per_epoch, desc=f"pretrain {name}", progress=progress,
-                   schedule=schedule)
+                   schedule=schedule, resume=resume)
         for record in done.records:  # which stage each point of the joined curve is from
             record["phase"] = name
-        return done
+        _extend(history, done)
 
-    history = stage(method, views_of_itself(method.views), cfg.epochs, cfg.lr, cfg.method)
+    stage(method, views_of_itself(method.views), cfg.epochs, cfg.lr, cfg.method)
     for round_ in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):
-        # neighbours are mined again each round, in the features the last round left
-        neighbors = nearest_neighbors(features(encoder, images, rt), cfg.neighbors)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 2 + round_)
             method = METHODS[cfg.refine](encoder, **cfg.refine_options).to(rt.device)
+        if number + 1 < resuming_at:
+            number += 1  # finished before the interruption
+            continue
+        # neighbours are mined again each round, in the features the last round left
+        neighbors = (saved["neighbors"].to(rt.device) if number + 1 == resuming_at else
+                     nearest_neighbors(features(encoder, images, rt), cfg.neighbors))
 
         def with_a_neighbor(idx, neighbors=neighbors):
             pick = torch.randint(0, cfg.neighbors, (len(idx),), generator=g, device=rt.device)
             x, n = pool[idx], pool[neighbors[idx, pick]]
             return [augment(x, cfg.augment, g), augment(n, cfg.augment, g)], x
 
-        _extend(history, stage(method, with_a_neighbor, cfg.refine_epochs, cfg.refine_lr,
-                               f"{cfg.refine} round {round_ + 1}"))
+        stage(method, with_a_neighbor, cfg.refine_epochs, cfg.refine_lr,
+              f"{cfg.refine} round {round_ + 1}", neighbors)
     if cfg.self_label_epochs > 0:
         method = SelfLabelLoss(encoder, method.head, cfg.self_label_threshold)
-        _extend(history, stage(method, views_of_itself(1), cfg.self_label_epochs,
-                               cfg.refine_lr, "self-label"))
+        stage(method, views_of_itself(1), cfg.self_label_epochs, cfg.refine_lr, "self-label")
+    if state_path is not None:
+        Path(state_path).unlink(missing_ok=True)
     encoder.eval()
     method.eval()
     return encoder, method, history

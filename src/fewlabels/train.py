@@ -3,7 +3,10 @@ logging and the non-finite-loss check; it knows nothing about what the loss comp
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -12,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .errors import UsageError, check_positive
+from .errors import Terminated, UsageError, check_positive
 from .runtime import Runtime
 
 # A loss function takes a batch of indices and returns (scalar loss, metrics to show).
@@ -37,12 +40,38 @@ def batch_size(batch: int | float, n: int) -> int:
     return min(int(batch), n)
 
 
-def shuffled_batches(indices: torch.Tensor, size: int,
-                     generator: torch.Generator) -> Iterator[torch.Tensor]:
-    """An endless stream of batches: each epoch is a fresh permutation of ``indices``."""
-    while True:
-        perm = indices[torch.randperm(len(indices), generator=generator)]
-        yield from perm.split(size)
+class shuffled_batches(Iterator[torch.Tensor]):  # noqa: N801 - used as a function
+    """An endless stream of batches: each epoch is a fresh permutation of ``indices`` drawn
+    from ``generator``. ``state()`` / ``restore()`` save and restore where the stream is
+    (the generator's state at the epoch's start and the position in it), so a resumed run
+    sees the same batches as one that never stopped."""
+
+    def __init__(self, indices: torch.Tensor, size: int, generator: torch.Generator):
+        self.indices, self.size, self.generator = indices, size, generator
+        self._epoch_start: torch.Tensor | None = None
+        self._batches: tuple[torch.Tensor, ...] = ()
+        self._position = 0
+
+    def _new_epoch(self) -> None:
+        perm = self.indices[torch.randperm(len(self.indices), generator=self.generator)]
+        self._batches, self._position = perm.split(self.size), 0
+
+    def __next__(self) -> torch.Tensor:
+        if self._position >= len(self._batches):
+            self._epoch_start = self.generator.get_state()
+            self._new_epoch()
+        self._position += 1
+        return self._batches[self._position - 1]
+
+    def state(self) -> dict:
+        return {"epoch_start": self._epoch_start, "position": self._position}
+
+    def restore(self, state: dict) -> None:
+        if state["epoch_start"] is not None:
+            self.generator.set_state(state["epoch_start"])
+            self._epoch_start = state["epoch_start"]
+            self._new_epoch()
+            self._position = int(state["position"])
 
 
 def steps_per_epoch(n: int, size: int) -> int:
@@ -76,13 +105,42 @@ class History:
         return [r[x] for r in rows], [r[key] for r in rows]
 
 
+@dataclass
+class Resume:
+    """Saving a run of ``fit`` as it goes, and continuing one. ``save(state)`` gets fit's
+    state every ``every`` steps, and after the step in progress when SIGINT or SIGTERM
+    arrives (the interruption then goes on); ``start`` is such a state to continue from —
+    the caller has restored its model and its own generators to the same moment."""
+
+    save: Callable[[dict], None]
+    every: int = 200
+    start: dict | None = None
+
+
+@contextlib.contextmanager
+def _signals_wait_for_the_step(active: bool):
+    """While active (in the main thread): SIGINT and SIGTERM are noted, not raised, so the
+    loop can finish its step and save before it stops."""
+    pending: list[int] = []
+    if not active or threading.current_thread() is not threading.main_thread():
+        yield pending
+        return
+    previous = {s: signal.signal(s, lambda signum, frame: pending.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield pending
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         batches: Iterator[torch.Tensor], *,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
         log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,
         eval_every: int = 0, desc: str = "train", progress: bool = True,
         schedule: Callable[[int], float] | None = None,
-        per_epoch: int | None = None) -> History:
+        per_epoch: int | None = None, resume: Resume | None = None) -> History:
     """Train ``params`` with AdamW (Loshchilov & Hutter, ICLR 2019; Adam when
     ``weight_decay`` is 0) for ``steps`` steps; ``schedule(step)`` scales ``lr``.
     ``params`` may be parameter groups, ``{"params": [...], "lr_scale": 0.1}``: a group's
@@ -92,6 +150,8 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
     ``eval_every`` steps and at the end, its values logged and shown in the bar.
     Stops with ``TrainingDiverged`` on a non-finite loss, before that step changes weights.
     With ``per_epoch`` (steps in an epoch), each record also says its ``epoch``.
+    With ``resume``, the run saves its state as it goes and can start from a saved one; on
+    a CPU the resumed run ends bit-identical to one that never stopped.
     """
     check_positive("steps", steps, integer=True)
     check_positive("lr", lr)
@@ -105,10 +165,18 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
     start = time.perf_counter()
     shown: dict[str, float] = {}
     sums: dict[str, float] = {}
-    count = 0
-    bar = tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=True,
-               dynamic_ncols=True)
-    for step in bar:
+    count, first, before = 0, 1, 0.0
+    if resume is not None and resume.start is not None:
+        saved = resume.start
+        opt.load_state_dict(saved["optimizer"])
+        history.records = list(saved["records"])
+        sums, count, shown = dict(saved["sums"]), int(saved["count"]), dict(saved["shown"])
+        first, before = int(saved["step"]) + 1, float(saved["seconds"])
+        if saved["batches"] is not None:
+            batches.restore(saved["batches"])
+
+    def one_step(step: int) -> None:
+        nonlocal sums, count
         batch = next(batches)
         with runtime.autocast():
             loss, metrics = loss_fn(batch)
@@ -138,6 +206,23 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
             shown.update({k: v for k, v in record.items() if k not in ("step", "epoch")})
             bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             sums, count = {}, 0
-    history.seconds = time.perf_counter() - start
+
+    def state(step: int) -> dict:
+        return {"step": step, "optimizer": opt.state_dict(), "records": history.records,
+                "sums": sums, "count": count, "shown": shown,
+                "seconds": before + time.perf_counter() - start,
+                "batches": batches.state() if hasattr(batches, "state") else None}
+
+    bar = tqdm(range(first, steps + 1), desc=desc, disable=not progress, leave=True,
+               dynamic_ncols=True, initial=first - 1, total=steps)
+    with _signals_wait_for_the_step(resume is not None) as pending:
+        for step in bar:
+            one_step(step)
+            if resume is not None and (pending or (step % resume.every == 0 and step < steps)):
+                resume.save(state(step))
+            if pending:
+                bar.close()
+                raise Terminated() if pending[0] == signal.SIGTERM else KeyboardInterrupt()
+    history.seconds = before + time.perf_counter() - start
     bar.close()
     return history
