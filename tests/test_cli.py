@@ -329,3 +329,23 @@ def test_report_on_a_results_file_missing_keys_is_one_line(capsys, tmp_path, con
     (tmp_path / "results.json").write_text(content)
     code, _, err = run_cli(capsys, "report", str(tmp_path))
     assert code == 2 and "does not hold what a report needs" in err
+
+
+def test_probe_refuses_zero_epochs_before_any_work(capsys, tmp_path):
+    from fewlabels.config import load_preset
+    from fewlabels.data import load_dataset
+    from fewlabels.encoders import build_encoder
+    from fewlabels.pretrain import save_encoder
+    from fewlabels.train import History
+
+    p = load_preset("default").pretrain
+    p.encoder_options = {"width": 4}
+    ds = load_dataset("mnist")
+    save_encoder(tmp_path / "e.encoder", build_encoder("conv", (1, 28, 28), width=4), p, ds,
+                 History())
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tmp_path / "e.encoder"),
+                           "--epochs", "0")
+    assert code == 2 and "probe --epochs=0 is not allowed" in err
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tmp_path / "e.encoder"),
+                           "--dataset", "mnist-hard")
+    assert code == 2 and "was pretrained on images of shape [1, 28, 28]" in err

@@ -129,6 +129,17 @@ def test_load_uses_a_user_data_dir_in_place(tiny_dataset, tmp_path):
     assert calls == [] and ds.source.startswith("data dir")
 
 
+def test_a_damaged_file_in_a_data_dir_is_an_error_not_a_silent_fallback(tiny_dataset,
+                                                                      tmp_path):
+    spec, calls = tiny_dataset
+    path = tmp_path / "origin" / f"{spec.files['test-labels'].name}.gz"
+    raw = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(raw[:-1] + bytes([raw[-1] ^ 1])))
+    with pytest.raises(DataError, match="fails its SHA-256 .*leave out --data-dir"):
+        data.load_dataset("tiny", data_dir=tmp_path / "origin")
+    assert calls == []
+
+
 # ------------------------------------------------------------------ label budgets and draws
 
 

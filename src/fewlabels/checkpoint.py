@@ -38,6 +38,17 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+def atomic_save_npy(path: Path, array) -> None:
+    """``numpy.save`` made atomic."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, array)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def digest(tensors: dict[str, torch.Tensor], kind: str, meta_json: str) -> str:
     """SHA-256 of the kind, the metadata and every tensor's name, dtype, shape and bytes."""
     h = hashlib.sha256(f"{FORMAT}\0{kind}\0{meta_json}\0".encode())

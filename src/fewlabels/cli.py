@@ -14,7 +14,11 @@ from .errors import Terminated, UsageError
 def _cmd_data(args) -> int:
     from .data import describe, fetch, load_dataset
 
-    if args.action == "fetch":
+    if args.action == "fetch" and args.data_dir:
+        load_dataset(args.dataset, args.data_dir)  # verified there, or one clear error
+        print(f"{args.dataset}: the 4 files in {args.data_dir} verify (SHA-256); "
+              f"use them with --data-dir {args.data_dir}")
+    elif args.action == "fetch":
         folder = fetch(args.dataset, force=args.force)
         source = json.loads((folder / "source.json").read_text())["source"]
         print(f"{args.dataset}: 4 files verified in {folder} (from {source})")
@@ -177,9 +181,14 @@ def _cmd_probe(args) -> int:
     ds = load_dataset(args.dataset or meta["dataset"], args.data_dir,
                       download=args.dataset is not None)  # metadata never downloads
     count = parse_label_budget(args.labels, len(ds.train_labels))
+    if list(meta.get("image_shape", [])) != list(ds.image_shape):
+        raise UsageError(f"--encoder {args.encoder!r} was pretrained on images of shape "
+                         f"{meta.get('image_shape')}, but {ds.name} has "
+                         f"{list(ds.image_shape)}: probe it on its own dataset")
     cfg = ProbeConfig(augment=args.augment)
     if args.epochs is not None:
         cfg.epochs = args.epochs
+    cfg.validate("probe --")
     aug = AugmentConfig(**meta["pretrain"]["augment"])
     accs = []
     for seed in args.seeds:
@@ -251,17 +260,15 @@ def check_top_k(k: int, classes: int) -> None:
 
 
 def _cmd_embed(args) -> int:
-    import numpy as np
 
-    from .checkpoint import atomic_write_bytes
+    from .checkpoint import atomic_save_npy, atomic_write_bytes
     from .predictor import load_for_embedding
 
     source = load_for_embedding(args.model)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "wb") as fh:
-        np.save(fh, feats)
+    atomic_save_npy(out, feats)
     listing = out.with_suffix(".files.txt")
     atomic_write_bytes(listing, "".join(f"{f}\n" for f in files).encode())
     for path, why in errors.items():

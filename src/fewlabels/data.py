@@ -350,9 +350,13 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
     data_dir = data_dir or os.environ.get("FEWLABELS_DATA")
     files, source = None, ""
     if data_dir:
-        files = _verified(Path(data_dir), spec)
-        if files is None and not Path(data_dir).is_dir():
+        if not Path(data_dir).is_dir():
             raise DataError(f"data dir {str(data_dir)!r} does not exist: pass an existing folder")
+        files = _verified(Path(data_dir), spec, quiet=True)
+        if files is None:
+            raise DataError(f"data dir {str(data_dir)!r} lacks {name}'s four IDX files or one "
+                            "fails its SHA-256 (see `fewlabels data info` for the names): "
+                            "replace them, or leave out --data-dir to use the cache")
         source = f"data dir {data_dir}"
     if files is None:
         folder = cache_dir() / name

@@ -73,8 +73,8 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
         x = as_float(ds.test_images[:12]).to(rt.device)
         with torch.no_grad(), rt.autocast():
             recon = decoder(encoder(x)).float().view_as(x).clamp(0, 1)
-        np.save(out_dir / f"{ds.name}.reconstructions.npy",
-                np.stack([to_uint8(x), to_uint8(recon)]))
+        checkpoint.atomic_save_npy(out_dir / f"{ds.name}.reconstructions.npy",
+                                   np.stack([to_uint8(x), to_uint8(recon)]))
         metrics.images(torch.cat([x, recon]).cpu(), f"{ds.name}/reconstructions (top: truth)")
     return encoder, seconds
 

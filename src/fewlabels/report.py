@@ -236,7 +236,13 @@ def _read_metrics(folder: Path) -> list[dict]:
     path = folder / "metrics.jsonl"
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue  # a line cut by a kill or a full disk: the curve just misses a point
+    return records
 
 
 def _slug(text: str) -> str:
