@@ -66,7 +66,7 @@ def _cmd_compare(args) -> int:
         f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
     try:
         results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained,
-                          tensorboard=args.tensorboard)
+                          tensorboard=args.tensorboard, save_every=args.save_every)
     except KeyboardInterrupt:
         from .results import RUNS_FILE, RunLog
 
@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tune", type=int, metavar="N",
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
+    c.add_argument("--save-every", type=int, default=200,
+                   help="steps between saves of the pretraining state (default 200); an "
+                        "interrupted run resumes from the last one")
     c.add_argument("--tensorboard", action="store_true",
                    help="also write the curves, feature embeddings and reconstructions to "
                         "RUN_DIR/tensorboard (needs the tensorboard package)")

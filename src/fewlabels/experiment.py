@@ -41,7 +41,7 @@ from .tuning import tune
 
 
 def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime, budget: int,
-                        out_dir: Path, pretrained, metrics: Metrics, log):
+                        out_dir: Path, pretrained, metrics: Metrics, log, save_every: int):
     """(encoder, seconds): the encoder of pretraining run ``seed``, written to the run
     folder as ``<dataset>.encoder`` (``<dataset>-p<seed>.encoder`` when there are several
     runs), with its curve in metrics and, for the first run of a method that reconstructs
@@ -63,7 +63,8 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
     monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0], cfg.label_sampling)
     t = time.perf_counter()
     encoder, method, history = pretrain(ds, recipe, rt, monitor,
-                                        state_path=path.with_name(f"{path.name}.state"))
+                                        state_path=path.with_name(f"{path.name}.state"),
+                                        save_every=save_every)
     seconds = time.perf_counter() - t
     save_encoder(path, encoder, recipe, ds, history)
     metrics.write(history.records, dataset=ds.name, stage="pretrain",
@@ -155,7 +156,7 @@ def _differences(old, new, where: str = "") -> list[str]:
 
 
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
-            tensorboard: bool = False, log: Callable[[str], None] = print,
+            tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
             datasets: dict[str, Dataset] | None = None) -> dict:
     """Run the comparison described by ``cfg`` and write its run folder; return results.
 
@@ -219,8 +220,9 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
         if any(ARMS[a].pretrained for a in cfg.arms):
             encoders = {}
             for p in cfg.pretraining_seeds():
-                encoders[p], seconds = _pretrained_encoder(ds, cfg, p, rt, budgets[name][0],
-                                                           out_dir, pretrained, metrics, log)
+                encoders[p], seconds = _pretrained_encoder(
+                    ds, cfg, p, rt, budgets[name][0], out_dir, pretrained, metrics, log,
+                    save_every)
                 pretrain_seconds[name] += seconds
             if cfg.feature_map > 0:
                 first = next(iter(encoders.values()))
