@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # Two workers on two cores: one torch thread each, or they fight over the cores.
     torch.set_num_threads(1)
+    os.environ["FEWLABELS_THREADS"] = "1"  # the CLI's own choice, in-process and in children
 
 
 @pytest.fixture(scope="session")

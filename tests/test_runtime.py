@@ -47,3 +47,33 @@ def test_environment_records_what_a_result_depends_on():
     assert env["threads"] == torch.get_num_threads()
     assert env["cpu_bf16"] == cpu_bf16_units()
     assert env["torch"] == torch.__version__ and "numpy" in env["packages"]
+
+
+def test_threads_follow_the_flag_then_the_environment_then_the_cpus_allowed(monkeypatch):
+    from fewlabels import runtime
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("FEWLABELS_THREADS", "1")
+        assert runtime.set_threads(2) == 2 and torch.get_num_threads() == 2
+        assert runtime.set_threads() == 1
+        monkeypatch.setenv("FEWLABELS_THREADS", "many")
+        with pytest.raises(UsageError, match="FEWLABELS_THREADS='many' is not a whole number"):
+            runtime.set_threads()
+        monkeypatch.delenv("FEWLABELS_THREADS")
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        assert runtime.set_threads() == runtime.available_cpus()
+        with pytest.raises(UsageError, match="threads=0 is not allowed"):
+            runtime.set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_cgroup_quota_caps_the_cpus(tmp_path):
+    from fewlabels.runtime import _cgroup_cpus
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert _cgroup_cpus(tmp_path) == 1.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert _cgroup_cpus(tmp_path) is None
+    assert _cgroup_cpus(tmp_path / "missing") is None

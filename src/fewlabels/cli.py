@@ -302,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="fewlabels", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    p.add_argument("--threads", type=int, help="torch threads (default: $FEWLABELS_THREADS, "
+                   "else the CPUs this process may use: its affinity and cgroup quota)")
     sub = p.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("data", help="fetch or describe a dataset")
@@ -471,6 +473,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        from .runtime import set_threads
+
+        set_threads(args.threads)
         return args.func(args)
     except UsageError as e:
         if args.debug:

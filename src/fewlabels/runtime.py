@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -75,6 +78,53 @@ def resolve(device: str = "auto", precision: str = "auto") -> Runtime:
     return Runtime(dev, dtype)
 
 
+def _cgroup_cpus(root: Path = Path("/sys/fs/cgroup")) -> float | None:
+    """The CPU quota of this process's cgroup in CPUs (v2 ``cpu.max``, v1
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``), or None when there is none."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+        return quota / period if quota > 0 and period > 0 else None
+    except (OSError, ValueError):
+        return None
+
+
+def available_cpus() -> int:
+    """The CPUs this process may use: its affinity mask, capped by its cgroup's CPU quota
+    (a container's share) — not the machine's total, which torch would otherwise assume."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    quota = _cgroup_cpus()
+    if quota is not None:
+        n = min(n or 1, max(1, math.floor(quota)))
+    return max(1, n or 1)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's threads: ``threads``, else ``$FEWLABELS_THREADS``, else — unless
+    ``$OMP_NUM_THREADS`` already chose — the CPUs this process may use
+    (``available_cpus``). Returns the number in use."""
+    from .errors import check_positive
+
+    if threads is None and os.environ.get("FEWLABELS_THREADS"):
+        try:
+            threads = int(os.environ["FEWLABELS_THREADS"])
+        except ValueError:
+            raise UsageError(f"FEWLABELS_THREADS={os.environ['FEWLABELS_THREADS']!r} is not "
+                             "a whole number: set it to a thread count >= 1, or unset it") from None
+    if threads is not None:
+        check_positive("threads", threads, integer=True)
+    elif os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()
+    n = int(threads) if threads is not None else available_cpus()
+    torch.set_num_threads(n)
+    return n
+
+
 def cpu_name() -> str:
     """The CPU's model name where the system tells it, else its architecture."""
     import platform
@@ -94,7 +144,6 @@ PACKAGES = ("numpy", "scipy", "scikit-learn", "matplotlib", "safetensors", "optu
 
 def environment(rt: Runtime) -> dict:
     """What a result depends on: versions, device, threads."""
-    import os
     import platform
     from importlib import metadata
 
@@ -106,6 +155,7 @@ def environment(rt: Runtime) -> dict:
             pass
     env = {"torch": torch.__version__, "device": rt.device.type, "precision": rt.precision,
            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+           "cpus_available": available_cpus(),
            "python": platform.python_version(), "platform": platform.platform(),
            "cpu": cpu_name(), "cpu_bf16": dict(cpu_bf16_units()), "packages": versions}
     if rt.device.type == "cuda":
