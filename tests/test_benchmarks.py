@@ -65,3 +65,16 @@ def test_images_benchmark_times_the_folder_decode_and_predict(tmp_path):
     assert folder["images"] == 700 and folder["skipped"] == 0
     assert folder["images_per_second"] > 0 and folder["peak_rss_mib"] > 0
     assert predict["images"] == 300 and predict["images_per_second"] > 0
+
+
+@pytest.mark.usefixtures("mnist")
+def test_contention_benchmark_times_each_setting_alone_and_shared():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "contention.py"), "--epochs", "1"],
+                         capture_output=True, text=True, timeout=600, check=True)
+    report = json.loads(out.stdout)
+    assert len(report["seconds"]) == 3
+    for name, seconds in report["seconds"].items():
+        assert set(seconds) == {"alone", "one busy process", "one 2-thread torch process",
+                                "two busy processes"}
+        assert report["ratio_to_alone"][name]["alone"] == 1.0
+        assert all(s > 0 for s in seconds.values())

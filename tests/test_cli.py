@@ -349,3 +349,35 @@ def test_probe_refuses_zero_epochs_before_any_work(capsys, tmp_path):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tmp_path / "e.encoder"),
                            "--dataset", "mnist-hard")
     assert code == 2 and "was pretrained on images of shape [1, 28, 28]" in err
+
+
+@pytest.mark.usefixtures("mnist")
+def test_workers_give_the_results_of_one_process(capsys, tmp_path):
+    """compare --workers 2 (one thread each) against one process with one thread: the
+    same runs, the same numbers; the pretrained encoder is shared, not trained twice."""
+    from fewlabels.config import load_preset
+    from fewlabels.data import load_dataset
+    from fewlabels.encoders import build_encoder
+    from fewlabels.pretrain import save_encoder
+    from fewlabels.train import History
+
+    p = load_preset("default").pretrain
+    p.encoder_options = {"width": 4}
+    torch.manual_seed(0)
+    save_encoder(tmp_path / "e.encoder", build_encoder("conv", (1, 28, 28), width=4), p,
+                 load_dataset("mnist"), History())
+    common = ["compare", "--arms", "probe", "pixels-knn", "--labels", "100", "--seeds", "0",
+              "1", "2", "--pretrained", str(tmp_path / "e.encoder"), "--epochs", "5",
+              "--set", "feature_map=0", "--precision", "fp32"]
+    code, _, _ = run_cli(capsys, "--threads", "1", *common, "--out", str(tmp_path / "one"))
+    assert code == 0
+    code, out, _ = run_cli(capsys, *common, "--workers", "2", "--out", str(tmp_path / "two"))
+    assert code == 0
+    one = json.loads((tmp_path / "one" / "results.json").read_text())
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    strip = [{k: v for k, v in r.items() if k != "train_seconds"} for r in one["runs"]]
+    assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in two["runs"]] == strip
+    assert len(strip) == 6
+    assert sorted(p.name for p in (tmp_path / "two").glob("runs*.jsonl")) == [
+        "runs-0-of-2.jsonl", "runs-1-of-2.jsonl"]
+    assert not list((tmp_path / "two").glob("metrics-*"))

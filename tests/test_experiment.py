@@ -72,7 +72,7 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         compare(_small_config(), cut, datasets={"mnist": small}, log=interrupt_on_the_fourth_run)
     assert not (cut / "results.json").exists() and (cut / "mnist.encoder").exists()
-    assert len(RunLog(cut / "runs.jsonl").done) == 3  # the fourth was cut before it was kept
+    assert len(RunLog(cut).done) == 3  # the fourth was cut before it was kept
     with (cut / "runs.jsonl").open("a") as fh:
         fh.write('{"dataset": "mnist", "arm": "pro')  # a line torn by a kill
 

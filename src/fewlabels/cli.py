@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Terminated, UsageError
+from .errors import Terminated, UsageError, check_positive
 
 
 def _cmd_data(args) -> int:
@@ -62,16 +62,29 @@ def _cmd_compare(args) -> int:
     from .report import format_table
 
     cfg = compare_config(args)
+    check_positive("--workers", args.workers, integer=True)
+    check_positive("--save-every", args.save_every, integer=True)
     out = Path(args.out) if args.out else Path("runs") / time.strftime(
         f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
+    common = {"data_dir": args.data_dir, "pretrained": args.pretrained,
+              "tensorboard": args.tensorboard, "save_every": args.save_every}
     try:
-        results = compare(cfg, out, data_dir=args.data_dir, pretrained=args.pretrained,
-                          tensorboard=args.tensorboard, save_every=args.save_every)
-    except KeyboardInterrupt:
-        from .results import RUNS_FILE, RunLog
+        if args.shard is not None:  # a worker of a parallel comparison
+            from .parallel import parse_shard
 
-        if (out / RUNS_FILE).exists() or (out / "config.json").exists():
-            kept = len(RunLog(out / RUNS_FILE).done) if (out / RUNS_FILE).exists() else 0
+            compare(cfg, out, shard=parse_shard(args.shard), **common)
+            return 0
+        if args.workers > 1:
+            from .parallel import run_workers
+
+            compare(cfg, out, pretrain_only=True, **common)
+            run_workers(args.argv, out, args.workers)
+        results = compare(cfg, out, **common)
+    except KeyboardInterrupt:
+        from .results import RunLog
+
+        if (out / "config.json").exists():
+            kept = len(RunLog(out).done)
             encoders = sorted(p.name for p in out.glob("*.encoder"))
             print(f"fewlabels: interrupted; kept in {out}: {kept} finished runs"
                   + (f" and {', '.join(encoders)}" if encoders else "")
@@ -347,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--tune", type=int, metavar="N",
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
+    c.add_argument("--workers", type=int, default=1,
+                   help="independent runs in this many processes, each with its share of "
+                        "the CPUs; one results.json (default 1)")
+    c.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
     c.add_argument("--save-every", type=int, default=200,
                    help="steps between saves of the pretraining state (default 200); an "
                         "interrupted run resumes from the last one")
@@ -471,6 +488,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         from .runtime import set_threads

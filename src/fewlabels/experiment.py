@@ -26,7 +26,6 @@ from .evaluate import features
 from .metrics import Metrics
 from .pretrain import load_encoder, pretrain, save_encoder
 from .results import (
-    RUNS_FILE,
     Run,
     RunLog,
     assemble,
@@ -157,11 +156,15 @@ def _differences(old, new, where: str = "") -> list[str]:
 
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
             tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
-            datasets: dict[str, Dataset] | None = None) -> dict:
+            datasets: dict[str, Dataset] | None = None, shard: tuple[int, int] | None = None,
+            pretrain_only: bool = False) -> dict | None:
     """Run the comparison described by ``cfg`` and write its run folder; return results.
 
     ``datasets``: loaded datasets by name, used instead of loading ``cfg.datasets``.
-    Every value is checked, and every dataset loaded, before the folder is made."""
+    Every value is checked, and every dataset loaded, before the folder is made.
+    ``pretrain_only``: pretrain (or reuse) every encoder and stop. ``shard=(i, n)``: a
+    worker's part of a parallel comparison (``parallel``): only every n-th run from the
+    i-th, logged to its own file, and no results; the folder's encoders must exist."""
     start = time.perf_counter()
     cfg.validate()
     rt = resolve(cfg.device, cfg.precision)
@@ -192,23 +195,26 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     _check_resumable(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
-    metrics = Metrics(out_dir / "metrics.jsonl",
+    metrics = Metrics(out_dir / ("metrics.jsonl" if shard is None  # a worker's: merged later
+                                 else f"metrics-{shard[0]}-of-{shard[1]}.jsonl"),
                       out_dir / "tensorboard" if tensorboard else None)
     (out_dir / "labels").mkdir(exist_ok=True)
-    finished = RunLog(out_dir / RUNS_FILE)
-    if finished.done:
+    finished = RunLog(out_dir, shard)
+    if finished.done and shard is None:
         log(f"resuming {out_dir}: {len(finished.done)} finished runs kept")
     runs: list[Run] = []
+    counter = iter(range(10**9))
 
-    def once(key: tuple, make: Callable[..., Run], *args, **kwargs) -> Run:
-        """The run ``key``: kept from an interrupted run, or ``make(*args, **kwargs)`` now,
-        logged the moment it ends."""
+    def once(key: tuple, make: Callable[..., Run], *args, **kwargs) -> None:
+        """The run ``key``: kept from an interrupted run, or ``make(*args, **kwargs)`` now
+        (if it is this worker's), logged the moment it ends."""
+        mine = shard is None or next(counter) % shard[1] == shard[0]
         run = finished.get(key)
-        if run is None:
+        if run is None and mine:
             run = make(*args, **kwargs)
             finished.add(run)
-        runs.append(run)
-        return run
+        if run is not None:
+            runs.append(run)
 
     pretrain_seconds, data, maps = {}, {}, {}
     drawn = [a for a in cfg.arms if not ARMS[a].every_label]
@@ -224,13 +230,15 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                     ds, cfg, p, rt, budgets[name][0], out_dir, pretrained, metrics, log,
                     save_every)
                 pretrain_seconds[name] += seconds
-            if cfg.feature_map > 0:
+            if cfg.feature_map > 0 and shard is None and not pretrain_only:
                 first = next(iter(encoders.values()))
                 f = features(first, ds.test_images[:cfg.feature_map], rt).cpu()
                 labels = ds.test_labels[:cfg.feature_map]
                 maps[name] = feature_map(f.numpy(), labels)
                 metrics.embedding(f, labels, f"{name}/features")
 
+        if pretrain_only:
+            continue
         for count in budgets[name]:
             for seed in cfg.seeds:
                 labeled = draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
@@ -254,6 +262,9 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                          torch.arange(n), cfg.seeds[0], n, cfg, encoder, metrics, log,
                          pretrain_seed=p)
 
+    if pretrain_only or shard is not None:
+        metrics.close()
+        return None
     results = assemble(cfg, runs, pretrain_seconds=pretrain_seconds,
                        wall_seconds=time.perf_counter() - start,
                        environment={**environment(rt), "git": git_commit()},

@@ -49,28 +49,32 @@ def run_key(dataset: str, arm: str, labels: int, seed: int, pretrain_seed: int |
 
 
 class RunLog:
-    """``runs.jsonl``: every finished run, appended and fsynced the moment it ends, so an
-    interruption loses only the run in progress. Opening it keeps the runs already there
-    (a line torn by a kill is dropped and the file rewritten without it)."""
+    """``runs.jsonl`` in a run folder: every finished run, appended and fsynced the moment
+    it ends, so an interruption loses only the run in progress. Opening it keeps the runs
+    already there, from every worker's file too (``runs-<i>-of-<n>.jsonl``, see
+    ``parallel``); a line torn by a kill is dropped, and one's own file rewritten without it.
+    """
 
-    def __init__(self, path: Path):
+    def __init__(self, folder: Path, shard: tuple[int, int] | None = None):
         from .checkpoint import atomic_write_text
 
-        self.path = Path(path)
+        folder = Path(folder)
+        self.path = folder / (RUNS_FILE if shard is None
+                              else f"runs-{shard[0]}-of-{shard[1]}.jsonl")
         self.done: dict[tuple, Run] = {}
-        if not self.path.exists():
-            return
         names = {f.name for f in fields(Run)}
-        good = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-                run = Run(**{k: v for k, v in record.items() if k in names})
-            except (ValueError, TypeError):
-                continue  # torn by a kill mid-line
-            self.done[run.key()] = run
-            good.append(line)
-        atomic_write_text(self.path, "".join(f"{line}\n" for line in good))
+        for path in sorted(folder.glob("runs*.jsonl")):
+            good = []
+            for line in path.read_text().splitlines():
+                try:
+                    record = json.loads(line)
+                    run = Run(**{k: v for k, v in record.items() if k in names})
+                except (ValueError, TypeError):
+                    continue  # torn by a kill mid-line
+                self.done[run.key()] = run
+                good.append(line)
+            if path == self.path:
+                atomic_write_text(path, "".join(f"{line}\n" for line in good))
 
     def get(self, key: tuple) -> Run | None:
         return self.done.get(key)

@@ -1,0 +1,89 @@
+"""A short training run alone and beside busy competitors, under different thread
+settings: how much slower does sharing the CPU make it?
+
+The run: the seed preset's supervised arm on one draw of 600 MNIST labels (``--epochs``),
+in a fresh process. Competitors: none; one busy single-thread process; one 2-thread torch
+process doing matrix products; two busy processes. Settings: torch's default OpenMP wait
+policy (threads spin at barriers) and ``OMP_WAIT_POLICY=PASSIVE`` (they sleep), with as
+many threads as CPUs, and one thread. Prints JSON: seconds per setting and competitor and
+the ratio to the same setting alone, and the CPU. Usage:
+python benchmarks/contention.py [--epochs 100] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RUN = """
+import time, torch
+from fewlabels.arms import ARMS
+from fewlabels.config import load_preset
+from fewlabels.data import draw_labels, load_dataset
+cfg = load_preset("seed", {{"supervised": {{"epochs": {epochs}}}}})
+ds = load_dataset("mnist")
+labeled = draw_labels(ds.train_labels, 600, 0)
+t = time.perf_counter()
+ARMS["supervised"].run(ds.without_test(), labeled, 0, cfg, None)
+print(time.perf_counter() - t)
+"""
+
+BUSY = {"python": "while True: pass",
+        "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n"
+                 "while True: a @ a"}
+COMPETITORS = {"alone": [], "one busy process": ["python"],
+               "one 2-thread torch process": ["torch"], "two busy processes": ["python", "python"]}
+
+
+def timed_run(epochs: int, env: dict) -> float:
+    out = subprocess.run([sys.executable, "-c", RUN.format(epochs=epochs)], env=env,
+                         capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    from fewlabels.runtime import available_cpus, cpu_name
+
+    cpus = available_cpus()
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "FEWLABELS_THREADS")}
+    settings = {
+        f"{cpus} threads, default wait policy": {**base, "OMP_NUM_THREADS": str(cpus)},
+        f"{cpus} threads, OMP_WAIT_POLICY=PASSIVE": {**base, "OMP_NUM_THREADS": str(cpus),
+                                                     "OMP_WAIT_POLICY": "PASSIVE"},
+        "1 thread": {**base, "OMP_NUM_THREADS": "1"},
+    }
+    result = {"cpu": cpu_name(), "cpus_available": cpus, "epochs": args.epochs,
+              "seconds": {}, "ratio_to_alone": {}}
+    for name, env in settings.items():
+        seconds = {}
+        for competitor, kinds in COMPETITORS.items():
+            busy = [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base)
+                    for k in kinds]
+            try:
+                time.sleep(1.0 if busy else 0)
+                seconds[competitor] = round(timed_run(args.epochs, env), 2)
+            finally:
+                for p in busy:
+                    p.kill()
+                    p.wait()
+        result["seconds"][name] = seconds
+        result["ratio_to_alone"][name] = {k: round(v / seconds["alone"], 2)
+                                          for k, v in seconds.items()}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
