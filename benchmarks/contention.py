@@ -13,12 +13,12 @@ python benchmarks/contention.py [--epochs 100] [--out FILE]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import time
-from pathlib import Path
+
+from emit import emit
 
 RUN = """
 import time, torch
@@ -79,10 +79,7 @@ def main() -> None:
         result["seconds"][name] = seconds
         result["ratio_to_alone"][name] = {k: round(v / seconds["alone"], 2)
                                           for k, v in seconds.items()}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

@@ -10,11 +10,12 @@ Usage: python benchmarks/fit_folder.py [--labels 600] [--seed 0] [--arms ...] [-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
+
+from emit import emit
 
 
 def write_folder(root: Path, labels: int, seed: int) -> None:
@@ -69,10 +70,7 @@ def main() -> None:
               "test_accuracy": m["test_accuracy"], "seconds_fit": round(seconds, 1),
               "seconds_writing_pngs": round(written, 1), "quick": args.quick,
               "onnx_check": exported}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

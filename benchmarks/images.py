@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from emit import emit
 
 
 def write_pngs(root: Path, train: int, test: int) -> None:
@@ -105,10 +106,7 @@ def main() -> None:
                                  env={**__import__("os").environ, **env_cache})
             result["folder" if part == "decode" else "predict"] = json.loads(
                 out.stdout.strip().splitlines()[-1])
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

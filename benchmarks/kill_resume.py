@@ -20,6 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from emit import emit
+
 ARGS = ["compare", "--quick", "--save-every", "5", "--arms", "probe", "supervised", "pixels-logreg",
         "--seeds", "0", "1", "--set", "pretrain.pool=6000", "--set", "feature_map=0"]
 
@@ -80,10 +82,7 @@ def main() -> None:
                 "killed": first, "resumed": second,
                 "same_results": _without_timings(out / "results.json")
                 == _without_timings(whole / "results.json")}
-    text = json.dumps(report, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(report, args.out)
 
 
 if __name__ == "__main__":
