@@ -172,6 +172,10 @@ def _cmd_pretrain(args) -> int:
             print(f"fewlabels: pretraining stopped; its state is saved in {state}: run the "
                   "same command to resume", file=sys.stderr)
         raise
+    from . import distributed
+
+    if not distributed.is_main():
+        return 0  # rank 0 writes the encoder
     save_encoder(out, encoder, cfg, ds, history)
     knn = history.series("knn")[1]
     print(f"saved {out}: {cfg.name()} on {ds.name}, {history.seconds:.1f} s, "
@@ -491,9 +495,15 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
+        from . import distributed
         from .runtime import set_threads
 
         set_threads(args.threads)
+        if distributed.setup() > 1 and args.command != "pretrain":
+            raise UsageError(f"under torchrun only `fewlabels pretrain` runs data-parallel, "
+                             f"not {args.command!r}: pretrain there, then pass the encoder "
+                             "to compare --pretrained (and use compare --workers N to run "
+                             "its arms in parallel)")
         return args.func(args)
     except UsageError as e:
         if args.debug:
@@ -519,6 +529,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
+        from . import distributed
+
+        distributed.teardown()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import checkpoint
+from . import checkpoint, distributed
 from .augment import AugmentConfig, augment, check_augment
 from .data import Dataset, as_float, split_indices
 from .encoders import ENCODERS, build_encoder
@@ -161,11 +161,21 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
     cfg.validate()
     check_positive("--save-every", save_every, integer=True)
     saved = _saved_state(Path(state_path) if state_path else None, cfg, ds)
+    ranks = distributed.world()
+    images = ds.train_images[:cfg.pool or None]
+    n_train = len(images) - (round(cfg.val_fraction * len(images)) if cfg.val_fraction else 0)
+    if ranks > 1 and (cfg.batch % ranks or n_train % cfg.batch % ranks):
+        raise UsageError(f"batch={cfg.batch} and its last batch of an epoch "
+                         f"({n_train % cfg.batch or cfg.batch} images) must split evenly over "
+                         f"the {ranks} processes: choose a batch (and pool) divisible by "
+                         f"{ranks}")
+    progress = progress and distributed.is_main()
     if method is None:
         _, method = build_method(cfg, ds.image_shape)
     method.to(rt.device)
+    if ranks > 1:
+        distributed.convert_batchnorm(method)
     encoder = method.encoder
-    images = ds.train_images[:cfg.pool or None]
     pool = as_float(images.to(rt.device))
     train, held_out = (split_indices(torch.arange(len(pool)), 1 - cfg.val_fraction, cfg.seed)
                        if cfg.val_fraction > 0 else (torch.arange(len(pool)), None))
@@ -222,14 +232,19 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
         batches = shuffled_batches(train, cfg.batch, torch.Generator().manual_seed(cfg.seed))
 
         def loss_fn(idx):
-            views, clean = make_views(idx.to(rt.device))
-            return method(views, clean), {}
+            views, clean = make_views(idx.to(rt.device))  # the global batch, on every rank
+            if ranks > 1:  # each keeps its share; the losses gather what they need
+                views, clean = [distributed.local(v) for v in views], distributed.local(clean)
+            with distributed.sharded():
+                return method(views, clean), {}
 
         resume = None
         if state_path is not None:
             here = number
 
             def save(fit_state: dict) -> None:
+                if not distributed.is_main():
+                    return
                 checkpoint.save_tree(state_path, {
                     "recipe": dataclasses.asdict(cfg), **ds.provenance(), "stage": here,
                     "method": method.state_dict(), "augment_rng": g.get_state(),
@@ -262,6 +277,8 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + 2 + round_)
             method = METHODS[cfg.refine](encoder, **cfg.refine_options).to(rt.device)
+        if ranks > 1:
+            distributed.convert_batchnorm(method)
         if number + 1 < resuming_at:
             number += 1  # finished before the interruption
             continue
@@ -279,7 +296,7 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
     if cfg.self_label_epochs > 0:
         method = SelfLabelLoss(encoder, method.head, cfg.self_label_threshold)
         stage(method, views_of_itself(1), cfg.self_label_epochs, cfg.refine_lr, "self-label")
-    if state_path is not None:
+    if state_path is not None and distributed.is_main():
         Path(state_path).unlink(missing_ok=True)
     encoder.eval()
     method.eval()

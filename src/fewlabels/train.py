@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .distributed import average_gradients
 from .errors import Terminated, UsageError, check_positive
 from .runtime import Runtime
 
@@ -161,6 +162,7 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         g.setdefault("lr_scale", 1.0)
         g["lr"] = lr * g["lr_scale"]
     opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    every_param = [p for g in groups for p in g["params"]]
     history = History()
     start = time.perf_counter()
     shown: dict[str, float] = {}
@@ -189,6 +191,7 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
                 group["lr"] = lr * group["lr_scale"] * schedule(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(every_param)  # over the ranks of a torchrun launch; else nothing
         opt.step()
         for k, v in {"loss": loss.item(), **metrics}.items():
             sums[k] = sums.get(k, 0.0) + v

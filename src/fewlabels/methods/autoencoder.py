@@ -48,10 +48,15 @@ def mask_patches(x: torch.Tensor, ratio: float, generator: torch.Generator,
                  patch: int = 4) -> torch.Tensor:
     """Zero a random ``ratio`` of the ``patch``×``patch`` squares of each image; the masks
     come from ``generator`` (on ``x``'s device)."""
+    from .. import distributed
+
     n, _, h, w = x.shape
     gh, gw = math.ceil(h / patch), math.ceil(w / patch)
-    keep = (torch.rand(n, 1, gh, gw, generator=generator, device=x.device) >= ratio
+    # a rank draws the whole batch's masks and keeps its share: the masks one process draws
+    shards = distributed.world() if distributed.is_sharded() else 1
+    keep = (torch.rand(n * shards, 1, gh, gw, generator=generator, device=x.device) >= ratio
             ).to(x.dtype)
+    keep = distributed.local(keep) if shards > 1 else keep
     keep = keep.repeat_interleave(patch, 2).repeat_interleave(patch, 3)[:, :, :h, :w]
     return x * keep
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather
 from ..errors import UsageError, check_non_negative
 
 
@@ -46,6 +47,7 @@ class SCANLoss(nn.Module):
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
         logits_a, logits_n = self.head(self.encoder.forward_features(torch.cat(views))
                                        ).float().chunk(2)
+        logits_a, logits_n = gather(logits_a), gather(logits_n)  # the whole batch's
         return (consistency(logits_a, logits_n)
                 + self.entropy_weight * neg_entropy(F.softmax(logits_a, 1)))
 
@@ -65,12 +67,12 @@ class SelfLabelLoss(nn.Module):
 
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            p = F.softmax(self.head(self.encoder.forward_features(clean)).float(), 1)
+            p = gather(F.softmax(self.head(self.encoder.forward_features(clean)).float(), 1))
         confidence, target = p.max(1)
         keep = confidence > self.threshold
         # the whole batch goes through the network (BatchNorm sees every image, not only
         # the confident ones); the loss counts the confident ones
-        logits = self.head(self.encoder.forward_features(views[0])).float()[keep]
+        logits = gather(self.head(self.encoder.forward_features(views[0])).float())[keep]
         if not keep.any():  # nothing confident: a zero loss that still reaches every parameter
             return logits.sum() * 0.0
         counts = torch.bincount(target[keep], minlength=p.shape[1]).float()

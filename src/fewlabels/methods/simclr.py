@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather
 from ..errors import check_positive
 
 
@@ -42,4 +43,4 @@ class SimCLRLoss(nn.Module):
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
         z = self.projector(self.encoder.forward_features(torch.cat(views)))
         z1, z2 = z.chunk(2)
-        return nt_xent(z1, z2, self.temperature)
+        return nt_xent(gather(z1), gather(z2), self.temperature)

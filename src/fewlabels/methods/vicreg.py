@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..distributed import gather
 from ..errors import check_non_negative, check_positive
 
 
@@ -59,4 +60,4 @@ class VICRegLoss(nn.Module):
 
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
         z1, z2 = self.expander(self.encoder.forward_features(torch.cat(views))).chunk(2)
-        return vicreg_loss(z1, z2, *self.weights)
+        return vicreg_loss(gather(z1), gather(z2), *self.weights)
