@@ -259,7 +259,7 @@ def _write_predictions(pred, fmt: str, k: int) -> None:
 def _cmd_predict(args) -> int:
     from .predictor import Model
 
-    model = Model.load(args.model)
+    model = Model.load(args.model, args.device)
     check_top_k(args.top_k, len(model.classes))
     pred = model.predict(args.paths, progress=True, batch=args.batch)
     if pred.files is not None and not pred.files and not pred.errors:
@@ -281,7 +281,7 @@ def _cmd_embed(args) -> int:
     from .checkpoint import atomic_save_npy, atomic_write_bytes
     from .predictor import load_for_embedding
 
-    source = load_for_embedding(args.model)
+    source = load_for_embedding(args.model, args.device)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -456,6 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--top-k", type=int, default=1, help="classes shown per image")
     pr.add_argument("--batch", type=int, default=1024, help="images decoded and classified "
                     "at a time")
+    pr.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
     pr.set_defaults(func=_cmd_predict)
 
     em = sub.add_parser("embed", help="features of images from a model or an encoder")
@@ -464,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     em.add_argument("--out", required=True, help="features.npy; the file list goes beside it "
                     "(features.files.txt)")
     em.add_argument("--batch", type=int, default=1024)
+    em.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
     em.set_defaults(func=_cmd_embed)
 
     ex = sub.add_parser("export", help="write a model as ONNX, checked with onnxruntime")

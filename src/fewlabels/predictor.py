@@ -8,6 +8,7 @@ data had a test split) accuracy, the data's hash and the fewlabels version.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,10 +63,23 @@ class Model:
     """A classifier trained by ``fewlabels.fit``: an encoder and a linear layer, with the
     class names and the pre-processing its inputs need."""
 
-    def __init__(self, net: ClassifierNet, meta: dict, samples: torch.Tensor | None = None):
+    def __init__(self, net: ClassifierNet, meta: dict, samples: torch.Tensor | None = None,
+                 device: str = "cpu"):
         self.net = net.float().eval()
         self.meta = meta
         self.samples = samples  # a few uint8 training images, to check exports on
+        self.to(device)
+
+    def to(self, device: str) -> Model:
+        """Compute on ``device`` (``cpu``, ``cuda`` or ``auto``), in float32."""
+        from .runtime import resolve
+
+        self.device = resolve(device, "fp32").device
+        self._module().to(self.device)
+        return self
+
+    def _module(self) -> torch.nn.Module:
+        return self.net
 
     @property
     def classes(self) -> list[str]:
@@ -84,7 +98,7 @@ class Model:
         return checkpoint.save(path, tensors, KIND, self.meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> Model:
+    def load(cls, path: str | Path, device: str = "cpu") -> Model:
         tensors, meta = checkpoint.load(path, KIND)
         with checkpoint.rebuilding(path):
             encoder = build_encoder(meta["encoder"], meta["image_shape"],
@@ -92,7 +106,7 @@ class Model:
             net = ClassifierNet(encoder, len(meta["classes"]))
             samples = tensors.pop("samples", None)
             net.load_state_dict(tensors)
-        return cls(net, meta, samples)
+        return cls(net, meta, samples, device)
 
     # ------------------------------------------------------------------ inputs
 
@@ -140,8 +154,14 @@ class Model:
         return as_float(x) if x.dtype == torch.uint8 else x.float()
 
     def _run(self, fn, inputs, progress: bool, batch: int):
-        """``fn`` on float images, from arrays or from paths (decoded in batches)."""
+        """``fn`` on float images (on the model's device; results back on the CPU), from
+        arrays or from paths (decoded in batches)."""
         check_positive("batch", batch, integer=True)
+        on_device = fn
+
+        def fn(x):
+            return on_device(x.to(self.device)).cpu()
+
         if isinstance(inputs, (str, Path)):
             inputs = [inputs]
         if isinstance(inputs, (torch.Tensor, np.ndarray)):
@@ -191,7 +211,7 @@ class Model:
         if check is None or not len(check):
             raise UsageError("no images to check the export on: give some")
         x = self._tensor(check)
-        wrapped = _Probabilities(self.net).eval()
+        wrapped = _Probabilities(copy.deepcopy(self.net).cpu()).eval()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         with torch.no_grad(), warnings.catch_warnings():
@@ -239,21 +259,25 @@ def embed(encoder: torch.nn.Module, shape_from, inputs, progress: bool = False,
 class EncoderInputs(Model):
     """A saved encoder seen as a Model without a head: what ``embed`` needs of it."""
 
-    def __init__(self, encoder: torch.nn.Module, meta: dict):
+    def __init__(self, encoder: torch.nn.Module, meta: dict, device: str = "cpu"):
         self.encoder, self.meta = encoder.float().eval(), meta
+        self.to(device)
+
+    def _module(self) -> torch.nn.Module:
+        return self.encoder
 
     def embed(self, inputs, *, progress: bool = False, batch: int = 1024):
         return embed(self.encoder, self, inputs, progress, batch)
 
 
-def load_for_embedding(path: str | Path) -> Model:
+def load_for_embedding(path: str | Path, device: str = "cpu") -> Model:
     """A ``.model`` from ``fit``, or an ``.encoder`` from ``pretrain`` / ``compare``."""
     from .pretrain import load_encoder
 
     try:
-        return Model.load(path)
+        return Model.load(path, device)
     except UsageError as e:
         if "holds a 'encoder'" not in str(e) and "holds a 'autoencoder'" not in str(e):
             raise
     encoder, meta = load_encoder(path)
-    return EncoderInputs(encoder, meta)
+    return EncoderInputs(encoder, meta, device)
