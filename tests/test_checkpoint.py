@@ -111,3 +111,23 @@ def test_metadata_that_does_not_fit_the_model_is_one_error(tmp_path):
     checkpoint.save(tmp_path / "n.model", tensors, "model", {"classes": ["a"]})
     with pytest.raises(UsageError, match="metadata lacks 'encoder'"):
         Model.load(tmp_path / "n.model")
+
+
+def test_a_full_disk_while_a_run_is_logged_keeps_the_finished_runs(tmp_path, monkeypatch):
+    """ENOSPC on the append of a finished run: the error goes up (the CLI prints one line,
+    exit 2) and the runs already logged stay readable."""
+    from fewlabels.results import Run, RunLog
+
+    log = RunLog(tmp_path)
+    first = Run("mnist", "probe", "simclr", 100, 0, 0.9, [0.9], [[1]], 1.0, {})
+    log.add(first)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("fewlabels.results.os.fsync", full)
+    with pytest.raises(OSError):
+        log.add(Run("mnist", "probe", "simclr", 100, 1, 0.8, [0.8], [[1]], 1.0, {}))
+    monkeypatch.undo()
+    kept = RunLog(tmp_path).done
+    assert kept[first.key()] == first

@@ -381,3 +381,29 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path):
     assert sorted(p.name for p in (tmp_path / "two").glob("runs*.jsonl")) == [
         "runs-0-of-2.jsonl", "runs-1-of-2.jsonl"]
     assert not list((tmp_path / "two").glob("metrics-*"))
+
+
+@pytest.mark.usefixtures("mnist")
+def test_sigterm_during_the_arms_keeps_the_finished_runs(tmp_path):
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    log = tmp_path / "stdout"
+    with log.open("w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "fewlabels", "compare", "--arms",
+                                 "pixels-knn", "pixels-labelspreading", "--seeds", "0", "1",
+                                 "--out", str(out)], stdout=fh, stderr=subprocess.PIPE,
+                                text=True, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                "PYTHONUNBUFFERED": "1"})
+        deadline = time.time() + 120
+        while "test accuracy" not in log.read_text() and time.time() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)  # label spreading is running now
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "kept in" in err and "1 finished runs" in err and "Traceback" not in err, err
+    lines = (out / "runs.jsonl").read_text().splitlines()
+    assert len(lines) == 1 and json.loads(lines[0])["arm"] == "pixels-knn"
+    assert not (out / "results.json").exists()

@@ -72,7 +72,7 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, mon
     with pytest.raises(KeyboardInterrupt):
         compare(_small_config(), cut, datasets={"mnist": small}, log=interrupt_on_the_fourth_run)
     assert not (cut / "results.json").exists() and (cut / "mnist.encoder").exists()
-    assert len(RunLog(cut).done) == 3  # the fourth was cut before it was kept
+    assert len(RunLog(cut).done) == 4  # a run's line is printed once the run is kept
     with (cut / "runs.jsonl").open("a") as fh:
         fh.write('{"dataset": "mnist", "arm": "pro')  # a line torn by a kill
 
@@ -85,8 +85,8 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, mon
     monkeypatch.setattr(experiment, "pretrain", no_pretraining)
     lines = []
     resumed = compare(_small_config(), cut, datasets={"mnist": small}, log=lines.append)
-    assert "resuming" in lines[0] and "3 finished runs kept" in lines[0]
-    assert sum("test accuracy" in line for line in lines) == len(full["runs"]) - 3
+    assert "resuming" in lines[0] and "4 finished runs kept" in lines[0]
+    assert sum("test accuracy" in line for line in lines) == len(full["runs"]) - 4
     assert _without_timings(resumed) == _without_timings(full)
     with pytest.raises(UsageError, match="already holds a finished run"):
         compare(_small_config(), cut, datasets={"mnist": small}, log=lambda _: None)

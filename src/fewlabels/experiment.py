@@ -80,10 +80,10 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
 
 
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
-             cfg: CompareConfig, encoder, metrics: Metrics, log, *, tuning: dict | None = None,
+             cfg: CompareConfig, encoder, metrics: Metrics, *, tuning: dict | None = None,
              extra_seconds: float = 0.0, pretrain_seed: int | None = None) -> Run:
-    """Train and test one arm on one label draw (and pretraining run); log its curve and
-    its line. ``tuning`` records how ``cfg`` was tuned (the run is then named
+    """Train and test one arm on one label draw (and pretraining run); log its curve.
+    ``tuning`` records how ``cfg`` was tuned (the run is then named
     ``<arm>-tuned``)."""
     name = arm + (TUNED if tuning else "")
     t = time.perf_counter()
@@ -96,10 +96,14 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
               pretrain_seed, o.history)
     metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed,
                   **({"pretrain_seed": pretrain_seed} if pretrain_seed is not None else {}))
-    shown = unit_name(seed, pretrain_seed if len(cfg.pretraining_seeds()) > 1 else None)
-    log(f"{ds.name:>13} {name:>21}  labels={count:<6} seed={shown}  "
-        f"test accuracy {run.test_accuracy:.4f}  ({run.train_seconds:.1f} s)")
     return run
+
+
+def _line(run: Run, cfg: CompareConfig) -> str:
+    """A finished run's line (printed once the run is kept)."""
+    shown = unit_name(run.seed, run.pretrain_seed if len(cfg.pretraining_seeds()) > 1 else None)
+    return (f"{run.dataset:>13} {run.arm:>21}  labels={run.labels:<6} seed={shown}  "
+            f"test accuracy {run.test_accuracy:.4f}  ({run.train_seconds:.1f} s)")
 
 
 def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
@@ -113,7 +117,7 @@ def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: i
                             out_dir / "tuning.db", study)
     log(f"{ds.name:>13} {arm:>21}  tuned: {info['params']} "
         f"(validation accuracy {info['val_accuracy']:.4f}, {info['trials']} trials)")
-    return _run_arm(arm, ds, labeled, seed, count, chosen_cfg, encoder, metrics, log,
+    return _run_arm(arm, ds, labeled, seed, count, chosen_cfg, encoder, metrics,
                     tuning=info, extra_seconds=time.perf_counter() - t,
                     pretrain_seed=pretrain_seed)
 
@@ -213,6 +217,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
         if run is None and mine:
             run = make(*args, **kwargs)
             finished.add(run)
+            log(_line(run, cfg))
         if run is not None:
             runs.append(run)
 
@@ -248,7 +253,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                 for arm in drawn:
                     for p, encoder in _runs_of(arm, encoders):
                         once(run_key(name, arm, count, seed, p), _run_arm, arm, ds, labeled,
-                             seed, count, cfg, encoder, metrics, log, pretrain_seed=p)
+                             seed, count, cfg, encoder, metrics, pretrain_seed=p)
                 tuned = [a for a in drawn if ARMS[a].space is not None] if cfg.tune > 0 else []
                 for arm in tuned:
                     for p, encoder in _runs_of(arm, encoders):
@@ -259,7 +264,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                 n = len(ds.train_labels)
                 for p, encoder in _runs_of(arm, encoders):
                     once(run_key(name, arm, n, cfg.seeds[0], p), _run_arm, arm, ds,
-                         torch.arange(n), cfg.seeds[0], n, cfg, encoder, metrics, log,
+                         torch.arange(n), cfg.seeds[0], n, cfg, encoder, metrics,
                          pretrain_seed=p)
 
     if pretrain_only or shard is not None:
