@@ -110,3 +110,18 @@ def test_plots_are_figures(mnist_slice, tmp_path):
     clf.plot_stats(tmp_path / "c.png")
     clf.plot_predictions(path=tmp_path / "cp.png")
     assert all((tmp_path / f).stat().st_size > 1000 for f in ("s.png", "p.png", "c.png", "cp.png"))
+
+
+def test_loading_never_downloads_the_dataset_its_metadata_names(mnist_slice, tmp_path,
+                                                               monkeypatch):
+    import dataclasses
+
+    from fewlabels.errors import DataError
+
+    ae = AutoEncoder(dataset=dataclasses.replace(mnist_slice, name="mnist"))
+    path = ae.save(tmp_path / "m")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("FEWLABELS_DATA", raising=False)
+    with pytest.raises(DataError, match="not in the cache .*fewlabels data fetch mnist"):
+        AutoEncoder.load(path)
+    assert not (tmp_path / "empty-cache" / "fewlabels" / "mnist").exists()
