@@ -81,6 +81,9 @@ class Model:
     def _module(self) -> torch.nn.Module:
         return self.net
 
+    def _encoder(self) -> torch.nn.Module:
+        return self.net.encoder
+
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
@@ -192,7 +195,14 @@ class Model:
     def embed(self, inputs, *, progress: bool = False, batch: int = 1024
               ) -> tuple[np.ndarray, list[str] | None, dict[str, str]]:
         """(features (N, D) float32, the file of each row or None, {unreadable file: why})."""
-        return embed(self.net.encoder, self, inputs, progress, batch)
+        encoder = self._encoder()
+
+        def feats(x):
+            with torch.no_grad():
+                return encoder.forward_features(x).float()
+
+        f, files, errors = self._run(feats, inputs, progress, batch)
+        return f.numpy(), files, errors
 
     def export_onnx(self, path: str | Path, check: torch.Tensor | None = None,
                     tolerance: float = 1e-4) -> dict:
@@ -242,20 +252,6 @@ class _Probabilities(torch.nn.Module):
         return torch.softmax(self.net(x), 1)
 
 
-def embed(encoder: torch.nn.Module, shape_from, inputs, progress: bool = False,
-          batch: int = 1024) -> tuple[np.ndarray, list[str] | None, dict[str, str]]:
-    """Features of ``inputs`` (see ``Model.predict``) from ``encoder``; ``shape_from``: a
-    ``Model`` or anything with its ``image_shape`` and ``_run``."""
-    encoder = encoder.float().eval()
-
-    def feats(x):
-        with torch.no_grad():
-            return encoder.forward_features(x).float()
-
-    f, files, errors = shape_from._run(feats, inputs, progress, batch)
-    return f.numpy(), files, errors
-
-
 class EncoderInputs(Model):
     """A saved encoder seen as a Model without a head: what ``embed`` needs of it."""
 
@@ -266,8 +262,7 @@ class EncoderInputs(Model):
     def _module(self) -> torch.nn.Module:
         return self.encoder
 
-    def embed(self, inputs, *, progress: bool = False, batch: int = 1024):
-        return embed(self.encoder, self, inputs, progress, batch)
+    _encoder = _module
 
 
 def load_for_embedding(path: str | Path, device: str = "cpu") -> Model:
