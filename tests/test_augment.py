@@ -127,3 +127,21 @@ def test_every_strong_operation_at_full_strength_stays_finite_and_in_range():
         for seed in range(3):
             y = strong_augment(x, cfg, torch.Generator().manual_seed(seed))
             assert torch.isfinite(y).all() and y.min() >= 0 and y.max() <= 1
+
+
+def test_flip_mirrors_about_half_the_images_and_costs_no_draw_when_off():
+    from fewlabels.augment import StrongAugmentConfig, strong_augment
+
+    x = torch.rand(200, 1, 28, 28)
+    mirrored = augment(x, AugmentConfig(rotate=0, scale=0, shear=0, translate=0, flip=0.5),
+                       torch.Generator().manual_seed(0))
+    flipped = torch.isclose(mirrored, x.flip(-1), atol=1e-5).flatten(1).all(1)
+    kept = torch.isclose(mirrored, x, atol=1e-5).flatten(1).all(1)
+    assert (flipped | kept).all() and 60 < flipped.sum() < 140
+    # off (the default): the same random stream as before the option existed
+    g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
+    assert torch.equal(augment(x, AugmentConfig(), g1), augment(x, AugmentConfig(flip=0), g2))
+    assert torch.equal(g1.get_state(), g2.get_state())
+    none = StrongAugmentConfig(ops=0, cutout=0)
+    always = strong_augment(x, none, torch.Generator().manual_seed(0), flip=1.0)
+    assert torch.allclose(always, x.flip(-1), atol=1e-5)

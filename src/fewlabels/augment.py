@@ -28,6 +28,8 @@ class AugmentConfig:
     erase: float = 0.0  # probability of erasing one random rectangle
     erase_area: tuple[float, float] = (0.05, 0.2)  # its area, fraction of the image
     noise: float = 0.0  # std of added Gaussian noise (pixels in [0, 1])
+    flip: float = 0.0  # probability of a left-right mirror image (for data whose mirror
+    # images keep their class: clothes, objects; not digits — see ``mirror_keeps_class``)
     # colour images only (3 channels; no-ops on grey ones): shuffle the channels and jitter
     # each one's gain and offset by up to ``colour``; turn grey with probability
     # ``grayscale``; invert with probability ``invert``. Without them a contrastive method
@@ -47,7 +49,7 @@ def check_augment(where: str, cfg: AugmentConfig) -> None:
         raise UsageError(f"{where}scale={cfg.scale!r} is out of range: use [0, 1), "
                          "the zoom then lies in [1 - scale, 1 + scale]")
     check_positive(where + "elastic_grid", cfg.elastic_grid, integer=True)
-    for name in ("erase", "grayscale", "invert"):
+    for name in ("erase", "grayscale", "invert", "flip"):
         check_fraction(where + name, getattr(cfg, name), zero=True, one=True)
     low, high = cfg.erase_area
     if not 0 < low <= high <= 1:
@@ -80,6 +82,15 @@ def _colour(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
     return x
 
 
+def _mirror(a: torch.Tensor, p: float, g: torch.Generator) -> torch.Tensor:
+    """The (N, 2, 2) output→input maps ``a``, each mirrored left-right with probability
+    ``p`` (its x column negated). With ``p`` = 0, ``a`` itself and no draw from ``g``."""
+    if p <= 0:
+        return a
+    sign = torch.where(torch.rand(len(a), generator=g, device=a.device) < p, -1.0, 1.0)
+    return a * torch.stack([sign, torch.ones_like(sign)], 1).view(-1, 1, 2)
+
+
 def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
     """Augment a batch: (N, C, H, W) float in [0, 1] → same shape, float in [0, 1].
 
@@ -96,6 +107,7 @@ def augment(x: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Te
     # output→input map: rotation · shear, divided by zoom (zoom > 1 magnifies)
     a = torch.stack([cos, -sin + cos * torch.tan(shear), sin, cos + sin * torch.tan(shear)],
                     1).view(n, 2, 2) / zoom.view(n, 1, 1)
+    a = _mirror(a, cfg.flip, g)
     theta = torch.cat([a, shift.view(n, 2, 1)], 2)
     grid = F.affine_grid(theta, (n, 1, h, w), align_corners=False)
     if cfg.elastic > 0:
@@ -193,11 +205,11 @@ def _photometric(name: str, x: torch.Tensor, m: torch.Tensor, sign: torch.Tensor
     raise KeyError(name)
 
 
-def strong_augment(x: torch.Tensor, cfg: StrongAugmentConfig,
-                   g: torch.Generator) -> torch.Tensor:
+def strong_augment(x: torch.Tensor, cfg: StrongAugmentConfig, g: torch.Generator,
+                   flip: float = 0.0) -> torch.Tensor:
     """A strong view of each image: (N, C, H, W) float in [0, 1] → same, seeded by ``g``
-    (on ``x``'s device). Operations are computed on the whole batch and kept where drawn:
-    no per-image Python loop."""
+    (on ``x``'s device), mirrored left-right with probability ``flip``. Operations are
+    computed on the whole batch and kept where drawn: no per-image Python loop."""
     n, c, h, w = x.shape
     dev = x.device
     x = x.float()
@@ -215,6 +227,7 @@ def strong_augment(x: torch.Tensor, cfg: StrongAugmentConfig,
     # output→input map: rotation · shear
     a = torch.stack([cos - sin * shy, cos * shx - sin, sin + cos * shy, sin * shx + cos],
                     1).view(n, 2, 2)
+    a = _mirror(a, flip, g)
     shift = torch.stack([geo["translate_x"], geo["translate_y"]], 1) * 2
     theta = torch.cat([a, shift.view(n, 2, 1)], 2)
     grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)

@@ -120,7 +120,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             logits_weak = teacher(weak).float()
             net.train()
         logits = net(torch.cat([augment(x[idx_l], aug, g),
-                                strong_augment(xu, cfg.strong, g)])).float()
+                                strong_augment(xu, cfg.strong, g, aug.flip)])).float()
         logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
         if cfg.align:
             with torch.no_grad():
