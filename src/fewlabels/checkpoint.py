@@ -93,8 +93,11 @@ def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch
         raise UsageError(f"checkpoint {str(path)!r} is corrupt or not a safetensors file "
                          f"({str(e)[:120]}): save the model again") from None
     if header.get("format") != FORMAT:
+        older = str(header.get("format", "")).startswith("fewlabels-checkpoint-")
         raise UsageError(f"{str(path)!r} is not a fewlabels checkpoint "
-                         f"(format {header.get('format')!r}, expected {FORMAT!r})")
+                         f"(format {header.get('format')!r}, expected {FORMAT!r})"
+                         + (": it was written by an older fewlabels without a checksum; "
+                            "train or pretrain it again" if older else ""))
     if header.get("kind") not in kinds:
         wanted = " or ".join(repr(k) for k in kinds)
         raise UsageError(f"{str(path)!r} holds a {header.get('kind')!r}, not a {wanted}: "
