@@ -3,11 +3,12 @@ settings: how much slower does sharing the CPU make it?
 
 The run: the seed preset's supervised arm on one draw of 600 MNIST labels (``--epochs``),
 in a fresh process. Competitors: none; one busy single-thread process; one 2-thread torch
-process doing matrix products; two busy processes. Settings: torch's default OpenMP wait
-policy (threads spin at barriers) and ``OMP_WAIT_POLICY=PASSIVE`` (they sleep), with as
-many threads as CPUs, and one thread. Prints JSON: seconds per setting and competitor and
-the ratio to the same setting alone, and the CPU. Usage:
-python benchmarks/contention.py [--epochs 100] [--out FILE]
+process doing matrix products; two busy processes. Settings: fewlabels' default (it makes
+OpenMP threads sleep at barriers when the CPUs are busy as it starts: ``openmp.py``),
+libgomp's default spinning forced (``GOMP_SPINCOUNT=300000``), other spin counts
+(``--spincounts``), and one thread. Prints JSON: seconds per setting and competitor and
+the ratio to the same setting alone and to the fastest setting alone, and the CPU. Usage:
+python benchmarks/contention.py [--epochs 300] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ import time
 from emit import emit
 
 RUN = """
-import time, torch
-from fewlabels.arms import ARMS
+import time
+from fewlabels.arms import ARMS  # fewlabels first: it sets the wait policy before torch loads
+import torch
 from fewlabels.config import load_preset
 from fewlabels.data import draw_labels, load_dataset
 cfg = load_preset("seed", {{"supervised": {{"epochs": {epochs}}}}})
@@ -48,18 +50,24 @@ def timed_run(epochs: int, env: dict) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--spincounts", nargs="*", type=int, default=[],
+                    help="libgomp spin counts to try besides the two wait policies")
     ap.add_argument("--out")
     args = ap.parse_args()
     from fewlabels.runtime import available_cpus, cpu_name
 
     cpus = available_cpus()
     base = {k: v for k, v in os.environ.items()
-            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "FEWLABELS_THREADS")}
+            if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
+                         "FEWLABELS_THREADS")}
     settings = {
-        f"{cpus} threads, default wait policy": {**base, "OMP_NUM_THREADS": str(cpus)},
-        f"{cpus} threads, OMP_WAIT_POLICY=PASSIVE": {**base, "OMP_NUM_THREADS": str(cpus),
-                                                     "OMP_WAIT_POLICY": "PASSIVE"},
+        f"{cpus} threads, fewlabels' default": {**base, "OMP_NUM_THREADS": str(cpus)},
+        f"{cpus} threads, libgomp's default spin (GOMP_SPINCOUNT=300000)": {
+            **base, "OMP_NUM_THREADS": str(cpus), "GOMP_SPINCOUNT": "300000"},
+        **{f"{cpus} threads, GOMP_SPINCOUNT={n}": {**base, "OMP_NUM_THREADS": str(cpus),
+                                                   "GOMP_SPINCOUNT": str(n)}
+           for n in args.spincounts},
         "1 thread": {**base, "OMP_NUM_THREADS": "1"},
     }
     result = {"cpu": cpu_name(), "cpus_available": cpus, "epochs": args.epochs,
@@ -79,6 +87,10 @@ def main() -> None:
         result["seconds"][name] = seconds
         result["ratio_to_alone"][name] = {k: round(v / seconds["alone"], 2)
                                           for k, v in seconds.items()}
+    fastest = min(v["alone"] for v in result["seconds"].values())
+    result["ratio_to_fastest_alone"] = {
+        name: {k: round(v / fastest, 2) for k, v in seconds.items()}
+        for name, seconds in result["seconds"].items()}
     emit(result, args.out)
 
 

@@ -4,11 +4,15 @@ Pretrain an image encoder on unlabeled images, classify with a handful of labels
 measure honestly when and how much that beats training on the labels alone.
 """
 
-from .data import Dataset, draw_labels, load_dataset, parse_label_budget
-from .errors import UsageError
-from .fitting import fit
-from .models import AutoEncoder, Classifier
-from .predictor import Model
+from .openmp import choose_wait_policy
+
+choose_wait_policy()  # before torch loads OpenMP (the next import loads torch)
+
+from .data import Dataset, draw_labels, load_dataset, parse_label_budget  # noqa: E402
+from .errors import UsageError  # noqa: E402
+from .fitting import fit  # noqa: E402
+from .models import AutoEncoder, Classifier  # noqa: E402
+from .predictor import Model  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["AutoEncoder", "Classifier", "Dataset", "Model", "UsageError", "draw_labels", "fit",

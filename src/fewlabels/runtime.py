@@ -156,6 +156,7 @@ def environment(rt: Runtime) -> dict:
     env = {"torch": torch.__version__, "device": rt.device.type, "precision": rt.precision,
            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
            "cpus_available": available_cpus(),
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
            "python": platform.python_version(), "platform": platform.platform(),
            "cpu": cpu_name(), "cpu_bf16": dict(cpu_bf16_units()), "packages": versions}
     if rt.device.type == "cuda":
