@@ -6,7 +6,13 @@ from fewlabels.augment import AugmentConfig
 from fewlabels.encoders import ConvEncoder
 from fewlabels.evaluate import with_fitted_head
 from fewlabels.runtime import resolve
-from fewlabels.semisupervised import SemiSupervisedConfig, consistency_loss, train_semisupervised
+from fewlabels.semisupervised import (
+    SemiSupervisedConfig,
+    confident_share,
+    consistency_loss,
+    pool_epochs,
+    train_semisupervised,
+)
 
 
 def test_pseudo_labels_under_the_threshold_add_nothing():
@@ -48,11 +54,11 @@ def test_semisupervised_training_trains_the_encoder_on_labels_and_pool(mnist_sli
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     images, labels = mnist_slice.train_images[:100], mnist_slice.train_labels[:100]
     net = with_fitted_head(encoder, images, labels, 10, 20, rt, seed=0)
-    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.5)
-    history = train_semisupervised(net, images, labels, mnist_slice.train_images[:480], cfg,
-                                   rt, AugmentConfig(),
-                                   seed=0)
+    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.5, hard_share=0)
+    history, chosen = train_semisupervised(net, images, labels, mnist_slice.train_images[:480],
+                                           cfg, rt, AugmentConfig(), seed=0)
     assert len(history.records) > 0 and all("confident" in r for r in history.records)
+    assert chosen["epochs"] == 1 and 0 <= chosen["confident_share_at_start"] <= 1
     assert not net.training
     changed = any(not torch.equal(v, net.encoder.state_dict()[k]) for k, v in before.items())
     assert changed, "semi-supervised training moves the encoder"
@@ -75,3 +81,29 @@ def test_the_moving_average_becomes_the_final_model(mnist_slice):
         finals[ema] = net.state_dict()["head.weight"].clone()
         assert not torch.equal(finals[ema], start["head.weight"])
     assert not torch.allclose(finals[0.0], finals[0.9])
+
+
+class _Fixed(torch.nn.Module):
+    """A 'network' whose confidence on image i is set by its first pixel."""
+
+    def forward(self, x):
+        top = x[:, 0, 0, 0] * 10  # pixel 255 → logit 10 (confident), 0 → 0 (uniform)
+        return torch.stack([top, torch.zeros_like(top)], 1)
+
+
+def test_a_pool_that_starts_unsure_gets_the_longer_schedule():
+    rt = resolve("cpu", "fp32")
+    pool = torch.zeros(100, 1, 4, 4, dtype=torch.uint8)
+    pool[:30, 0, 0, 0] = 255  # 30% confident
+    net = _Fixed()
+    assert confident_share(net, pool, 0.9, rt) == pytest.approx(0.3)
+    cfg = SemiSupervisedConfig(epochs=8, hard_pool_epochs=12, hard_share=0.5, threshold=0.9)
+    assert pool_epochs(net, pool, cfg, rt) == (12, pytest.approx(0.3))
+    pool[:60, 0, 0, 0] = 255  # 60%: not hard
+    assert pool_epochs(net, pool, cfg, rt) == (8, pytest.approx(0.6))
+    cfg.hard_share = 0  # the rule switched off
+    pool[:, 0, 0, 0] = 0
+    assert pool_epochs(net, pool, cfg, rt)[0] == 8
+    before = torch.get_rng_state()
+    confident_share(net, pool, 0.9, rt)
+    assert torch.equal(torch.get_rng_state(), before) and not net.training

@@ -133,10 +133,10 @@ def _semisupervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareC
     s = cfg.semisupervised
     images, labels = ds.train_images[labeled], ds.train_labels[labeled]
     net = with_fitted_head(encoder, images, labels, ds.num_classes, s.head_epochs, rt, seed)
-    history = train_semisupervised(net, images, labels, ds.train_images, s, rt,
-                                   cfg.pretrain.augment, seed)
+    history, chosen = train_semisupervised(net, images, labels, ds.train_images, s, rt,
+                                           cfg.pretrain.augment, seed)
     return Outcome(lambda x: predict(net.encoder, net.head, x, rt), method=cfg.pretrain.name(),
-                   history=history.records, net=net)
+                   history=history.records, chosen=chosen, net=net)
 
 
 def _semisupervised_space(trial, s: SemiSupervisedConfig) -> None:

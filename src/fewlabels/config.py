@@ -104,6 +104,7 @@ def quick(cfg: CompareConfig) -> CompareConfig:
     cfg.finetune.epochs = min(cfg.finetune.epochs, 20)
     cfg.finetune.lrs = cfg.finetune.lrs[-1:]
     cfg.semisupervised.epochs = min(cfg.semisupervised.epochs, 0.5)
+    cfg.semisupervised.hard_pool_epochs = min(cfg.semisupervised.hard_pool_epochs, 0.5)
     cfg.ceiling.epochs = 1
     cfg.feature_map = min(cfg.feature_map, 500)
     cfg.quick = True

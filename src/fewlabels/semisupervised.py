@@ -28,6 +28,11 @@ from .train import History, fit, shuffled_batches, warmup_cosine
 @dataclass
 class SemiSupervisedConfig:
     epochs: float = 8.0  # passes over the unlabeled pool
+    # passes when the pool starts hard: fewer than ``hard_share`` of its images get a
+    # confident (>= threshold) prediction from the encoder with its fitted head. FixMatch
+    # learns from the confident part, which then grows for longer (``pool_difficulty``)
+    hard_pool_epochs: float = 16.0
+    hard_share: float = 0.5
     batch: int = 32  # labeled images per step
     ratio: int = 7  # pool images per labeled image in a step (FixMatch's μ)
     lr: float = 3e-3  # AdamW learning rate of the head (and, scaled, of the encoder)
@@ -43,6 +48,8 @@ class SemiSupervisedConfig:
 
     def validate(self, where: str = "semisupervised.") -> SemiSupervisedConfig:
         check_positive(f"{where}epochs", self.epochs)
+        check_positive(f"{where}hard_pool_epochs", self.hard_pool_epochs)
+        check_fraction(f"{where}hard_share", self.hard_share, zero=True, one=True)
         check_positive(f"{where}batch", self.batch, integer=True)
         check_positive(f"{where}ratio", self.ratio, integer=True)
         check_positive(f"{where}lr", self.lr)
@@ -76,13 +83,39 @@ def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
     return (per_image * mask).mean(), mask
 
 
+@torch.no_grad()
+def confident_share(net: nn.Module, pool: torch.Tensor, threshold: float, rt: Runtime,
+                    batch: int = 2048) -> float:
+    """The share of ``pool`` images (uint8) whose prediction by ``net`` (eval mode) reaches
+    ``threshold``: no labels read, no random draw."""
+    net.eval()
+    hits = 0
+    for start in range(0, len(pool), batch):
+        x = as_float(pool[start:start + batch].to(rt.device))
+        with rt.autocast():
+            p = F.softmax(net(x).float(), 1)
+        hits += int((p.max(1).values >= threshold).sum())
+    return hits / max(1, len(pool))
+
+
+def pool_epochs(net: nn.Module, pool: torch.Tensor, cfg: SemiSupervisedConfig,
+                rt: Runtime) -> tuple[float, float]:
+    """(passes over the pool, the confident share that chose them): ``cfg.epochs``, or
+    ``cfg.hard_pool_epochs`` when under ``cfg.hard_share`` of the pool is confident at the
+    start. Measured on the default recipe: MNIST's share is 0.78–0.80, Fashion-MNIST's
+    0.16–0.17, mnist-hard's 0.07–0.08 (draws 0 and 1)."""
+    share = confident_share(net, pool, cfg.threshold, rt)
+    return (cfg.hard_pool_epochs if share < cfg.hard_share else cfg.epochs), share
+
+
 def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          pool: torch.Tensor, cfg: SemiSupervisedConfig, rt: Runtime,
                          aug: AugmentConfig, seed: int, progress: bool = False) -> History:
     """Train ``net`` (encoder + linear layer) on the labeled ``images`` and the unlabeled
-    ``pool`` (uint8, labels never read) with FixMatch; leave it in eval mode (holding the
-    moving average of its weights when ``cfg.ema`` > 0) and return its curve (loss,
-    labeled accuracy, share of pool images above the threshold)."""
+    ``pool`` (uint8, labels never read) with FixMatch for ``pool_epochs`` passes; leave it
+    in eval mode (holding the moving average of its weights when ``cfg.ema`` > 0) and
+    return its curve (loss, labeled accuracy, share of pool images above the threshold)
+    and the passes with the starting share that chose them."""
     net.to(rt.device)
     x = as_float(images.to(rt.device))
     y = labels.to(rt.device)
@@ -91,7 +124,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     g = torch.Generator(device=rt.device).manual_seed(seed)
     n_pool = cfg.batch * cfg.ratio
     per_epoch = max(1, len(u) // n_pool)
-    steps = max(1, round(cfg.epochs * per_epoch))
+    epochs, share = pool_epochs(net, u, cfg, rt)
+    steps = max(1, round(epochs * per_epoch))
     order = torch.Generator().manual_seed(seed)
     labeled_batches = shuffled_batches(torch.arange(len(x)), cfg.batch, order)
     pool_batches = shuffled_batches(torch.arange(len(u)), n_pool, order)
@@ -142,4 +176,4 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
         average.update_parameters(net)
         net.load_state_dict(average.module.state_dict())
     net.eval()
-    return history
+    return history, {"epochs": epochs, "confident_share_at_start": round(share, 4)}
