@@ -22,7 +22,7 @@ import time
 from emit import emit
 
 RUN = """
-import time
+import os, time
 from fewlabels.arms import ARMS  # fewlabels first: it sets the wait policy before torch loads
 import torch
 from fewlabels.config import load_preset
@@ -32,7 +32,7 @@ ds = load_dataset("mnist")
 labeled = draw_labels(ds.train_labels, 600, 0)
 t = time.perf_counter()
 ARMS["supervised"].run(ds.without_test(), labeled, 0, cfg, None)
-print(time.perf_counter() - t)
+print(os.environ.get("OMP_WAIT_POLICY", "default"), time.perf_counter() - t)
 """
 
 BUSY = {"python": "while True: pass",
@@ -42,17 +42,19 @@ COMPETITORS = {"alone": [], "one busy process": ["python"],
                "one 2-thread torch process": ["torch"], "two busy processes": ["python", "python"]}
 
 
-def timed_run(epochs: int, env: dict) -> float:
+def timed_run(epochs: int, env: dict) -> tuple[str, float]:
+    """(the OpenMP wait policy the run had, its seconds)."""
     out = subprocess.run([sys.executable, "-c", RUN.format(epochs=epochs)], env=env,
                          capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    policy, seconds = out.stdout.strip().splitlines()[-1].split()
+    return policy, float(seconds)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=300)
     ap.add_argument("--spincounts", nargs="*", type=int, default=[],
-                    help="libgomp spin counts to try besides the two wait policies")
+                    help="libgomp spin counts to try besides the defaults")
     ap.add_argument("--out")
     args = ap.parse_args()
     from fewlabels.runtime import available_cpus, cpu_name
@@ -71,20 +73,23 @@ def main() -> None:
         "1 thread": {**base, "OMP_NUM_THREADS": "1"},
     }
     result = {"cpu": cpu_name(), "cpus_available": cpus, "epochs": args.epochs,
-              "seconds": {}, "ratio_to_alone": {}}
+              "seconds": {}, "wait_policy": {}, "ratio_to_alone": {}}
     for name, env in settings.items():
-        seconds = {}
+        seconds, policies = {}, {}
         for competitor, kinds in COMPETITORS.items():
             busy = [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base)
                     for k in kinds]
             try:
                 time.sleep(1.0 if busy else 0)
-                seconds[competitor] = round(timed_run(args.epochs, env), 2)
+                policy, took = timed_run(args.epochs, env)
+                seconds[competitor] = round(took, 2)
+                policies[competitor] = policy
             finally:
                 for p in busy:
                     p.kill()
                     p.wait()
         result["seconds"][name] = seconds
+        result["wait_policy"][name] = policies
         result["ratio_to_alone"][name] = {k: round(v / seconds["alone"], 2)
                                           for k, v in seconds.items()}
     fastest = min(v["alone"] for v in result["seconds"].values())

@@ -7,8 +7,9 @@ thread spins on a core the other process needs while the thread it waits for is 
 sleeping threads, which cost 7–19% when alone). So when the CPUs this process may use are
 already busy as it starts, fewlabels sets ``OMP_WAIT_POLICY=PASSIVE`` (threads sleep at
 once); when they are idle it leaves OpenMP's default. OpenMP reads the variable when torch
-loads it, so this runs when ``fewlabels`` is imported, and does nothing if torch was
-imported first or if ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is set (the user's choice).
+loads it, so this runs when ``fewlabels`` is imported (a 0.2 s look at the CPUs), and
+does nothing if torch was imported first, if ``OMP_WAIT_POLICY`` or ``GOMP_SPINCOUNT`` is
+set (the user's choice), or if one thread is asked for.
 This module must not import torch.
 """
 
@@ -18,8 +19,9 @@ import os
 import sys
 import time
 
-BUSY_CPUS = 0.25  # CPUs' worth of other work at start that makes threads sleep
-SAMPLE_SECONDS = 0.1
+BUSY_CPUS = 0.5  # CPUs' worth of other work at start that makes threads sleep (a busy
+# process is 1; the kernel's 10 ms ticks make a few hundredths noise at this window)
+SAMPLE_SECONDS = 0.2
 
 
 def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
@@ -63,6 +65,8 @@ def choose_wait_policy() -> str | None:
     if "torch" in sys.modules or os.environ.get("OMP_WAIT_POLICY") \
             or os.environ.get("GOMP_SPINCOUNT"):
         return None
+    if "1" in (os.environ.get("OMP_NUM_THREADS"), os.environ.get("FEWLABELS_THREADS")):
+        return None  # one thread never waits at a barrier: nothing to choose
     busy = busy_cpus()
     if busy is not None and busy >= BUSY_CPUS:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"

@@ -383,7 +383,9 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     the results table always, the others when they have rows."""
     tables = [("Results", HEADER, table_rows(results)),
               ("Paired differences (same label draws)", PAIRED_HEADER, paired_rows(results)),
-              ("Hyperparameters chosen on the labeled validation split",
+              ("Hyperparameters chosen from the training data (on the labeled validation "
+               "split; semisupervised's passes from the unlabeled pool's starting "
+               "confidence)",
                ["dataset", "arm", "labels", "seed", "chosen"], _chosen_rows(results))]
     return [t for i, t in enumerate(tables) if i == 0 or t[2]]
 
