@@ -86,9 +86,12 @@ def test_the_moving_average_becomes_the_final_model(mnist_slice):
 class _Fixed(torch.nn.Module):
     """A 'network' whose confidence on image i is set by its first pixel."""
 
-    def forward(self, x):
+    def forward_features(self, x):
         top = x[:, 0, 0, 0] * 10  # pixel 255 → logit 10 (confident), 0 → 0 (uniform)
         return torch.stack([top, torch.zeros_like(top)], 1)
+
+    def forward_head(self, features):
+        return features
 
 
 def test_a_pool_that_starts_unsure_gets_the_longer_schedule():

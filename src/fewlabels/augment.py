@@ -29,7 +29,7 @@ class AugmentConfig:
     erase_area: tuple[float, float] = (0.05, 0.2)  # its area, fraction of the image
     noise: float = 0.0  # std of added Gaussian noise (pixels in [0, 1])
     flip: float = 0.0  # probability of a left-right mirror image (for data whose mirror
-    # images keep their class: clothes, objects; not digits — see ``mirror_keeps_class``)
+    # images keep their class: clothes, objects; not digits)
     # colour images only (3 channels; no-ops on grey ones): shuffle the channels and jitter
     # each one's gain and offset by up to ``colour``; turn grey with probability
     # ``grayscale``; invert with probability ``invert``. Without them a contrastive method

@@ -20,7 +20,7 @@ from torch import nn
 from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
 from .data import as_float
 from .errors import check_fraction, check_non_negative, check_positive
-from .evaluate import param_groups
+from .evaluate import features, param_groups
 from .runtime import Runtime
 from .train import History, fit, shuffled_batches, warmup_cosine
 
@@ -30,7 +30,7 @@ class SemiSupervisedConfig:
     epochs: float = 8.0  # passes over the unlabeled pool
     # passes when the pool starts hard: fewer than ``hard_share`` of its images get a
     # confident (>= threshold) prediction from the encoder with its fitted head. FixMatch
-    # learns from the confident part, which then grows for longer (``pool_difficulty``)
+    # learns from the confident part, which then grows for longer (``pool_epochs``)
     hard_pool_epochs: float = 16.0
     hard_share: float = 0.5
     batch: int = 32  # labeled images per step
@@ -83,19 +83,14 @@ def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
     return (per_image * mask).mean(), mask
 
 
-@torch.no_grad()
-def confident_share(net: nn.Module, pool: torch.Tensor, threshold: float, rt: Runtime,
-                    batch: int = 2048) -> float:
-    """The share of ``pool`` images (uint8) whose prediction by ``net`` (eval mode) reaches
-    ``threshold``: no labels read, no random draw."""
+def confident_share(net: nn.Module, pool: torch.Tensor, threshold: float,
+                    rt: Runtime) -> float:
+    """The share of ``pool`` images (uint8) whose prediction by ``net`` (left in eval mode)
+    reaches ``threshold``: no labels read, no random draw."""
     net.eval()
-    hits = 0
-    for start in range(0, len(pool), batch):
-        x = as_float(pool[start:start + batch].to(rt.device))
-        with rt.autocast():
-            p = F.softmax(net(x).float(), 1)
-        hits += int((p.max(1).values >= threshold).sum())
-    return hits / max(1, len(pool))
+    with torch.no_grad():
+        p = F.softmax(net.forward_head(features(net, pool, rt)), 1)
+    return (p.max(1).values >= threshold).float().mean().item() if len(pool) else 0.0
 
 
 def pool_epochs(net: nn.Module, pool: torch.Tensor, cfg: SemiSupervisedConfig,
@@ -111,7 +106,8 @@ def pool_epochs(net: nn.Module, pool: torch.Tensor, cfg: SemiSupervisedConfig,
 
 def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                          pool: torch.Tensor, cfg: SemiSupervisedConfig, rt: Runtime,
-                         aug: AugmentConfig, seed: int, progress: bool = False) -> History:
+                         aug: AugmentConfig, seed: int, progress: bool = False
+                         ) -> tuple[History, dict]:
     """Train ``net`` (encoder + linear layer) on the labeled ``images`` and the unlabeled
     ``pool`` (uint8, labels never read) with FixMatch for ``pool_epochs`` passes; leave it
     in eval mode (holding the moving average of its weights when ``cfg.ema`` > 0) and
