@@ -29,3 +29,19 @@ def mnist():
 def mnist_slice(mnist):
     """A small real slice of MNIST: 2,000 training and 500 test images."""
     return mnist.subset(train=2000, test=500)
+
+
+@pytest.fixture
+def tiny_encoder(tmp_path, mnist):
+    """The path of an untrained MNIST conv encoder of width 4 (seed 0), saved as pretraining
+    saves one: for commands that need an encoder file, not a good one."""
+    from fewlabels.config import load_preset
+    from fewlabels.encoders import build_encoder
+    from fewlabels.pretrain import save_encoder
+    from fewlabels.train import History
+
+    p = load_preset("default").pretrain
+    p.encoder_options = {"width": 4}
+    torch.manual_seed(0)
+    return save_encoder(tmp_path / "e.encoder", build_encoder("conv", (1, 28, 28), width=4), p,
+                        mnist, History())

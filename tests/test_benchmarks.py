@@ -81,23 +81,9 @@ def test_contention_benchmark_times_each_setting_alone_and_shared():
     assert min(r["alone"] for r in report["ratio_to_fastest_alone"].values()) == 1.0
 
 
-@pytest.mark.usefixtures("mnist")
-def test_workers_benchmark_times_both_ways_and_checks_the_numbers(tmp_path):
-    import torch
-
-    from fewlabels.config import load_preset
-    from fewlabels.data import load_dataset
-    from fewlabels.encoders import build_encoder
-    from fewlabels.pretrain import save_encoder
-    from fewlabels.train import History
-
-    p = load_preset("default").pretrain
-    p.encoder_options = {"width": 4}
-    torch.manual_seed(0)
-    save_encoder(tmp_path / "e.encoder", build_encoder("conv", (1, 28, 28), width=4), p,
-                 load_dataset("mnist"), History())
+def test_workers_benchmark_times_both_ways_and_checks_the_numbers(tiny_encoder):
     out = subprocess.run([sys.executable, str(BENCHMARKS / "workers.py"), "--encoder",
-                          str(tmp_path / "e.encoder"), "--arms", "probe"],
+                          str(tiny_encoder), "--arms", "probe"],
                          capture_output=True, text=True, timeout=600, check=True)
     report = json.loads(out.stdout)
     assert report["runs"] == 3 and report["same_accuracies_as_one_process_1_thread"]

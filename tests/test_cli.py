@@ -331,43 +331,19 @@ def test_report_on_a_results_file_missing_keys_is_one_line(capsys, tmp_path, con
     assert code == 2 and "does not hold what a report needs" in err
 
 
-def test_probe_refuses_zero_epochs_before_any_work(capsys, tmp_path):
-    from fewlabels.config import load_preset
-    from fewlabels.data import load_dataset
-    from fewlabels.encoders import build_encoder
-    from fewlabels.pretrain import save_encoder
-    from fewlabels.train import History
-
-    p = load_preset("default").pretrain
-    p.encoder_options = {"width": 4}
-    ds = load_dataset("mnist")
-    save_encoder(tmp_path / "e.encoder", build_encoder("conv", (1, 28, 28), width=4), p, ds,
-                 History())
-    code, _, err = run_cli(capsys, "probe", "--encoder", str(tmp_path / "e.encoder"),
-                           "--epochs", "0")
+def test_probe_refuses_zero_epochs_before_any_work(capsys, tiny_encoder):
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--epochs", "0")
     assert code == 2 and "probe --epochs=0 is not allowed" in err
-    code, _, err = run_cli(capsys, "probe", "--encoder", str(tmp_path / "e.encoder"),
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder),
                            "--dataset", "mnist-hard")
     assert code == 2 and "was pretrained on images of shape [1, 28, 28]" in err
 
 
-@pytest.mark.usefixtures("mnist")
-def test_workers_give_the_results_of_one_process(capsys, tmp_path):
+def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder):
     """compare --workers 2 (one thread each) against one process with one thread: the
     same runs, the same numbers; the pretrained encoder is shared, not trained twice."""
-    from fewlabels.config import load_preset
-    from fewlabels.data import load_dataset
-    from fewlabels.encoders import build_encoder
-    from fewlabels.pretrain import save_encoder
-    from fewlabels.train import History
-
-    p = load_preset("default").pretrain
-    p.encoder_options = {"width": 4}
-    torch.manual_seed(0)
-    save_encoder(tmp_path / "e.encoder", build_encoder("conv", (1, 28, 28), width=4), p,
-                 load_dataset("mnist"), History())
     common = ["compare", "--arms", "probe", "pixels-knn", "--labels", "100", "--seeds", "0",
-              "1", "2", "--pretrained", str(tmp_path / "e.encoder"), "--epochs", "5",
+              "1", "2", "--pretrained", str(tiny_encoder), "--epochs", "5",
               "--set", "feature_map=0", "--precision", "fp32"]
     code, _, _ = run_cli(capsys, "--threads", "1", *common, "--out", str(tmp_path / "one"))
     assert code == 0
