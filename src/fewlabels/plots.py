@@ -3,6 +3,7 @@ it inline when running under Jupyter."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 
 from .arms import TUNED, arm_of
+from .checkpoint import atomic_write_bytes
 from .data import to_uint8
 
 
@@ -19,11 +21,20 @@ def _as_hwc(image: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
 
 
+def save(fig, path: str | Path) -> None:
+    """Write ``fig`` to ``path`` atomically (the format from its suffix): a kill or a full
+    disk leaves the previous file or none, never half a PNG."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix[1:] or "png", dpi=110, bbox_inches="tight")
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def show(fig, path: str | Path | None = None):
     """Save ``fig`` to ``path`` if given; display it when running in a notebook."""
     if path is not None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save(fig, path)
     if "inline" in matplotlib.get_backend().lower():
         from IPython.display import display  # type: ignore
 

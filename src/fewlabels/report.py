@@ -227,7 +227,7 @@ def answers(results: dict) -> list[str]:
 
 
 def _save(fig, path: Path) -> str:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plots.save(fig, path)
     plt.close(fig)
     return path.name
 

@@ -1,0 +1,31 @@
+import errno
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+from fewlabels import checkpoint, plots  # noqa: E402
+
+
+def _figure(value):
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, value])
+    return fig
+
+
+def test_save_writes_a_whole_png_and_a_failed_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "deep" / "curve.png"
+    plots.save(_figure(1.0), path)
+    first = path.read_bytes()
+    assert first.startswith(b"\x89PNG\r\n\x1a\n") and first.endswith(b"IEND\xaeB`\x82")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
+    with pytest.raises(OSError, match="No space"):
+        plots.save(_figure(2.0), path)
+    assert path.read_bytes() == first
+    assert [p.name for p in path.parent.iterdir()] == ["curve.png"]  # no temp file left
