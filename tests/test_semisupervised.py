@@ -8,9 +8,9 @@ from fewlabels.evaluate import with_fitted_head
 from fewlabels.runtime import resolve
 from fewlabels.semisupervised import (
     SemiSupervisedConfig,
-    confident_share,
     consistency_loss,
-    pool_epochs,
+    flexible_thresholds,
+    pool_predictions,
     train_semisupervised,
 )
 
@@ -18,7 +18,8 @@ from fewlabels.semisupervised import (
 def test_pseudo_labels_under_the_threshold_add_nothing():
     weak = torch.tensor([[8.0, 0, 0], [0.3, 0.2, 0.1], [0, 0, 9.0]])  # rows 0, 2 confident
     strong = torch.randn(3, 3, requires_grad=True)
-    loss, mask = consistency_loss(weak, strong, threshold=0.95)
+    loss, mask, confidence, pseudo = consistency_loss(weak, strong, threshold=0.95)
+    assert pseudo.tolist() == [0, 0, 2] and confidence[0] > 0.99
     assert mask.tolist() == [True, False, True]
     expected = (F.cross_entropy(strong[0:1], torch.tensor([0]))
                 + F.cross_entropy(strong[2:3], torch.tensor([2]))) / 3
@@ -27,13 +28,14 @@ def test_pseudo_labels_under_the_threshold_add_nothing():
     assert torch.equal(strong.grad[1], torch.zeros(3))  # the unsure row pulls on nothing
     assert strong.grad[0].abs().sum() > 0
     # nothing confident: zero, and still a tensor that backpropagates
-    none, mask = consistency_loss(torch.zeros(4, 3), torch.randn(4, 3, requires_grad=True), 0.9)
+    none, mask, *_ = consistency_loss(torch.zeros(4, 3), torch.randn(4, 3, requires_grad=True),
+                                      0.9)
     assert none.item() == 0 and not mask.any() and none.requires_grad
 
 
 def test_the_weak_views_get_no_gradient():
     weak = torch.tensor([[5.0, 0.0]], requires_grad=True)
-    loss, _ = consistency_loss(weak, torch.tensor([[0.0, 1.0]], requires_grad=True), 0.5)
+    loss, *_ = consistency_loss(weak, torch.tensor([[0.0, 1.0]], requires_grad=True), 0.5)
     loss.backward()
     assert weak.grad is None
 
@@ -42,8 +44,8 @@ def test_distribution_alignment_moves_pseudo_labels_towards_the_prior():
     weak = torch.tensor([[1.2, 1.0]])  # class 0 by a little
     prior = torch.tensor([0.5, 0.5])
     running = torch.tensor([0.9, 0.1])  # the pool has been predicted class 0 far too often
-    _, plain = consistency_loss(weak, torch.zeros(1, 2), 0.0)
-    loss, _ = consistency_loss(weak, torch.tensor([[0.0, 5.0]]), 0.0, prior, running)
+    _, plain, *_ = consistency_loss(weak, torch.zeros(1, 2), 0.0)
+    loss, *_ = consistency_loss(weak, torch.tensor([[0.0, 5.0]]), 0.0, prior, running)
     assert plain.all() and loss.item() < 0.1  # aligned, the pseudo-label became class 1
 
 
@@ -99,14 +101,49 @@ def test_a_pool_that_starts_unsure_gets_the_longer_schedule():
     pool = torch.zeros(100, 1, 4, 4, dtype=torch.uint8)
     pool[:30, 0, 0, 0] = 255  # 30% confident
     net = _Fixed()
-    assert confident_share(net, pool, 0.9, rt) == pytest.approx(0.3)
+
+    def share():
+        return (pool_predictions(net, pool, rt)[0] >= 0.9).float().mean().item()
+
+    assert share() == pytest.approx(0.3)
     cfg = SemiSupervisedConfig(epochs=8, hard_pool_epochs=12, hard_share=0.5, threshold=0.9)
-    assert pool_epochs(net, pool, cfg, rt) == (12, pytest.approx(0.3))
+    assert cfg.pool_epochs(share()) == 12
     pool[:60, 0, 0, 0] = 255  # 60%: not hard
-    assert pool_epochs(net, pool, cfg, rt) == (8, pytest.approx(0.6))
+    assert cfg.pool_epochs(share()) == 8
     cfg.hard_share = 0  # the rule switched off
     pool[:, 0, 0, 0] = 0
-    assert pool_epochs(net, pool, cfg, rt)[0] == 8
+    assert cfg.pool_epochs(share()) == 8
     before = torch.get_rng_state()
-    confident_share(net, pool, 0.9, rt)
+    pool_predictions(net, pool, rt)
     assert torch.equal(torch.get_rng_state(), before) and not net.training
+
+
+def test_flexible_thresholds_lower_the_bar_for_classes_that_claimed_little_of_the_pool():
+    claims = torch.tensor([0] * 6 + [1] * 3 + [-1])  # class 2 claimed nothing yet
+    t = flexible_thresholds(claims, 3, 0.9)
+    assert t[0] == pytest.approx(0.9)  # the best-learnt class keeps the full threshold
+    assert t[1] == pytest.approx(0.9 * 0.5 / 1.5) and t[2] == 0
+    # warm-up: while most of the pool is unclaimed, every threshold is low
+    warm = flexible_thresholds(torch.tensor([0, 1] + [-1] * 8), 3, 0.9)
+    assert warm.tolist() == pytest.approx([0.9 * (1 / 8) / (2 - 1 / 8)] * 2 + [0])
+    # per-class thresholds in the loss: the same confidence counts for one class only
+    weak = torch.tensor([[2.0, 0, 0], [0, 2.0, 0]])  # 0.79 sure of class 0, of class 1
+    _, mask, *_ = consistency_loss(weak, torch.zeros(2, 3), torch.tensor([0.9, 0.3, 0.0]))
+    assert mask.tolist() == [False, True]
+
+
+def test_flexible_semisupervised_training_runs_and_is_seeded(mnist_slice):
+    rt = resolve("cpu", "fp32")
+    images, labels = mnist_slice.train_images[:64], mnist_slice.train_labels[:64]
+    pool = mnist_slice.train_images[:256]
+    torch.manual_seed(0)
+    encoder = ConvEncoder(width=4)
+    states = []
+    for _ in range(2):
+        net = with_fitted_head(encoder, images, labels, 10, 5, rt, seed=0)
+        cfg = SemiSupervisedConfig(epochs=2, batch=16, ratio=2, threshold=0.5, flexible=True)
+        history, _ = train_semisupervised(net, images, labels, pool, cfg, rt,
+                                          AugmentConfig(), seed=0)
+        assert all(0 <= r["confident"] <= 1 for r in history.records)
+        states.append(net.state_dict())
+    assert all(torch.equal(v, states[1][k]) for k, v in states[0].items())
