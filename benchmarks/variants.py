@@ -77,7 +77,8 @@ def main(argv=None) -> int:
                "seconds": round(seconds, 1),
                "worst": [f"{int(i) // k}->{int(i) % k}: {int(c)}"
                          for c, i in zip(worst.values, worst.indices, strict=True)],
-               "encoder": args.encoder, "cpu": cpu_name(), "threads": torch.get_num_threads()}
+               "encoder": Path(args.encoder).name if args.encoder else None,  # not its path
+               "cpu": cpu_name(), "threads": torch.get_num_threads()}
         print(json.dumps(row), flush=True)
         if args.table:
             with args.table.open("a") as f:

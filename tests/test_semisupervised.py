@@ -61,6 +61,7 @@ def test_semisupervised_training_trains_the_encoder_on_labels_and_pool(mnist_sli
                                            cfg, rt, AugmentConfig(), seed=0)
     assert len(history.records) > 0 and all("confident" in r for r in history.records)
     assert chosen["epochs"] == 1 and 0 <= chosen["confident_share_at_start"] <= 1
+    assert chosen["flexible"]  # 10 labels a class, under the default's 20
     assert not net.training
     changed = any(not torch.equal(v, net.encoder.state_dict()[k]) for k, v in before.items())
     assert changed, "semi-supervised training moves the encoder"
@@ -132,18 +133,22 @@ def test_flexible_thresholds_lower_the_bar_for_classes_that_claimed_little_of_th
     assert mask.tolist() == [False, True]
 
 
-def test_flexible_semisupervised_training_runs_and_is_seeded(mnist_slice):
+def test_flexible_thresholds_apply_under_the_labels_a_class_and_are_seeded(mnist_slice):
     rt = resolve("cpu", "fp32")
     images, labels = mnist_slice.train_images[:64], mnist_slice.train_labels[:64]
     pool = mnist_slice.train_images[:256]
     torch.manual_seed(0)
     encoder = ConvEncoder(width=4)
-    states = []
-    for _ in range(2):
+    states, flags = [], []
+    for below in (7, 7, 6):  # 6.4 labels a class: flexible, flexible, fixed threshold
         net = with_fitted_head(encoder, images, labels, 10, 5, rt, seed=0)
-        cfg = SemiSupervisedConfig(epochs=2, batch=16, ratio=2, threshold=0.5, flexible=True)
-        history, _ = train_semisupervised(net, images, labels, pool, cfg, rt,
-                                          AugmentConfig(), seed=0)
+        cfg = SemiSupervisedConfig(epochs=2, batch=16, ratio=2, threshold=0.5,
+                                   flexible_below=below)
+        history, chosen = train_semisupervised(net, images, labels, pool, cfg, rt,
+                                               AugmentConfig(), seed=0)
         assert all(0 <= r["confident"] <= 1 for r in history.records)
         states.append(net.state_dict())
+        flags.append(chosen["flexible"])
+    assert flags == [True, True, False]
     assert all(torch.equal(v, states[1][k]) for k, v in states[0].items())
+    assert any(not torch.equal(v, states[2][k]) for k, v in states[0].items())
