@@ -15,9 +15,17 @@ def _figure(value):
     return fig
 
 
+def _save(value, path):
+    fig = _figure(value)
+    try:
+        plots.save(fig, path)
+    finally:
+        plt.close(fig)
+
+
 def test_save_writes_a_whole_png_and_a_failed_write_keeps_the_previous_one(tmp_path, monkeypatch):
     path = tmp_path / "deep" / "curve.png"
-    plots.save(_figure(1.0), path)
+    _save(1.0, path)
     first = path.read_bytes()
     assert first.startswith(b"\x89PNG\r\n\x1a\n") and first.endswith(b"IEND\xaeB`\x82")
 
@@ -26,6 +34,6 @@ def test_save_writes_a_whole_png_and_a_failed_write_keeps_the_previous_one(tmp_p
 
     monkeypatch.setattr(checkpoint.os, "fsync", full_disk)
     with pytest.raises(OSError, match="No space"):
-        plots.save(_figure(2.0), path)
+        _save(2.0, path)
     assert path.read_bytes() == first
     assert [p.name for p in path.parent.iterdir()] == ["curve.png"]  # no temp file left
