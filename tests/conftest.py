@@ -17,6 +17,15 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ["FEWLABELS_THREADS"] = "1"  # the CLI's own choice, in-process and in children
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Figures a test leaves open (plots return them, as in a notebook) are closed after it."""
+    yield
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+
+
 @pytest.fixture(scope="session")
 def mnist():
     """The real MNIST, verified by checksum (fetched into the cache if it is not there)."""
