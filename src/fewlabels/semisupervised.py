@@ -138,12 +138,12 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     g = torch.Generator(device=rt.device).manual_seed(seed)
     n_pool = cfg.batch * cfg.ratio
     per_epoch = max(1, len(u) // n_pool)
-    confidence, predicted = pool_predictions(net, u, rt)
-    confident = confidence >= cfg.threshold
+    start_confidence, start_class = pool_predictions(net, u, rt)
+    confident = start_confidence >= cfg.threshold
     share = confident.float().mean().item() if len(u) else 0.0
     epochs = cfg.pool_epochs(share)
     flexible = len(y) / k < cfg.flexible_below
-    claims = torch.where(confident, predicted, -1) if flexible else None
+    claims = torch.where(confident, start_class, -1) if flexible else None
     steps = max(1, round(epochs * per_epoch))
     order = torch.Generator().manual_seed(seed)
     labeled_batches = shuffled_batches(torch.arange(len(x)), cfg.batch, order)
