@@ -1,12 +1,13 @@
-"""Measure recipe variants of one arm on a development split, never on the test set.
+"""Measure recipe variants of one arm on the development split and development draws.
 
-The development split is 10,000 training images outside the label draw (their labels are
-read only to score the variant; a semi-supervised arm sees them, unlabeled, in its pool).
-Defaults are chosen from these numbers; the test set stays for the comparison itself.
-Each variant prints one JSON line and appends it to ``--table``.
+Recipes are chosen here and nowhere else (``fewlabels.development``): the arm trains on
+the training images less a development split of 10,000, with the dataset's held-back
+images withheld, and is scored on the development split; the label draws are development
+draws (seeds 100 and up), which a comparison refuses, so no reported draw is ever a draw a
+choice was made on. Each variant prints one JSON line and appends it to ``--table``.
 
     python benchmarks/variants.py --encoder runs/X/mnist.encoder --arm finetune \\
-        --set finetune.epochs=30 --seeds 0 1 2 --table benchmarks/variants.jsonl
+        --set finetune.epochs=30 --seeds 100 101 102 --table benchmarks/variants.jsonl
 """
 
 from __future__ import annotations
@@ -21,20 +22,11 @@ import torch
 
 from fewlabels.arms import ARMS
 from fewlabels.config import load_preset, parse_set
-from fewlabels.data import draw_labels, load_dataset, parse_label_budget
+from fewlabels.data import load_dataset, parse_label_budget
+from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
+from fewlabels.errors import UsageError
 from fewlabels.pretrain import load_encoder
 from fewlabels.runtime import cpu_name, resolve
-
-DEV_SIZE = 10_000
-
-
-def dev_split(n: int, labeled: torch.Tensor, seed: int) -> torch.Tensor:
-    """DEV_SIZE training indices outside ``labeled``, drawn reproducibly."""
-    outside = torch.ones(n, dtype=torch.bool)
-    outside[labeled] = False
-    candidates = outside.nonzero().flatten()
-    g = torch.Generator().manual_seed(10_000 + seed)
-    return candidates[torch.randperm(len(candidates), generator=g)[:DEV_SIZE]].sort().values
 
 
 def main(argv=None) -> int:
@@ -44,39 +36,35 @@ def main(argv=None) -> int:
     p.add_argument("--encoder", help="a pretrained .encoder (arms that need one)")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--labels", default="600")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--seeds", nargs="+", type=int, default=[FIRST_DEVELOPMENT_DRAW],
+                   help=f"development draws ({FIRST_DEVELOPMENT_DRAW} and up)")
     p.add_argument("--preset", default="default")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--name", default="", help="a label for the table")
     p.add_argument("--table", type=Path, help="append each result (JSON line) here")
     args = p.parse_args(argv)
-
-    cfg = load_preset(args.preset, parse_set(args.set))
+    try:
+        check_development_draws(args.seeds)
+        cfg = load_preset(args.preset, parse_set(args.set))
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     rt = resolve(cfg.device, cfg.precision)
-    ds = load_dataset(args.dataset)
+    dev = development_data(load_dataset(args.dataset))
     encoder = None
     if ARMS[args.arm].pretrained:
         encoder, _ = load_encoder(args.encoder)
         encoder.to(rt.device)
-    count = parse_label_budget(args.labels, len(ds.train_labels))
+    count = parse_label_budget(args.labels, len(dev.train.train_labels))
     for seed in args.seeds:
-        labeled = draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
-        dev = dev_split(len(ds.train_labels), labeled, seed)
+        labeled = dev.draw(count, seed, cfg.label_sampling)
         start = time.perf_counter()
-        outcome = ARMS[args.arm].run(ds.without_test(), labeled, seed, cfg, encoder)
+        outcome = ARMS[args.arm].run(dev.train, labeled, seed, cfg, encoder)
         seconds = time.perf_counter() - start
-        predicted = outcome.predict(ds.train_images[dev])
-        truth = ds.train_labels[dev]
-        k = ds.num_classes
-        confusion = torch.bincount(truth * k + predicted, minlength=k * k).view(k, k)
-        confusion.fill_diagonal_(0)
-        worst = confusion.flatten().topk(3)
         row = {"arm": args.arm, "name": args.name, "set": args.set, "dataset": args.dataset,
-               "labels": count, "seed": seed,
-               "dev_accuracy": round((predicted == truth).float().mean().item(), 4),
-               "seconds": round(seconds, 1),
-               "worst": [f"{int(i) // k}->{int(i) % k}: {int(c)}"
-                         for c, i in zip(worst.values, worst.indices, strict=True)],
+               "labels": count, "seed": seed, "split": "development",
+               **dev.score(outcome.predict), "seconds": round(seconds, 1),
+               "chosen": {k: v for k, v in outcome.chosen.items() if k != "val_scores"},
                "encoder": Path(args.encoder).name if args.encoder else None,  # not its path
                "cpu": cpu_name(), "threads": torch.get_num_threads()}
         print(json.dumps(row), flush=True)

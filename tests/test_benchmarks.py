@@ -35,25 +35,6 @@ def test_throughput_prints_both_paths_their_ratio_and_where_the_time_goes():
 
 
 @pytest.mark.usefixtures("mnist")
-def test_variants_scores_on_a_development_split_outside_the_draw(tmp_path):
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import variants
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    import torch
-
-    labeled = torch.arange(0, 60000, 100)
-    dev = variants.dev_split(60000, labeled, seed=0)
-    assert len(dev) == variants.DEV_SIZE and not set(dev.tolist()) & set(labeled.tolist())
-    assert torch.equal(dev, variants.dev_split(60000, labeled, seed=0))
-    table = tmp_path / "table.jsonl"
-    assert variants.main(["--arm", "pixels-knn", "--labels", "100", "--table", str(table)]) == 0
-    row = json.loads(table.read_text())
-    assert row["arm"] == "pixels-knn" and 0 < row["dev_accuracy"] < 1 and len(row["worst"]) == 3
-
-
-@pytest.mark.usefixtures("mnist")
 def test_images_benchmark_times_the_folder_decode_and_predict(tmp_path):
     out = subprocess.run([sys.executable, str(BENCHMARKS / "images.py"), "--train", "700",
                           "--test", "300", "--out", str(tmp_path / "r.json")],

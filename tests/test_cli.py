@@ -8,7 +8,8 @@ import torch
 from fewlabels.cli import main
 
 TINY = ["--pretrain-epochs", "0.05", "--epochs", "2", "--set", "feature_map=60",
-        "--set", "ceiling.epochs=1", "--set", "pretrain.pool=2000"]
+        "--set", "ceiling.max_epochs=1", "--set", "ceiling.lrs=0.003",
+        "--set", "ceiling.at_least_semisupervised=false", "--set", "pretrain.pool=2000"]
 
 
 def run_cli(capsys, *argv):
@@ -104,7 +105,7 @@ def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
         (a, s) for a in ("supervised", "probe", "pixels-logreg", "pixels-knn")
         for s in (0, 1)} | {("ceiling", 0)}
     for r in results["runs"]:
-        assert 0 <= r["test_accuracy"] <= 1 and r["train_seconds"] >= 0
+        assert r["train_seconds"] > 0
         assert r["labels"] == (60000 if r["arm"] == "ceiling" else 100)
         assert len(r["per_class"]) == 10 and sum(map(sum, r["confusion"])) == 10000
         assert r["test_accuracy"] == pytest.approx(
@@ -213,7 +214,10 @@ def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     probe = [r for r in results["runs"] if r["arm"] == "probe"][0]
-    assert probe["method"] == "simclr+scan+self-label" and 0 <= probe["test_accuracy"] <= 1
+    assert probe["method"] == "simclr+scan+self-label"
+    # (a width-4 encoder after one tiny SCAN round may have collapsed: no floor on it)
+    assert probe["test_accuracy"] == pytest.approx(
+        sum(probe["confusion"][k][k] for k in range(10)) / 10000)
     assert "weight_decay" in probe["chosen"]
     assert results["pretrain_seconds"]["mnist"] > 0
     assert (out / "pretraining-mnist.png").is_file()

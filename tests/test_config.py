@@ -114,7 +114,7 @@ BAD = [
     ("supervised.lrs=0", "supervised.lrs=0.0 is not allowed"),
     ("supervised.weight_decay=-1", "supervised.weight_decay=-1.0 is not allowed"),
     ("supervised.schedule=linear", "unknown supervised.schedule 'linear'"),
-    ("ceiling.epochs=0", "ceiling.epochs=0 is not allowed"),
+    ("ceiling.max_epochs=0", "ceiling.max_epochs=0 is not allowed"),
     ("finetune.encoder_lr_scale=0", "finetune.encoder_lr_scale=0.0 is not allowed"),
     ("finetune.head_epochs=0", "finetune.head_epochs=0 is not allowed"),
     ("finetune.lrs=", "finetune.lrs=[] is not allowed"),

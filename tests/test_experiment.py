@@ -2,6 +2,8 @@
 
 import dataclasses
 
+import pytest
+
 from fewlabels.config import load_preset
 from fewlabels.experiment import compare
 from fewlabels.pretrain import load_encoder
@@ -23,10 +25,20 @@ def test_every_label_draw_is_evaluated_on_every_pretraining_run(mnist, tmp_path)
         _, meta = load_encoder(tmp_path / "run" / f"mnist-p{seed}.encoder")
         assert meta["pretrain"]["seed"] == seed
     summary = {s["arm"]: s for s in results["summary"]}
-    assert summary["probe"]["n"] == 4 and summary["probe"]["pretrain_seeds"] == [3, 4]
+    # the unit is the label draw: two draws, each probe's mean over its pretraining runs
+    assert summary["probe"]["n"] == 2 and summary["probe"]["pretrain_seeds"] == [3, 4]
     assert len(summary["probe"]["by_pretrain_seed"]) == 2
     (paired,) = results["paired"]
-    assert paired["pretrain_seeds"] == [3, 4, 3, 4] and paired["seeds"] == [0, 0, 1, 1]
+    acc = {(r["arm"], r["seed"], r["pretrain_seed"]): r["test_accuracy"]
+           for r in results["runs"]}
+    by_hand = [(acc["probe", s, 3] + acc["probe", s, 4]) / 2 - acc["pixels-logreg", s, None]
+               for s in (0, 1)]
+    mean, half = sum(by_hand) / 2, 12.706204736174707 * abs(by_hand[0] - by_hand[1]) / 2
+    # (std of two values: |a − b| / √2; t(0.975, 1) · std / √2)
+    assert paired["seeds"] == [0, 1] and paired["n"] == 2
+    assert paired["differences"] == pytest.approx(by_hand)
+    assert paired["ci95"] == pytest.approx([mean - half, mean + half])
+    assert paired["pretrain_seeds"] == [3, 4] and len(paired["per_pretraining_run"]) == 4
     report = (tmp_path / "run" / "report.md").read_text()
     assert "ran on 2 pretraining runs (seeds 3, 4)" in report and "1/p4: " in report
 

@@ -34,5 +34,5 @@ def test_notebook_cells_run(tmp_path, monkeypatch, mnist, load_existing):
     for name in ("model.autoencoder", "model.classifier", "pretrained.classifier"):
         assert (tmp_path / name).is_file()
     assert scope["tuned_classifier"].encoder_frozen
-    assert 0 <= scope["classifier"].test_accuracy <= 1
+    assert scope["classifier"].test_accuracy > 0.2  # 600 labels: far above chance (0.1)
     assert len(scope["classifier"].labeled) == 600

@@ -18,7 +18,7 @@ def test_pretrain_monitors_knn_and_round_trips(mnist_slice, tmp_path):
     encoder, method, history = pretrain(mnist_slice, cfg, rt, monitor, progress=False)
     steps, knn = history.series("knn")
     assert steps == [7, 14]  # once per epoch (2,000 images / 300 per step), off the log grid
-    assert all(0 <= k <= 1 for k in knn)
+    assert all(k > 0.3 for k in knn)  # 200 labels, 5 neighbours: far above chance (0.1)
     _, loss = history.series("loss")
     assert loss[-1] < loss[0]
     path = save_encoder(tmp_path / "m.encoder", encoder, cfg, mnist_slice, history)

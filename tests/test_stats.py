@@ -64,17 +64,59 @@ def test_paired_differences_can_put_an_arm_first():
     assert x["differences"] == pytest.approx([0.02])
 
 
-def test_pretraining_runs_are_units_of_their_own():
-    # probe on two pretraining runs × two draws; supervised once per draw
-    runs = [_run("supervised", 0, 0.95), _run("supervised", 1, 0.94)]
-    for p, accs in ((0, (0.97, 0.96)), (1, (0.93, 0.92))):
-        for seed, acc in enumerate(accs):
-            runs.append({**_run("probe", seed, acc), "pretrain_seed": p})
+def _crossed_design():
+    """supervised once per draw; probe on three pretraining runs of every draw."""
+    supervised = {0: 0.95, 1: 0.96, 2: 0.94}
+    probe = {0: (0.97, 0.98, 0.96), 1: (0.99, 0.98, 0.97), 2: (0.97, 0.99, 0.98)}
+    runs = [_run("supervised", s, acc) for s, acc in supervised.items()]
+    runs += [{**_run("probe", s, acc), "pretrain_seed": p}
+             for s, accs in probe.items() for p, acc in enumerate(accs)]
+    return runs
+
+
+def test_the_label_draw_is_the_unit_of_a_paired_difference():
+    runs = _crossed_design()
     (x,) = paired_differences(runs, first=("probe",))
-    assert (x["seeds"], x["pretrain_seeds"]) == ([0, 0, 1, 1], [0, 1, 0, 1])
-    assert x["differences"] == pytest.approx([0.02, -0.02, 0.02, -0.02])
-    probe = [e for e in summarize(runs) if e["arm"] == "probe"][0]
-    assert probe["n"] == 4 and probe["pretrain_seeds"] == [0, 1]
-    assert [b["mean"] for b in probe["by_pretrain_seed"]] == pytest.approx([0.965, 0.925])
-    supervised = [e for e in summarize(runs) if e["arm"] == "supervised"][0]
-    assert "pretrain_seeds" not in supervised and supervised["n"] == 2
+    # by hand: probe's draw means 0.97, 0.98, 0.98 against 0.95, 0.96, 0.94 →
+    # differences 0.02, 0.02, 0.04; mean 0.08 / 3, std sqrt(((−0.02/3)² · 2 + (0.04/3)²) / 2)
+    mean = 0.08 / 3
+    std = math.sqrt(((0.02 / 3) ** 2 * 2 + (0.04 / 3) ** 2) / 2)
+    half = 4.302652729911275 * std / math.sqrt(3)  # t(0.975, 2): three draws, 2 df
+    assert x["seeds"] == [0, 1, 2] and x["n"] == 3
+    assert x["differences"] == pytest.approx([0.02, 0.02, 0.04])
+    assert x["mean"] == pytest.approx(mean) and x["std"] == pytest.approx(std)
+    assert x["ci95"] == pytest.approx([mean - half, mean + half])
+    # counting each (draw, pretraining run) as a unit — 9 units, 8 df, supervised reused
+    # three times — gives a narrower interval than these three draws support
+    every_pair = [d["difference"] for d in x["per_pretraining_run"]]
+    assert len(every_pair) == 9
+    assert every_pair[:3] == pytest.approx([0.02, 0.03, 0.01])
+    naive = describe(every_pair)
+    assert naive["ci95"][1] - naive["ci95"][0] < 0.5 * (x["ci95"][1] - x["ci95"][0])
+    assert x["pretrain_seeds"] == [0, 1, 2]
+
+
+def test_an_arm_on_pretraining_runs_is_summarised_over_draws():
+    probe = [e for e in summarize(_crossed_design()) if e["arm"] == "probe"][0]
+    assert probe["n"] == 3  # three draws, not nine runs
+    assert probe["mean"] == pytest.approx((0.97 + 0.98 + 0.98) / 3)
+    assert probe["std"] == pytest.approx(describe([0.97, 0.98, 0.98])["std"])
+    assert probe["pretrain_seeds"] == [0, 1, 2]
+    # the per-pretraining-run description: run 0 on draws 0 1 2 is 0.97, 0.99, 0.97
+    assert [b["mean"] for b in probe["by_pretrain_seed"]] == pytest.approx(
+        [(0.97 + 0.99 + 0.97) / 3, (0.98 + 0.98 + 0.99) / 3, (0.96 + 0.97 + 0.98) / 3])
+    assert all(b["n"] == 3 for b in probe["by_pretrain_seed"])
+
+
+def test_both_arms_on_pretraining_runs_pair_by_draw_means():
+    runs = []
+    for p, (a0, a1, b0, b1) in enumerate(((0.97, 0.96, 0.95, 0.95), (0.93, 0.94, 0.91, 0.90))):
+        runs += [{**_run("probe", 0, a0), "pretrain_seed": p},
+                 {**_run("probe", 1, a1), "pretrain_seed": p},
+                 {**_run("finetune", 0, b0), "pretrain_seed": p},
+                 {**_run("finetune", 1, b1), "pretrain_seed": p}]
+    (x,) = paired_differences(runs, first=("probe",))
+    # draw 0: (0.97 + 0.93) / 2 − (0.95 + 0.91) / 2 = 0.02; draw 1: 0.95 − 0.925 = 0.025
+    assert x["differences"] == pytest.approx([0.02, 0.025]) and x["n"] == 2
+    assert [d["difference"] for d in x["per_pretraining_run"]] == pytest.approx(
+        [0.02, 0.02, 0.01, 0.04])

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from .ceiling import train_ceiling
 from .data import Dataset
 from .encoders import ClassifierNet, build_encoder
 from .errors import check_fraction, check_positive
@@ -98,21 +99,36 @@ def _trained(r: dict, rt, method: str | None = None) -> Outcome:
                    chosen={"lr": r["lr"], "val_scores": r["val_scores"]}, net=net)
 
 
-def _from_scratch(section: str) -> Runner:
-    def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
-        p = cfg.pretrain
-
-        def make_net(images, labels):
-            return new_classifier(lambda: build_encoder(p.encoder, ds.image_shape,
+def _from_scratch(ds: Dataset, seed: int, cfg: CompareConfig) -> Callable[[], ClassifierNet]:
+    """A maker of the supervised arm's network, new and initialised from ``seed``."""
+    p = cfg.pretrain
+    return lambda: new_classifier(lambda: build_encoder(p.encoder, ds.image_shape,
                                                         **p.encoder_options),
                                   ds.num_classes, seed)
 
-        rt = resolve(cfg.device, cfg.precision)
-        return _trained(train_network(make_net, ds.train_images[labeled],
-                                      ds.train_labels[labeled], getattr(cfg, section), rt,
-                                      p.augment, seed), rt)
 
-    return run
+def _supervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
+    rt = resolve(cfg.device, cfg.precision)
+    make = _from_scratch(ds, seed, cfg)
+    return _trained(train_network(lambda images, labels: make(), ds.train_images[labeled],
+                                  ds.train_labels[labeled], cfg.supervised, rt,
+                                  cfg.pretrain.augment, seed), rt)
+
+
+def _ceiling(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
+    """The supervised arm's network on every training label, to its plateau (``ceiling``);
+    never fewer steps than the semi-supervised arm can take on this pool."""
+    rt = resolve(cfg.device, cfg.precision)
+    r = train_ceiling(_from_scratch(ds, seed, cfg), ds.train_images[labeled],
+                      ds.train_labels[labeled], cfg.ceiling, rt, cfg.pretrain.augment, seed,
+                      min_steps=(cfg.semisupervised.most_steps(len(ds.train_images))
+                                 if cfg.ceiling.at_least_semisupervised else 0),
+                      progress=False)
+    net = r["net"]
+    chosen = {k: r[k] for k in ("lr", "val_scores", "epochs", "best_epoch", "val_accuracy",
+                                "steps", "min_steps", "lr_drops")}
+    return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
+                   history=r["history"].records, chosen=chosen, net=net)
 
 
 def _finetune(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
@@ -247,7 +263,7 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("semisupervised", _semisupervised, "semisupervised", "#c44e52",
         "the pretrained network trained on the labels and the unlabeled pool (FixMatch)",
         _semisupervised_space, pretrained=True),
-    Arm("supervised", _from_scratch("supervised"), "supervised", "#dd8452",
+    Arm("supervised", _supervised, "supervised", "#dd8452",
         "the same encoder trained from scratch on the labels alone", _supervised_space),
     Arm("pixels-logreg", _sklearn(_logreg), "pixels_logreg", "#8c8c8c",
         "logistic regression on raw pixels", _logreg_space),
@@ -256,8 +272,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
     Arm("pixels-labelspreading", _labelspreading, "pixels_labelspreading", "#937860",
         "label spreading over a nearest-neighbour graph of every training image's pixels",
         _labelspreading_space),
-    Arm("ceiling", _from_scratch("ceiling"), "ceiling", "#55a868",
-        "the supervised network on every training label, once per dataset",
+    Arm("ceiling", _ceiling, "ceiling", "#55a868",
+        "the supervised network on every training label but a validation split, trained "
+        "to its plateau, once per dataset",
         every_label=True),
 )}
 

@@ -188,6 +188,7 @@ def _cmd_probe(args) -> int:
 
     from .augment import AugmentConfig
     from .data import draw_labels, load_dataset, parse_label_budget
+    from .development import check_reported_draws
     from .evaluate import ProbeConfig, linear_probe, predict
     from .pretrain import load_encoder
     from .runtime import resolve
@@ -202,6 +203,7 @@ def _cmd_probe(args) -> int:
         raise UsageError(f"--encoder {args.encoder!r} was pretrained on images of shape "
                          f"{meta.get('image_shape')}, but {ds.name} has "
                          f"{list(ds.image_shape)}: probe it on its own dataset")
+    check_reported_draws(args.seeds)
     cfg = ProbeConfig(augment=args.augment)
     if args.epochs is not None:
         cfg.epochs = args.epochs

@@ -10,6 +10,7 @@ from importlib import resources
 import yaml
 
 from .arms import ARMS, KNNConfig, LabelSpreadingConfig, LogRegConfig
+from .ceiling import CeilingConfig
 from .errors import UsageError, check_choice, check_non_negative
 from .evaluate import FinetuneConfig, ProbeConfig, SupervisedConfig
 from .pretrain import PretrainConfig
@@ -42,10 +43,9 @@ class CompareConfig:
     pixels_logreg: LogRegConfig = field(default_factory=LogRegConfig)
     pixels_knn: KNNConfig = field(default_factory=KNNConfig)
     pixels_labelspreading: LabelSpreadingConfig = field(default_factory=LabelSpreadingConfig)
-    # the fully supervised ceiling: the supervised arm's network on every training label,
-    # once per dataset, with one learning rate (nothing to choose it on but the labels)
-    ceiling: SupervisedConfig = field(default_factory=lambda: SupervisedConfig(
-        epochs=2, batch=256, lrs=[3e-3]))
+    # the fully supervised ceiling: the supervised arm's network on every training label
+    # but a validation split, to its plateau, once per dataset (``ceiling``)
+    ceiling: CeilingConfig = field(default_factory=CeilingConfig)
     tune: int = 0  # Optuna trials per arm, label budget and seed (0: the preset's values)
     feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
     quick: bool = False  # reduced epochs for a first look (see `quick`)
@@ -57,6 +57,7 @@ class CompareConfig:
     def validate(self) -> CompareConfig:
         """Check every value before anything is written; raise UsageError naming the key."""
         from .data import DATASETS, parse_label_budget
+        from .development import check_reported_draws
 
         if not self.datasets:
             raise UsageError("no dataset given: pass at least one, e.g. --dataset mnist")
@@ -72,6 +73,7 @@ class CompareConfig:
             values = getattr(self, name)
             if len(set(values)) != len(values):
                 raise UsageError(f"{name}={values} repeats a seed: give each once")
+        check_reported_draws(self.seeds)
         if not self.arms:
             raise UsageError("no arm given: pass at least one, e.g. --arms probe supervised")
         for arm in self.arms:
@@ -105,7 +107,8 @@ def quick(cfg: CompareConfig) -> CompareConfig:
     cfg.finetune.lrs = cfg.finetune.lrs[-1:]
     cfg.semisupervised.epochs = min(cfg.semisupervised.epochs, 0.5)
     cfg.semisupervised.hard_pool_epochs = min(cfg.semisupervised.hard_pool_epochs, 0.5)
-    cfg.ceiling.epochs = 1
+    cfg.ceiling.max_epochs = 1
+    cfg.ceiling.lrs = cfg.ceiling.lrs[-1:]
     cfg.feature_map = min(cfg.feature_map, 500)
     cfg.quick = True
     return cfg

@@ -280,6 +280,22 @@ def param_groups(net: nn.Module, encoder_lr_scale: float) -> list:
             {"params": list(net.head.parameters())}]
 
 
+def classification_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        aug: AugmentConfig | None, g: torch.Generator):
+    """The loop's loss for training ``net`` on images ``x`` (float) with labels ``y``:
+    cross entropy on the batch's rows, augmented by ``aug`` (drawing from ``g``) unless it
+    is None, and the batch's accuracy to show."""
+
+    def loss_fn(idx):
+        idx = idx.to(x.device)
+        batch = augment(x[idx], aug, g) if aug is not None else x[idx]
+        logits = net(batch).float()
+        accuracy = (logits.argmax(1) == y[idx]).float().mean().item()
+        return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
+
+    return loss_fn
+
+
 def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      cfg: SupervisedConfig, lr: float, rt: Runtime, aug: AugmentConfig,
                      seed: int, progress: bool = False) -> History:
@@ -294,13 +310,7 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     per_epoch = steps_per_epoch(len(x), size)
     steps = cfg.epochs * per_epoch
 
-    def loss_fn(idx):
-        idx = idx.to(rt.device)
-        batch = augment(x[idx], aug, g) if cfg.augment else x[idx]
-        logits = net(batch).float()
-        accuracy = (logits.argmax(1) == y[idx]).float().mean().item()
-        return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
-
+    loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g)
     net.encoder.requires_grad_(True)
     net.train()
     history = fit(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn,

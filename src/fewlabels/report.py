@@ -24,7 +24,7 @@ from .stats import unit_name
 HEADER = ["dataset", "arm", "labels", "test accuracy (mean ± std)", "95% interval",
           "per seed", "train s (mean)"]
 PAIRED_HEADER = ["dataset", "labels", "difference", "mean (points)", "95% interval (points)",
-                 "per seed (points)"]
+                 "per label draw (points)"]
 
 
 def _interval(ci, scale: float = 1.0, digits: int = 4) -> str:
@@ -66,15 +66,21 @@ def table_rows(results: dict) -> list[list[str]]:
 
 
 def paired_rows(results: dict) -> list[list[str]]:
-    def units(p):
-        return [_unit(results, s, ps) for s, ps in
-                zip(p["seeds"], p.get("pretrain_seeds") or [None] * len(p["seeds"]),
-                    strict=True)]
+    """One row per paired difference: its mean and interval over label draws, then each
+    draw's difference (the mean over its pretraining runs, when there are several, each
+    then listed after it as 2/p1)."""
+    def per_draw(p):
+        runs = p.get("per_pretraining_run") or []
+        text = []
+        for s, d in zip(p["seeds"], p["differences"], strict=True):
+            inner = [f"{unit_name(s, r['pretrain_seed'])}: {100 * r['difference']:+.2f}"
+                     for r in runs if r["seed"] == s]
+            text.append(f"{s}: {100 * d:+.2f}" + (f" ({', '.join(inner)})"
+                                                  if len(inner) > 1 else ""))
+        return ", ".join(text)
 
     return [[p["dataset"], str(p["labels"]), f"{p['a']} − {p['b']}",
-             f"{100 * p['mean']:+.2f}", _interval(p["ci95"], 100, 2),
-             ", ".join(f"{u}: {100 * d:+.2f}" for u, d in zip(units(p), p["differences"],
-                                                              strict=True))]
+             f"{100 * p['mean']:+.2f}", _interval(p["ci95"], 100, 2), per_draw(p)]
             for p in results["paired"]]
 
 
@@ -85,9 +91,11 @@ def pretraining_runs_line(results: dict) -> str:
         return ""
     if len(seeds) > 1:
         return (f" The pretrained arms ran on {len(seeds)} pretraining runs (seeds "
-                f"{', '.join(map(str, seeds))}) for every label draw: their intervals cover "
-                "label draws and pretraining runs; a per-seed entry 2/p1 is draw 2 on "
-                "pretraining run 1.")
+                f"{', '.join(map(str, seeds))}) for every label draw. The unit of every "
+                "mean and interval is the label draw: each draw's accuracy is the mean over "
+                "its pretraining runs (a per-seed entry 2/p1 is draw 2 on pretraining run "
+                "1, shown as a description), so the intervals cover label draws on these "
+                "pretraining runs.")
     return (" Every pretrained arm rests on one pretraining run: its interval covers label "
             "draws only, not the spread between pretrainings (`--pretrain-seeds 0 1 2` "
             "measures that).")
@@ -281,6 +289,12 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
                          _save(plots.curves(series, f"{name} pretraining",
                                             phases=[(x, p) for p, x in phases.items()]),
                                folder / f"pretraining-{_slug(name)}.png")))
+        ceiling = _ceiling_curve(results, name, metrics)
+        if ceiling is not None:
+            made.append((f"{name}: the ceiling's validation accuracy, one point an epoch (on "
+                         "training labels held out from it; dotted: the rate drops tenfold). "
+                         "It ends on a plateau, and its best epoch is the ceiling",
+                         _save(ceiling, folder / f"ceiling-{_slug(name)}.png")))
         curves = _learning_curves(name, metrics)
         if curves is not None:
             made.append((f"{name}: learning curves on the labeled subset (first seed, "
@@ -303,6 +317,21 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
                          _save(plots.feature_map(fmap, classes, f"{name} features"),
                                folder / f"features-{_slug(name)}.png")))
     return made
+
+
+def _ceiling_curve(results: dict, name: str, metrics: list[dict]):
+    rows = [m for m in metrics if m.get("dataset") == name and m.get("arm") == "ceiling"
+            and "val_accuracy" in m]
+    if not rows:
+        return None
+    chosen = next((r.get("chosen") or {} for r in results["runs"]
+                   if r["dataset"] == name and r["arm"] == "ceiling"), {})
+    epochs = [m["epoch"] for m in rows]
+    phases = [(0.0, f"lr {chosen.get('lr', '')}")] + [(d, "lr ÷ 10")
+                                                      for d in chosen.get("lr_drops", [])]
+    return plots.curves({"validation accuracy": (epochs, [m["val_accuracy"] for m in rows]),
+                         "training loss": (epochs, [m["loss"] for m in rows])},
+                        f"{name} ceiling", xlabel="epoch", phases=phases)
 
 
 def _learning_curves(name: str, metrics: list[dict]):

@@ -60,6 +60,19 @@ class SemiSupervisedConfig:
         Fashion-MNIST's 0.16–0.17, mnist-hard's 0.07–0.08."""
         return self.hard_pool_epochs if share < self.hard_share else self.epochs
 
+    def steps(self, pool: int, epochs: float) -> int:
+        """Optimizer steps for ``epochs`` passes over a pool of ``pool`` images, at
+        ``batch × ratio`` pool images a step."""
+        return max(1, round(epochs * self.steps_per_epoch(pool)))
+
+    def steps_per_epoch(self, pool: int) -> int:
+        return max(1, pool // (self.batch * self.ratio))
+
+    def most_steps(self, pool: int) -> int:
+        """The most steps this arm can take on a pool of ``pool`` images (the passes of a
+        pool that starts hard, or the usual ones if more)."""
+        return self.steps(pool, max(self.epochs, self.hard_pool_epochs))
+
     def validate(self, where: str = "semisupervised.") -> SemiSupervisedConfig:
         check_positive(f"{where}epochs", self.epochs)
         check_positive(f"{where}hard_pool_epochs", self.hard_pool_epochs)
@@ -137,14 +150,14 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     k = net.head.out_features
     g = torch.Generator(device=rt.device).manual_seed(seed)
     n_pool = cfg.batch * cfg.ratio
-    per_epoch = max(1, len(u) // n_pool)
+    per_epoch = cfg.steps_per_epoch(len(u))
     start_confidence, start_class = pool_predictions(net, u, rt)
     confident = start_confidence >= cfg.threshold
     share = confident.float().mean().item() if len(u) else 0.0
     epochs = cfg.pool_epochs(share)
     flexible = len(y) / k < cfg.flexible_below
     claims = torch.where(confident, start_class, -1) if flexible else None
-    steps = max(1, round(epochs * per_epoch))
+    steps = cfg.steps(len(u), epochs)
     order = torch.Generator().manual_seed(seed)
     labeled_batches = shuffled_batches(torch.arange(len(x)), cfg.batch, order)
     pool_batches = shuffled_batches(torch.arange(len(u)), n_pool, order)

@@ -1,8 +1,21 @@
 """Statistics over label draws: mean, standard deviation and a 95% confidence interval per
 group of runs, and paired differences between arms that saw the same label draws.
 
-The interval is Student's t: mean ± t(0.975, n − 1) · std / √n, with the sample standard
-deviation (n − 1 in the denominator). With one run there is no interval (None).
+The unit is the label draw: the draws are what was sampled independently. An arm run on
+several pretraining runs (``--pretrain-seeds``) has one accuracy per draw and pretraining
+run; those are averaged within the draw first, so the draw still counts once:
+
+    x̄_s = (1/P) Σ_p x_sp            (draw s, pretraining runs p = 1..P)
+    mean = (1/S) Σ_s x̄_s,  std = sqrt(Σ_s (x̄_s − mean)² / (S − 1))
+    95% interval = mean ± t(0.975, S − 1) · std / √S
+
+so S draws give S − 1 degrees of freedom however many pretraining runs each has. Counting
+every (draw, pretraining run) pair as a unit would claim S·P − 1 and, for a paired
+difference, reuse one draw's accuracy of an arm without pretraining P times: a narrower
+interval than the design supports. The interval covers the label draws for these
+pretraining runs; the spread between pretraining runs is reported beside it, per
+pretraining run (``by_pretrain_seed``), as a description and not as extra units.
+With one draw there is no interval (None).
 """
 
 from __future__ import annotations
@@ -36,33 +49,36 @@ def _key(run: dict) -> tuple:
     return run.get("dataset", ""), run["arm"], run["labels"]
 
 
-def unit(run: dict) -> tuple[int, int | None]:
-    """What one run is a sample of: its label draw, and its pretraining run where it has
-    one (``pretrain_seed``; None for arms that use no pretrained encoder)."""
-    return run["seed"], run.get("pretrain_seed")
-
-
 def unit_name(seed: int, pretrain_seed: int | None) -> str:
     """``"2"`` for a label draw, ``"2/p1"`` for a draw on pretraining run 1."""
     return str(seed) if pretrain_seed is None else f"{seed}/p{pretrain_seed}"
 
 
-def _order(u: tuple[int, int | None]) -> tuple[int, int]:
-    return u[0], -1 if u[1] is None else u[1]
+def draw_means(runs: Iterable[dict]) -> dict[int, float]:
+    """Test accuracy per label draw (``seed``), the mean over its pretraining runs."""
+    per_draw: dict[int, list[float]] = {}
+    for r in runs:
+        per_draw.setdefault(r["seed"], []).append(r["test_accuracy"])
+    return {s: statistics.fmean(v) for s, v in sorted(per_draw.items())}
+
+
+def _pretrain_seeds(runs: Iterable[dict]) -> list[int]:
+    return sorted({r["pretrain_seed"] for r in runs if r.get("pretrain_seed") is not None})
 
 
 def summarize(runs: Iterable[dict]) -> list[dict]:
-    """One entry per dataset × arm × label budget, in the order the runs came. Its interval
-    covers the label draws and, for an arm run on several pretraining runs, those too
-    (``pretrain_seeds``); ``by_pretrain_seed`` then describes each pretraining run alone."""
+    """One entry per dataset × arm × label budget, in the order the runs came; its
+    statistics are over label draws (each the mean over its pretraining runs, see the
+    module's formula). An arm on pretraining runs lists them (``pretrain_seeds``), and
+    with several ``by_pretrain_seed`` describes each pretraining run alone."""
     groups: dict[tuple, list[dict]] = {}
     for r in runs:
         groups.setdefault(_key(r), []).append(r)
     out = []
     for (d, arm, labels), rs in groups.items():
         entry = {"dataset": d, "arm": arm, "labels": labels,
-                 **describe([r["test_accuracy"] for r in rs], (0.0, 1.0))}
-        seeds = sorted({r["pretrain_seed"] for r in rs if r.get("pretrain_seed") is not None})
+                 **describe(list(draw_means(rs).values()), (0.0, 1.0))}
+        seeds = _pretrain_seeds(rs)
         if seeds:
             entry["pretrain_seeds"] = seeds
         if len(seeds) > 1:
@@ -76,37 +92,50 @@ def summarize(runs: Iterable[dict]) -> list[dict]:
 
 def paired_differences(runs: Iterable[dict], first: Sequence[str] = ()) -> list[dict]:
     """For every dataset × label budget and every pair of arms that share label draws: the
-    per-unit differences ``a − b`` in test accuracy and their statistics. Arms are taken
-    in run order, except that those named in ``first`` come first, in that order.
+    per-draw differences ``a − b`` in test accuracy and their statistics (``seeds``,
+    ``differences``, n, mean, std, ci95). Arms are taken in run order, except that those
+    named in ``first`` come first, in that order.
 
     Each seed is one label draw that every arm of that seed trained on, so the difference
-    removes the draw's own luck from the comparison. A unit is a label draw, or a label
-    draw on one pretraining run: an arm without a pretrained encoder pairs with each
-    pretraining run of the other arm on the same draw (``seeds``, ``pretrain_seeds``)."""
-    by_group: dict[tuple, dict[str, dict[tuple, float]]] = {}
+    removes the draw's own luck from the comparison. An arm on several pretraining runs
+    enters with its mean over them on that draw (the module's formula): the draw is the
+    unit. With pretraining runs, ``pretrain_seeds`` names them and ``per_pretraining_run``
+    lists each (seed, pretrain_seed, difference) — a description, not extra units."""
+    by_group: dict[tuple, dict[str, list[dict]]] = {}
     for r in runs:
         arms = by_group.setdefault((r.get("dataset", ""), r["labels"]), {})
-        arms.setdefault(r["arm"], {})[unit(r)] = r["test_accuracy"]
+        arms.setdefault(r["arm"], []).append(r)
     rank = {arm: i for i, arm in enumerate(first)}
     out = []
     for (dataset, labels), arms in by_group.items():
         ordered = sorted(arms, key=lambda arm: rank.get(arm, len(rank)))  # stable
+        means = {arm: draw_means(rs) for arm, rs in arms.items()}
         for a, b in itertools.combinations(ordered, 2):
-            pairs = {}
-            for u in set(arms[a]) | set(arms[b]):
-                # a draw on a pretraining run pairs with the same draw of an arm that
-                # has no pretraining run
-                ua = u if u in arms[a] or u[1] is None else (u[0], None)
-                ub = u if u in arms[b] or u[1] is None else (u[0], None)
-                if ua in arms[a] and ub in arms[b]:
-                    pairs[u] = arms[a][ua] - arms[b][ub]
-            if not pairs:
+            seeds = sorted(set(means[a]) & set(means[b]))
+            if not seeds:
                 continue
-            units = sorted(pairs, key=_order)
-            diffs = [pairs[u] for u in units]
+            diffs = [means[a][s] - means[b][s] for s in seeds]
             entry = {"dataset": dataset, "labels": labels, "a": a, "b": b,
-                     "seeds": [u[0] for u in units], "differences": diffs, **describe(diffs)}
-            if any(u[1] is not None for u in units):
-                entry["pretrain_seeds"] = [u[1] for u in units]
+                     "seeds": seeds, "differences": diffs, **describe(diffs)}
+            pretrain = _pretrain_seeds(arms[a] + arms[b])
+            if pretrain:
+                entry["pretrain_seeds"] = pretrain
+                entry["per_pretraining_run"] = _per_pretraining_run(arms[a], arms[b], seeds)
             out.append(entry)
+    return out
+
+
+def _per_pretraining_run(a: list[dict], b: list[dict], seeds: list[int]) -> list[dict]:
+    """a − b for each draw and pretraining run; an arm without pretraining runs enters
+    with its one accuracy on the draw."""
+    def at(rs, s, p):
+        hit = [r for r in rs if r["seed"] == s and r.get("pretrain_seed") in (p, None)]
+        return hit[0]["test_accuracy"] if hit else None
+
+    out = []
+    for s in seeds:
+        for p in _pretrain_seeds(a + b):
+            x, y = at(a, s, p), at(b, s, p)
+            if x is not None and y is not None:
+                out.append({"seed": s, "pretrain_seed": p, "difference": x - y})
     return out

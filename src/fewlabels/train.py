@@ -141,7 +141,8 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,
         eval_every: int = 0, desc: str = "train", progress: bool = True,
         schedule: Callable[[int], float] | None = None,
-        per_epoch: int | None = None, resume: Resume | None = None) -> History:
+        per_epoch: int | None = None, resume: Resume | None = None,
+        stop: Callable[[dict], bool] | None = None) -> History:
     """Train ``params`` with AdamW (Loshchilov & Hutter, ICLR 2019; Adam when
     ``weight_decay`` is 0) for ``steps`` steps; ``schedule(step)`` scales ``lr``.
     ``params`` may be parameter groups, ``{"params": [...], "lr_scale": 0.1}``: a group's
@@ -152,7 +153,8 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
     Stops with ``TrainingDiverged`` on a non-finite loss, before that step changes weights.
     With ``per_epoch`` (steps in an epoch), each record also says its ``epoch``.
     With ``resume``, the run saves its state as it goes and can start from a saved one; on
-    a CPU the resumed run ends bit-identical to one that never stopped.
+    a CPU the resumed run ends bit-identical to one that never stopped. ``stop(record)``
+    is asked after each evaluation: True ends the run there (``steps`` is then a limit).
     """
     check_positive("steps", steps, integer=True)
     check_positive("lr", lr)
@@ -177,7 +179,8 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         if saved["batches"] is not None:
             batches.restore(saved["batches"])
 
-    def one_step(step: int) -> None:
+    def one_step(step: int) -> bool:
+        """One step; True when ``stop`` ends the run after it."""
         nonlocal sums, count
         batch = next(batches)
         with runtime.autocast():
@@ -209,6 +212,8 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
             shown.update({k: v for k, v in record.items() if k not in ("step", "epoch")})
             bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
             sums, count = {}, 0
+            return due and stop is not None and bool(stop(record))
+        return False
 
     def state(step: int) -> dict:
         return {"step": step, "optimizer": opt.state_dict(), "records": history.records,
@@ -220,12 +225,14 @@ def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
                dynamic_ncols=True, initial=first - 1, total=steps)
     with _signals_wait_for_the_step(resume is not None) as pending:
         for step in bar:
-            one_step(step)
+            done = one_step(step)
             if resume is not None and (pending or (step % resume.every == 0 and step < steps)):
                 resume.save(state(step))
             if pending:
                 bar.close()
                 raise Terminated() if pending[0] == signal.SIGTERM else KeyboardInterrupt()
+            if done:
+                break
     history.seconds = before + time.perf_counter() - start
     bar.close()
     return history

@@ -1,0 +1,147 @@
+"""The fully supervised ceiling: the supervised arm's network trained on every training
+label, to its plateau, as the reference that "fewer errors" and "share of the gap closed"
+are measured against.
+
+One rule on every dataset, every choice made on a validation split of the training labels:
+
+1. ``val_size`` training images (5,000) are held out as the ceiling's validation split.
+2. The learning rate is chosen there: each candidate trains ``choose_epochs`` from the
+   same start, and the one with the best validation accuracy trains on.
+3. It trains until validation accuracy stops rising: after ``patience`` evaluations (one an
+   epoch) without a new best, the rate drops tenfold; after ``decays`` drops and
+   ``patience`` more evaluations without a new best, training ends — but never before it
+   has taken ``min_steps`` optimizer steps (with ``at_least_semisupervised``, the most the
+   semi-supervised arm can take on the same pool, so the ceiling is never the shorter
+   training). The weights of the best validation epoch are
+   the ceiling.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+
+from .augment import AugmentConfig
+from .data import as_float, split_indices
+from .encoders import ClassifierNet
+from .errors import check_non_negative, check_positive
+from .evaluate import check_lr_list, classification_loss
+from .runtime import Runtime
+from .train import History, fit, shuffled_batches, steps_per_epoch
+
+
+@dataclass
+class CeilingConfig:
+    val_size: int = 5000  # training labels held out to choose and stop on
+    batch: int = 256  # images a step (the semi-supervised arm's 32 + 7 × 32)
+    lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3])  # AdamW candidates
+    choose_epochs: float = 1.0  # epochs each candidate trains before the choice
+    weight_decay: float = 5e-4
+    warmup_steps: int = 200  # linear warm-up of the rate
+    patience: int = 2  # evaluations without a new best before the rate drops tenfold
+    decays: int = 2  # drops before training ends at the next plateau
+    max_epochs: int = 100  # a limit, far above where any dataset here stops
+    augment: bool = True  # train on views augmented by the pretraining policy
+    # never fewer optimizer steps than the semi-supervised arm can take on the same pool
+    at_least_semisupervised: bool = True
+
+    def validate(self, where: str = "ceiling.") -> CeilingConfig:
+        check_positive(f"{where}val_size", self.val_size, integer=True)
+        check_positive(f"{where}batch", self.batch, integer=True)
+        check_lr_list(f"{where}lrs", self.lrs)
+        check_positive(f"{where}choose_epochs", self.choose_epochs)
+        check_non_negative(f"{where}weight_decay", self.weight_decay)
+        check_non_negative(f"{where}warmup_steps", self.warmup_steps, integer=True)
+        check_positive(f"{where}patience", self.patience, integer=True)
+        check_non_negative(f"{where}decays", self.decays, integer=True)
+        check_positive(f"{where}max_epochs", self.max_epochs, integer=True)
+        return self
+
+
+class Plateau:
+    """The rate's multiplier as a function of the step (warm-up, then 0.1 ** drops) and
+    the stopping rule, fed one validation record an epoch; keeps the best weights."""
+
+    def __init__(self, cfg: CeilingConfig, min_steps: int):
+        self.cfg, self.min_steps = cfg, min_steps
+        self.net: torch.nn.Module | None = None  # the network whose best weights are kept
+        self.best, self.best_step, self.best_state = -1.0, 0, None
+        self.waited, self.drops = 0, 0
+        self.drop_steps: list[int] = []
+
+    def scale(self, step: int) -> float:
+        warm = min(1.0, step / self.cfg.warmup_steps) if self.cfg.warmup_steps else 1.0
+        return warm * 0.1 ** self.drops
+
+    def __call__(self, record: dict) -> bool:
+        """Note a validation record; True when training should end."""
+        if record["val_accuracy"] > self.best:
+            self.best, self.best_step, self.waited = record["val_accuracy"], record["step"], 0
+            self.best_state = copy.deepcopy(self.net.state_dict())
+            return False
+        self.waited += 1
+        if self.waited < self.cfg.patience:
+            return False
+        if self.drops < self.cfg.decays:
+            self.drops, self.waited = self.drops + 1, 0
+            self.drop_steps.append(record["step"])
+            return False
+        return record["step"] >= self.min_steps
+
+
+def train_ceiling(make_net, images: torch.Tensor, labels: torch.Tensor, cfg: CeilingConfig,
+                  rt: Runtime, aug: AugmentConfig, seed: int, min_steps: int = 0,
+                  progress: bool = True) -> dict:
+    """Train ``make_net()`` (a new ``ClassifierNet``, initialised from ``seed``) on every
+    labeled image but a validation split, by the module's rule. Returns {"net" (the best
+    validation epoch's weights, eval mode), "lr", "val_scores" (each candidate after
+    ``choose_epochs``), "history", "epochs", "steps", "best_epoch", "val_accuracy",
+    "lr_drops" (epochs)}."""
+    tr, va = split_indices(torch.arange(len(labels)), 1 - cfg.val_size / len(labels), seed)
+    x = as_float(images.to(rt.device))
+    y = labels.to(rt.device)
+    per_epoch = steps_per_epoch(len(tr), cfg.batch)
+
+    def run(lr: float, steps: int, plateau: Plateau, stopping: bool) -> History:
+        net: ClassifierNet = make_net().to(rt.device)
+        plateau.net = net
+        g = torch.Generator(device=rt.device).manual_seed(seed)
+        loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g)
+
+        def evaluate() -> dict:
+            net.eval()
+            correct = sum(int((net(part).argmax(1) == truth).sum())
+                          for part, truth in zip(x_va.split(1024), y_va.split(1024),
+                                                 strict=True))
+            net.train()
+            return {"val_accuracy": correct / len(y_va)}
+
+        net.train()
+        return fit(list(net.parameters()), loss_fn,
+                   shuffled_batches(tr, cfg.batch, torch.Generator().manual_seed(seed)),
+                   steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
+                   log_every=per_epoch, evaluate=evaluate, eval_every=per_epoch,
+                   desc=f"ceiling lr {lr:g}", progress=progress, schedule=plateau.scale,
+                   per_epoch=per_epoch, stop=plateau if stopping else None)
+
+    x_va, y_va = x[va.to(rt.device)], y[va.to(rt.device)]
+    choose_steps = max(1, round(cfg.choose_epochs * per_epoch))
+    scores = {}
+    if len(cfg.lrs) > 1:
+        for lr in cfg.lrs:
+            scores[lr] = run(lr, choose_steps, Plateau(cfg, 0), False).series(
+                "val_accuracy")[1][-1]
+    lr = max(scores, key=scores.get) if scores else cfg.lrs[0]
+    plateau = Plateau(cfg, min_steps)
+    history = run(lr, max(min_steps, cfg.max_epochs * per_epoch), plateau, True)
+    net = plateau.net
+    net.load_state_dict(plateau.best_state)
+    net.eval()
+    last = history.records[-1]["step"]
+    return {"net": net, "lr": lr, "val_scores": {str(k): v for k, v in scores.items()},
+            "history": history, "epochs": round(last / per_epoch, 2), "steps": last,
+            "best_epoch": round(plateau.best_step / per_epoch, 2),
+            "val_accuracy": plateau.best, "min_steps": min_steps,
+            "lr_drops": [round(s / per_epoch, 2) for s in plateau.drop_steps]}
