@@ -26,7 +26,7 @@ from fewlabels.data import load_dataset, parse_label_budget
 from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
 from fewlabels.errors import UsageError
 from fewlabels.pretrain import load_encoder
-from fewlabels.runtime import cpu_name, resolve
+from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve
 
 
 def main(argv=None) -> int:
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
                **dev.score(outcome.predict), "seconds": round(seconds, 1),
                "chosen": {k: v for k, v in outcome.chosen.items() if k != "val_scores"},
                "encoder": Path(args.encoder).name if args.encoder else None,  # not its path
-               "cpu": cpu_name(), "threads": torch.get_num_threads()}
+               "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
+               "threads": torch.get_num_threads()}
         print(json.dumps(row), flush=True)
         if args.table:
             with args.table.open("a") as f:

@@ -91,3 +91,17 @@ def test_variants_scores_on_the_development_split(tmp_path):
     assert row["seed"] == FIRST_DEVELOPMENT_DRAW and row["split"] == "development"
     # 1-NN on 100 MNIST pixels scores 0.6-0.8; chance is 0.1
     assert 0.5 < row["dev_accuracy"] < 0.9 and len(row["worst"]) == 3
+
+
+def test_no_reported_figure_rests_on_a_development_draw():
+    results = BENCHMARKS / "results"
+    reported = sorted(results.glob("compare-*.json"))
+    assert reported
+    for path in reported:
+        seeds = {r["seed"] for r in json.loads(path.read_text())["runs"]}
+        assert max(seeds) < FIRST_DEVELOPMENT_DRAW, path.name
+    for path in sorted(results.glob("variants-*.jsonl")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("split") == "development":  # this round's rule
+                assert row["seed"] >= FIRST_DEVELOPMENT_DRAW, (path.name, row)

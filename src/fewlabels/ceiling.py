@@ -40,7 +40,7 @@ class CeilingConfig:
     choose_epochs: float = 1.0  # epochs each candidate trains before the choice
     weight_decay: float = 5e-4
     warmup_steps: int = 200  # linear warm-up of the rate
-    patience: int = 2  # evaluations without a new best before the rate drops tenfold
+    patience: int = 3  # evaluations without a new best before the rate drops tenfold
     decays: int = 2  # drops before training ends at the next plateau
     max_epochs: int = 100  # a limit, far above where any dataset here stops
     augment: bool = True  # train on views augmented by the pretraining policy

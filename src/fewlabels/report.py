@@ -437,7 +437,9 @@ def _summary_line(results: dict) -> str:
             + ", ".join(f"{k} {v:.1f} s" for k, v in pre.items())
             + f". Wall time {results['wall_seconds']:.1f} s. Each seed is one label draw "
             "that every arm trains on; the test set is read once per run, for its final "
-            "predictions — nothing is tuned, stopped or chosen on it."
+            "predictions — nothing is tuned, stopped or chosen on it. Label draws 100 and "
+            "up are kept for choosing recipes on a development split "
+            "(`benchmarks/variants.py`) and are never reported."
             + pretraining_runs_line(results))
 
 
