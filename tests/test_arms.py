@@ -44,7 +44,7 @@ def every_arm(mnist, tmp_path_factory):
         "pretrain": {"epochs": 1, "batch": 500, "encoder_options": {"width": 4},
                      "refine_rounds": 1, "refine_epochs": 1, "self_label_epochs": 1},
         "supervised": {"epochs": 2}, "probe": {"epochs": 5},
-        "ceiling": {"max_epochs": 2, "val_size": 300, "at_least_semisupervised": False},
+        "ceiling": {"max_epochs": 2, "val_size": 150, "at_least_semisupervised": False},
         "finetune": {"epochs": 2, "head_epochs": 5},
         "semisupervised": {"epochs": 1, "head_epochs": 5, "batch": 16, "ratio": 3}})
     results = compare(cfg, out, datasets={"mnist": small}, log=lambda line: None)

@@ -54,7 +54,7 @@ def test_the_best_validation_weights_are_kept():
 
 def test_train_ceiling_chooses_on_validation_and_restores_its_best_epoch(mnist):
     small = mnist.subset(train=1500)
-    cfg = CeilingConfig(val_size=300, batch=50, lrs=[1e-5, 3e-3], choose_epochs=2,
+    cfg = CeilingConfig(val_size=150, batch=50, lrs=[1e-5, 3e-3], choose_epochs=2,
                         patience=1, decays=1, max_epochs=6, warmup_steps=5,
                         augment=False)
     rt = resolve("cpu", "fp32")
@@ -70,7 +70,7 @@ def test_train_ceiling_chooses_on_validation_and_restores_its_best_epoch(mnist):
     assert r["val_accuracy"] == max(curve) and r["steps"] >= 30
     assert len(curve) == round(r["epochs"])  # one evaluation an epoch
     # the returned network is the best epoch's: its validation accuracy is the best one
-    _, va = split_indices(torch.arange(1500), 1 - 300 / 1500, 0)
+    _, va = split_indices(torch.arange(1500), 1 - 150 / 1500, 0)
     again = (predict(r["net"].encoder, r["net"].head, small.train_images[va], rt)
              == small.train_labels[va]).float().mean().item()
     assert again == pytest.approx(r["val_accuracy"])
@@ -80,3 +80,15 @@ def test_train_ceiling_chooses_on_validation_and_restores_its_best_epoch(mnist):
 def test_a_bad_ceiling_setting_names_the_key():
     with pytest.raises(UsageError, match="ceiling.patience"):
         CeilingConfig(patience=0).validate()
+
+
+def test_a_small_dataset_keeps_nine_tenths_for_training(mnist):
+    small = mnist.subset(train=400)
+    cfg = CeilingConfig(lrs=[3e-3], max_epochs=1, augment=False)  # val_size 5,000 > 400
+    rt = resolve("cpu", "fp32")
+    r = train_ceiling(lambda: new_classifier(lambda: build_encoder("conv", (1, 28, 28),
+                                                                   width=4), 10, 0),
+                      small.train_images, small.train_labels, cfg, rt, AugmentConfig(), seed=0,
+                      progress=False)
+    assert r["val_accuracy"] * 40 == pytest.approx(round(r["val_accuracy"] * 40))  # of 40
+    assert r["steps"] == 2  # 360 training images at 256 a step

@@ -4,7 +4,8 @@ are measured against.
 
 One rule on every dataset, every choice made on a validation split of the training labels:
 
-1. ``val_size`` training images (5,000) are held out as the ceiling's validation split.
+1. ``val_size`` training images (5,000; at most a tenth of them) are held out as the
+   ceiling's validation split.
 2. The learning rate is chosen there: each candidate trains ``choose_epochs`` from the
    same start, and the one with the best validation accuracy trains on.
 3. It trains until validation accuracy stops rising: after ``patience`` evaluations (one an
@@ -34,7 +35,7 @@ from .train import History, fit, shuffled_batches, steps_per_epoch
 
 @dataclass
 class CeilingConfig:
-    val_size: int = 5000  # training labels held out to choose and stop on
+    val_size: int = 5000  # training labels held out to choose and stop on (at most a tenth)
     batch: int = 256  # images a step (the semi-supervised arm's 32 + 7 × 32)
     lrs: list[float] = field(default_factory=lambda: [1e-3, 3e-3])  # AdamW candidates
     choose_epochs: float = 1.0  # epochs each candidate trains before the choice
@@ -99,7 +100,8 @@ def train_ceiling(make_net, images: torch.Tensor, labels: torch.Tensor, cfg: Cei
     validation epoch's weights, eval mode), "lr", "val_scores" (each candidate after
     ``choose_epochs``), "history", "epochs", "steps", "best_epoch", "val_accuracy",
     "lr_drops" (epochs)}."""
-    tr, va = split_indices(torch.arange(len(labels)), 1 - cfg.val_size / len(labels), seed)
+    held = min(cfg.val_size, max(1, len(labels) // 10))  # a small dataset keeps 90%
+    tr, va = split_indices(torch.arange(len(labels)), 1 - held / len(labels), seed)
     x = as_float(images.to(rt.device))
     y = labels.to(rt.device)
     per_epoch = steps_per_epoch(len(tr), cfg.batch)
