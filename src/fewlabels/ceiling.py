@@ -28,7 +28,7 @@ from .augment import AugmentConfig
 from .data import as_float, split_indices
 from .encoders import ClassifierNet
 from .errors import check_non_negative, check_positive
-from .evaluate import check_lr_list, classification_loss
+from .evaluate import check_lr_list, classification_loss, predict
 from .runtime import Runtime
 from .train import History, fit, shuffled_batches, steps_per_epoch
 
@@ -113,12 +113,8 @@ def train_ceiling(make_net, images: torch.Tensor, labels: torch.Tensor, cfg: Cei
         loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g)
 
         def evaluate() -> dict:
-            net.eval()
-            correct = sum(int((net(part).argmax(1) == truth).sum())
-                          for part, truth in zip(x_va.split(1024), y_va.split(1024),
-                                                 strict=True))
-            net.train()
-            return {"val_accuracy": correct / len(y_va)}
+            return {"val_accuracy": (predict(net.encoder, net.head, x_va, rt)
+                                     == y_va.cpu()).float().mean().item()}
 
         net.train()
         return fit(list(net.parameters()), loss_fn,

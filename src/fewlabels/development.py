@@ -26,6 +26,7 @@ import torch
 
 from .data import Dataset, draw_labels
 from .errors import UsageError
+from .results import confusion_matrix
 
 FIRST_DEVELOPMENT_DRAW = 100
 DEV_SIZE = 10_000  # training images kept aside to score variants on
@@ -70,9 +71,8 @@ class DevelopmentData:
     def score(self, predict: Callable[[torch.Tensor], torch.Tensor], worst: int = 3) -> dict:
         """Accuracy of ``predict`` on the development images and its ``worst`` confusions
         (``"7->2: 15"``: 15 sevens read as twos)."""
-        predicted = predict(self.images).long().cpu()
         k = self.train.num_classes
-        confusion = torch.bincount(self.labels * k + predicted, minlength=k * k).view(k, k)
+        confusion = torch.from_numpy(confusion_matrix(predict(self.images), self.labels, k))
         accuracy = confusion.trace().item() / len(self.labels)
         confusion.fill_diagonal_(0)
         top = confusion.flatten().topk(min(worst, k * k))
