@@ -56,7 +56,7 @@ def test_train_ceiling_chooses_on_validation_and_restores_its_best_epoch(mnist):
     small = mnist.subset(train=1500)
     cfg = CeilingConfig(val_size=150, batch=50, lrs=[1e-5, 3e-3], choose_epochs=2,
                         patience=1, decays=1, max_epochs=6, warmup_steps=5,
-                        augment=False)
+                        augments=["none"])
     rt = resolve("cpu", "fp32")
 
     def make():
@@ -80,11 +80,34 @@ def test_train_ceiling_chooses_on_validation_and_restores_its_best_epoch(mnist):
 def test_a_bad_ceiling_setting_names_the_key():
     with pytest.raises(UsageError, match="ceiling.patience"):
         CeilingConfig(patience=0).validate()
+    with pytest.raises(UsageError, match="ceiling.augments=.*policy, light, none"):
+        CeilingConfig(augments=["mirror"]).validate()
+
+
+def test_the_augmentation_is_chosen_on_validation(mnist):
+    """Each candidate trains to its own plateau; the best validation run is the ceiling,
+    and its validation accuracy is the network's that comes back."""
+    small = mnist.subset(train=600)
+    cfg = CeilingConfig(val_size=60, batch=50, lrs=[3e-3], patience=1, decays=0,
+                        max_epochs=3, warmup_steps=0, augments=["none", "light"])
+    rt = resolve("cpu", "fp32")
+    r = train_ceiling(lambda: new_classifier(lambda: build_encoder("conv", (1, 28, 28),
+                                                                   width=4), 10, 0),
+                      small.train_images, small.train_labels, cfg, rt, AugmentConfig(), seed=0,
+                      progress=False)
+    cands = r["candidates"]
+    assert set(cands) == {"none", "light"}
+    assert cands["none"]["val_accuracy"] != cands["light"]["val_accuracy"]  # different views
+    assert r["augment"] == max(cands, key=lambda k: cands[k]["val_accuracy"])
+    _, va = split_indices(torch.arange(600), 1 - 60 / 600, 0)
+    again = (predict(r["net"].encoder, r["net"].head, small.train_images[va], rt)
+             == small.train_labels[va]).float().mean().item()
+    assert again == pytest.approx(r["val_accuracy"])
 
 
 def test_a_small_dataset_keeps_nine_tenths_for_training(mnist):
     small = mnist.subset(train=400)
-    cfg = CeilingConfig(lrs=[3e-3], max_epochs=1, augment=False)  # val_size 5,000 > 400
+    cfg = CeilingConfig(lrs=[3e-3], max_epochs=1, augments=["none"])  # val_size 5,000 > 400
     rt = resolve("cpu", "fp32")
     r = train_ceiling(lambda: new_classifier(lambda: build_encoder("conv", (1, 28, 28),
                                                                    width=4), 10, 0),

@@ -125,8 +125,9 @@ def _ceiling(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, 
                                  if cfg.ceiling.at_least_semisupervised else 0),
                       progress=False)
     net = r["net"]
-    chosen = {k: r[k] for k in ("lr", "val_scores", "epochs", "best_epoch", "val_accuracy",
-                                "steps", "min_steps", "lr_drops")}
+    chosen = {k: r[k] for k in ("augment", "lr", "val_scores", "epochs", "best_epoch",
+                                "val_accuracy", "steps", "min_steps", "lr_drops",
+                                "candidates")}
     return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
                    history=r["history"].records, chosen=chosen, net=net)
 

@@ -109,6 +109,7 @@ def quick(cfg: CompareConfig) -> CompareConfig:
     cfg.semisupervised.hard_pool_epochs = min(cfg.semisupervised.hard_pool_epochs, 0.5)
     cfg.ceiling.max_epochs = 1
     cfg.ceiling.lrs = cfg.ceiling.lrs[-1:]
+    cfg.ceiling.augments = cfg.ceiling.augments[:1]
     cfg.feature_map = min(cfg.feature_map, 500)
     cfg.quick = True
     return cfg
