@@ -69,3 +69,8 @@ def test_every_arm_runs_and_is_reported(every_arm, name):
     report = (out / "report.md").read_text()
     assert f"| mnist | {name} | " in report
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
+    # the run list written before anything ran is the runs made, in their order
+    planned = json.loads((out / "plan.json").read_text())
+    made = [(r["arm"], r["labels"], r["seed"], r["pretrain_seed"]) for r in results["runs"]]
+    assert made == [(p["arm"] + ("-tuned" if p["tuned"] else ""), p["labels"], p["seed"],
+                     p["pretrain_seed"]) for p in planned]

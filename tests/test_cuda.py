@@ -32,7 +32,8 @@ def test_pretraining_and_every_network_arm_run_on_the_gpu(mnist):
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in history.records if "loss" in r)
     labeled = draw_labels(small.train_labels, 100, 0)
     for name in ("probe", "finetune", "semisupervised", "supervised"):
-        outcome = ARMS[name].run(small.without_test(), labeled, 0, cfg, encoder)
+        outcome = ARMS[name].run(cfg.context(small.without_test(), labeled, 0, encoder, rt),
+                                 cfg.settings(name))
         accuracy = (outcome.predict(small.test_images) == small.test_labels).float().mean()
         assert accuracy > 0.1, name
 

@@ -156,9 +156,9 @@ def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch
                 section = arm.section
 
                 @staticmethod
-                def run(ds, *args):
-                    seen.append(isinstance(ds.test_images, Withheld))
-                    return arm.run(ds, *args)
+                def run(ctx, settings):
+                    seen.append(isinstance(ctx.data.test_images, Withheld))
+                    return arm.run(ctx, settings)
 
             return Wrapped
 

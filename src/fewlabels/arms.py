@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 import torch
 
-from .ceiling import train_ceiling
+from .augment import AugmentConfig
+from .ceiling import CeilingConfig, train_ceiling
 from .data import Dataset
 from .encoders import ClassifierNet, build_encoder
 from .errors import check_fraction, check_positive
 from .evaluate import (
+    FinetuneConfig,
     ProbeConfig,
     SupervisedConfig,
     linear_probe,
@@ -27,13 +29,34 @@ from .evaluate import (
     train_network,
     with_fitted_head,
 )
-from .runtime import resolve
+from .runtime import Runtime
 from .semisupervised import SemiSupervisedConfig, train_semisupervised
 
-if TYPE_CHECKING:
-    from .config import CompareConfig
-
 TUNED = "-tuned"  # suffix of a run tuned with an equal budget: ``probe-tuned``
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an arm runner may see besides its own settings: the data without its test
+    split, the labeled draw, and what every arm of a comparison shares."""
+
+    data: Dataset  # without its test split: a runner cannot reach it
+    labeled: torch.Tensor  # indices of the labeled training images
+    seed: int  # the draw's seed: initialisations, shuffles and splits follow it
+    runtime: Runtime
+    augment: AugmentConfig  # the pretraining policy: every arm trains on its views
+    new_network: Callable[[], ClassifierNet]  # the supervised arm's network, new from seed
+    encoder: torch.nn.Module | None = None  # the pretrained encoder (for arms that need it)
+    method: str | None = None  # its pretraining recipe's name
+    min_steps: int = 0  # the fewest optimizer steps an every-label arm may take
+
+    @property
+    def images(self) -> torch.Tensor:
+        return self.data.train_images[self.labeled]
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return self.data.train_labels[self.labeled]
 
 
 @dataclass
@@ -67,17 +90,15 @@ class KNNConfig:
         return self
 
 
-# A runner: (dataset without its test split, labeled indices, seed, config, pretrained
-# encoder or None) → Outcome
-Runner = Callable[[Dataset, torch.Tensor, int, "CompareConfig", "torch.nn.Module | None"],
-                  Outcome]
+# A runner: (context, the arm's own config section) → Outcome
+Runner = Callable[[Context, Any], Outcome]
 
 
 @dataclass(frozen=True)
 class Arm:
     name: str
     run: Runner
-    section: str  # the CompareConfig field holding this arm's settings
+    section: str  # the CompareConfig field holding this arm's settings (its runner's)
     colour: str  # in every plot
     about: str  # one line for the CLI's help and the docs
     space: Callable | None = None  # (optuna trial, section) → sets the tuned values
@@ -91,69 +112,59 @@ def _epochs(trial, base: int, longer: bool = False) -> int:
                                      + ([2 * base] if longer else []))
 
 
-def _trained(r: dict, rt, method: str | None = None) -> Outcome:
+def network_maker(encoder: str, options: dict, image_shape, num_classes: int,
+                  seed: int) -> Callable[[], ClassifierNet]:
+    """A maker of a new network of ``encoder`` + one linear layer, initialised from
+    ``seed`` (the supervised arm's and the ceiling's)."""
+    return lambda: new_classifier(lambda: build_encoder(encoder, image_shape, **options),
+                                  num_classes, seed)
+
+
+def _network(net: ClassifierNet, rt: Runtime, **fields) -> Outcome:
+    """An Outcome whose predictor is ``net``."""
+    return Outcome(lambda images: predict(net.encoder, net.head, images, rt), net=net,
+                   **fields)
+
+
+def _trained(r: dict, rt: Runtime, method: str | None = None) -> Outcome:
     """The Outcome of ``train_network``'s result ``r``: its network as the predictor."""
-    net = r["net"]
-    return Outcome(lambda images: predict(net.encoder, net.head, images, rt), method=method,
-                   history=r["history"].records,
-                   chosen={"lr": r["lr"], "val_scores": r["val_scores"]}, net=net)
+    return _network(r["net"], rt, method=method, history=r["history"].records,
+                    chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
 
 
-def _from_scratch(ds: Dataset, seed: int, cfg: CompareConfig) -> Callable[[], ClassifierNet]:
-    """A maker of the supervised arm's network, new and initialised from ``seed``."""
-    p = cfg.pretrain
-    return lambda: new_classifier(lambda: build_encoder(p.encoder, ds.image_shape,
-                                                        **p.encoder_options),
-                                  ds.num_classes, seed)
+def _supervised(ctx: Context, s: SupervisedConfig) -> Outcome:
+    return _trained(train_network(lambda images, labels: ctx.new_network(), ctx.images,
+                                  ctx.labels, s, ctx.runtime, ctx.augment, ctx.seed),
+                    ctx.runtime)
 
 
-def _supervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
-    rt = resolve(cfg.device, cfg.precision)
-    make = _from_scratch(ds, seed, cfg)
-    return _trained(train_network(lambda images, labels: make(), ds.train_images[labeled],
-                                  ds.train_labels[labeled], cfg.supervised, rt,
-                                  cfg.pretrain.augment, seed), rt)
-
-
-def _ceiling(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
+def _ceiling(ctx: Context, c: CeilingConfig) -> Outcome:
     """The supervised arm's network on every training label, to its plateau (``ceiling``);
-    never fewer steps than the semi-supervised arm can take on this pool."""
-    rt = resolve(cfg.device, cfg.precision)
-    r = train_ceiling(_from_scratch(ds, seed, cfg), ds.train_images[labeled],
-                      ds.train_labels[labeled], cfg.ceiling, rt, cfg.pretrain.augment, seed,
-                      min_steps=(cfg.semisupervised.most_steps(len(ds.train_images))
-                                 if cfg.ceiling.at_least_semisupervised else 0),
-                      progress=False)
-    net = r["net"]
+    never fewer than ``ctx.min_steps`` steps."""
+    r = train_ceiling(ctx.new_network, ctx.images, ctx.labels, c, ctx.runtime, ctx.augment,
+                      ctx.seed, min_steps=ctx.min_steps, progress=False)
     chosen = {k: r[k] for k in ("augment", "lr", "val_scores", "epochs", "best_epoch",
                                 "val_accuracy", "steps", "min_steps", "lr_drops",
                                 "candidates")}
-    return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
-                   history=r["history"].records, chosen=chosen, net=net)
+    return _network(r["net"], ctx.runtime, history=r["history"].records, chosen=chosen)
 
 
-def _finetune(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
-    rt = resolve(cfg.device, cfg.precision)
-    f = cfg.finetune
-
+def _finetune(ctx: Context, f: FinetuneConfig) -> Outcome:
     def make_net(images, labels):
-        return with_fitted_head(encoder, images, labels, ds.num_classes, f.head_epochs, rt,
-                                seed)
+        return with_fitted_head(ctx.encoder, images, labels, ctx.data.num_classes,
+                                f.head_epochs, ctx.runtime, ctx.seed)
 
-    return _trained(train_network(make_net, ds.train_images[labeled], ds.train_labels[labeled],
-                                  f, rt, cfg.pretrain.augment, seed), rt, cfg.pretrain.name())
+    return _trained(train_network(make_net, ctx.images, ctx.labels, f, ctx.runtime,
+                                  ctx.augment, ctx.seed), ctx.runtime, ctx.method)
 
 
-def _semisupervised(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
-                    encoder):
-    rt = resolve(cfg.device, cfg.precision)
-    s = cfg.semisupervised
-    images, labels = ds.train_images[labeled], ds.train_labels[labeled]
-    net = with_fitted_head(encoder, images, labels, ds.num_classes, s.head_epochs, rt, seed)
-    history, chosen = train_semisupervised(net, images, labels, ds.train_images, s, rt,
-                                           cfg.pretrain.augment, seed)
-    return Outcome(lambda x: predict(net.encoder, net.head, x, rt), method=cfg.pretrain.name(),
-                   history=history.records, chosen=chosen, net=net)
+def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
+    net = with_fitted_head(ctx.encoder, ctx.images, ctx.labels, ctx.data.num_classes,
+                           s.head_epochs, ctx.runtime, ctx.seed)
+    history, chosen = train_semisupervised(net, ctx.images, ctx.labels, ctx.data.train_images,
+                                           s, ctx.runtime, ctx.augment, ctx.seed)
+    return _network(net, ctx.runtime, method=ctx.method, history=history.records,
+                    chosen=chosen)
 
 
 def _semisupervised_space(trial, s: SemiSupervisedConfig) -> None:
@@ -168,16 +179,13 @@ def _supervised_space(trial, s: SupervisedConfig) -> None:
     s.epochs = _epochs(trial, s.epochs)
 
 
-def _probe(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
-    rt = resolve(cfg.device, cfg.precision)
-    r = linear_probe(encoder, ds.train_images[labeled], ds.train_labels[labeled], cfg.probe,
-                     rt, cfg.pretrain.augment, seed, num_classes=ds.num_classes)
-    net = new_classifier(lambda: encoder, ds.num_classes, seed)  # its RNG draws are forked
+def _probe(ctx: Context, p: ProbeConfig) -> Outcome:
+    r = linear_probe(ctx.encoder, ctx.images, ctx.labels, p, ctx.runtime, ctx.augment,
+                     ctx.seed, num_classes=ctx.data.num_classes)
+    net = new_classifier(lambda: ctx.encoder, ctx.data.num_classes, ctx.seed)  # RNG forked
     net.head = r["head"]
-    return Outcome(lambda images: predict(net.encoder, net.head, images, rt),
-                   method=cfg.pretrain.name(), history=r["history"].records,
-                   chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]},
-                   net=net)
+    return _network(net, ctx.runtime, method=ctx.method, history=r["history"].records,
+                    chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
 
 
 def _probe_space(trial, p: ProbeConfig) -> None:
@@ -191,24 +199,25 @@ def _pixels(images: torch.Tensor) -> np.ndarray:
 
 
 def _sklearn(make: Callable) -> Runner:
-    def run(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig, encoder):
-        fitted = make(cfg, len(labeled)).fit(_pixels(ds.train_images[labeled]),
-                                             ds.train_labels[labeled].numpy())
+    """A runner of the scikit-learn estimator ``make(settings, labeled count)`` on pixels."""
+    def run(ctx: Context, settings) -> Outcome:
+        fitted = make(settings, len(ctx.labeled)).fit(_pixels(ctx.images),
+                                                      ctx.labels.numpy())
         return Outcome(lambda images: torch.from_numpy(fitted.predict(_pixels(images))))
 
     return run
 
 
-def _logreg(cfg: CompareConfig, n: int):
+def _logreg(c: LogRegConfig, n: int):
     from sklearn.linear_model import LogisticRegression
 
-    return LogisticRegression(C=cfg.pixels_logreg.c, max_iter=2000)
+    return LogisticRegression(C=c.c, max_iter=2000)
 
 
-def _knn(cfg: CompareConfig, n: int):
+def _knn(k: KNNConfig, n: int):
     from sklearn.neighbors import KNeighborsClassifier
 
-    return KNeighborsClassifier(n_neighbors=min(cfg.pixels_knn.k, n))
+    return KNeighborsClassifier(n_neighbors=min(k.k, n))
 
 
 @dataclass
@@ -224,18 +233,16 @@ class LabelSpreadingConfig:
         return self
 
 
-def _labelspreading(ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
-                    encoder):
+def _labelspreading(ctx: Context, c: LabelSpreadingConfig) -> Outcome:
     """Label spreading (Zhou et al., NIPS 2003) over a k-nearest-neighbour graph of every
     training image's PCA-reduced pixels; only the labeled subset's labels are read."""
     from sklearn.decomposition import PCA
     from sklearn.semi_supervised import LabelSpreading
 
-    c = cfg.pixels_labelspreading
-    pca = PCA(c.components, random_state=seed)
-    reduced = pca.fit_transform(_pixels(ds.train_images))
-    targets = np.full(len(ds.train_images), -1)
-    targets[labeled.numpy()] = ds.train_labels[labeled].numpy()
+    pca = PCA(c.components, random_state=ctx.seed)
+    reduced = pca.fit_transform(_pixels(ctx.data.train_images))
+    targets = np.full(len(ctx.data.train_images), -1)
+    targets[ctx.labeled.numpy()] = ctx.labels.numpy()
     spread = LabelSpreading(kernel="knn", n_neighbors=c.k, alpha=c.alpha, max_iter=100,
                             n_jobs=1).fit(reduced, targets)
     return Outcome(lambda images: torch.from_numpy(

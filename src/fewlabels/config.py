@@ -9,12 +9,12 @@ from importlib import resources
 
 import yaml
 
-from .arms import ARMS, KNNConfig, LabelSpreadingConfig, LogRegConfig
+from .arms import ARMS, Context, KNNConfig, LabelSpreadingConfig, LogRegConfig, network_maker
 from .ceiling import CeilingConfig
 from .errors import UsageError, check_choice, check_non_negative
 from .evaluate import FinetuneConfig, ProbeConfig, SupervisedConfig
 from .pretrain import PretrainConfig
-from .runtime import DEVICES, PRECISIONS
+from .runtime import DEVICES, PRECISIONS, Runtime, resolve
 from .semisupervised import SemiSupervisedConfig
 
 
@@ -49,6 +49,24 @@ class CompareConfig:
     tune: int = 0  # Optuna trials per arm, label budget and seed (0: the preset's values)
     feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
     quick: bool = False  # reduced epochs for a first look (see `quick`)
+
+    def settings(self, arm: str):
+        """The config section of ``arm``: all its runner is handed of this config."""
+        return getattr(self, ARMS[arm].section)
+
+    def context(self, data, labeled, seed: int, encoder=None,
+                runtime: Runtime | None = None) -> Context:
+        """An arm runner's context for one labeled draw of ``data`` (the dataset without
+        its test split): the runtime, the pretraining policy's views, the supervised
+        network's maker, the encoder and its recipe, and the ceiling's least steps (the
+        most the semi-supervised arm can take on this pool)."""
+        p = self.pretrain
+        return Context(data, labeled, seed, runtime or resolve(self.device, self.precision),
+                       p.augment, network_maker(p.encoder, p.encoder_options, data.image_shape,
+                                                data.num_classes, seed),
+                       encoder, p.name(),
+                       self.semisupervised.most_steps(len(data.train_images))
+                       if self.ceiling.at_least_semisupervised else 0)
 
     def pretraining_seeds(self) -> list[int]:
         """The seed of each pretraining run of a dataset."""

@@ -26,7 +26,7 @@ import torch
 
 from .data import Dataset, draw_labels
 from .errors import UsageError
-from .results import confusion_matrix
+from .stats import confusion_matrix
 
 FIRST_DEVELOPMENT_DRAW = 100
 DEV_SIZE = 10_000  # training images kept aside to score variants on

@@ -3,7 +3,8 @@
 Pretraining runs once per dataset and serves every label draw; every arm of a seed sees the
 same draw; the test set is read only for each run's final predictions. Arms that train on
 every label (the ceiling) run once per dataset. What each arm does lives in ``arms``; the
-curves go through ``metrics``; results.json is assembled by ``results``.
+curves go through ``metrics``; results.json is assembled by ``results``. The runs are
+planned first (``plan``), then made in order, each kept the moment it ends.
 """
 
 from __future__ import annotations
@@ -24,18 +25,17 @@ from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budg
 from .errors import UsageError
 from .evaluate import features
 from .metrics import Metrics
+from .plan import PlannedRun, as_records, plan_runs, shard_of
 from .pretrain import load_encoder, pretrain, save_encoder
 from .results import (
     Run,
     RunLog,
     assemble,
-    confusion_matrix,
     feature_map,
     git_commit,
-    run_key,
 )
 from .runtime import Runtime, environment, resolve
-from .stats import unit_name
+from .stats import confusion_matrix, unit_name
 from .tuning import tune
 
 
@@ -80,14 +80,16 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
 
 
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
-             cfg: CompareConfig, encoder, metrics: Metrics, *, tuning: dict | None = None,
-             extra_seconds: float = 0.0, pretrain_seed: int | None = None) -> Run:
+             cfg: CompareConfig, encoder, metrics: Metrics, rt: Runtime, *,
+             settings=None, tuning: dict | None = None, extra_seconds: float = 0.0,
+             pretrain_seed: int | None = None) -> Run:
     """Train and test one arm on one label draw (and pretraining run); log its curve.
-    ``tuning`` records how ``cfg`` was tuned (the run is then named
-    ``<arm>-tuned``)."""
+    ``settings``: the arm's config section (its section of ``cfg`` unless tuned);
+    ``tuning`` records how it was tuned (the run is then named ``<arm>-tuned``)."""
     name = arm + (TUNED if tuning else "")
     t = time.perf_counter()
-    o = ARMS[arm].run(ds.without_test(), labeled, seed, cfg, encoder)
+    o = ARMS[arm].run(cfg.context(ds.without_test(), labeled, seed, encoder, rt),
+                      settings or cfg.settings(arm))
     conf = confusion_matrix(o.predict(ds.test_images), ds.test_labels, ds.num_classes)
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
@@ -107,25 +109,31 @@ def _line(run: Run, cfg: CompareConfig) -> str:
 
 
 def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
-               cfg: CompareConfig, encoder, metrics: Metrics, log, out_dir: Path,
-               pretrain_seed: int | None = None) -> Run:
+               cfg: CompareConfig, encoder, metrics: Metrics, rt: Runtime, log,
+               out_dir: Path, pretrain_seed: int | None = None) -> Run:
     """Tune ``arm`` on a validation split of its labels (cfg.tune trials), then train it
     on all of them with the chosen values and test it once."""
     t = time.perf_counter()
     study = f"{ds.name}-{arm}-{count}-seed{unit_name(seed, pretrain_seed)}"
-    chosen_cfg, info = tune(arm, ds, labeled, seed, cfg, encoder, cfg.tune,
-                            out_dir / "tuning.db", study)
+    chosen, info = tune(arm, ds, labeled, seed, cfg, encoder, cfg.tune,
+                        out_dir / "tuning.db", study, rt)
     log(f"{ds.name:>13} {arm:>21}  tuned: {info['params']} "
         f"(validation accuracy {info['val_accuracy']:.4f}, {info['trials']} trials)")
-    return _run_arm(arm, ds, labeled, seed, count, chosen_cfg, encoder, metrics,
-                    tuning=info, extra_seconds=time.perf_counter() - t,
+    return _run_arm(arm, ds, labeled, seed, count, cfg, encoder, metrics, rt,
+                    settings=chosen, tuning=info, extra_seconds=time.perf_counter() - t,
                     pretrain_seed=pretrain_seed)
 
 
-def _runs_of(arm: str, encoders: dict) -> list[tuple[int | None, torch.nn.Module | None]]:
-    """(pretraining seed, encoder) pairs an arm runs on: every pretraining run for an arm
-    that needs one, else one run without."""
-    return list(encoders.items()) if ARMS[arm].pretrained else [(None, None)]
+def _execute(item: PlannedRun, ds: Dataset, cfg: CompareConfig, encoder, metrics: Metrics,
+             rt: Runtime, log, out_dir: Path) -> Run:
+    """Make the planned run ``item`` now."""
+    labeled = (torch.arange(item.labels) if item.every_label else
+               draw_labels(ds.train_labels, item.labels, item.seed, cfg.label_sampling))
+    if item.tuned:
+        return _tuned_run(item.arm, ds, labeled, item.seed, item.labels, cfg, encoder,
+                          metrics, rt, log, out_dir, item.pretrain_seed)
+    return _run_arm(item.arm, ds, labeled, item.seed, item.labels, cfg, encoder, metrics, rt,
+                    pretrain_seed=item.pretrain_seed)
 
 
 def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
@@ -203,69 +211,53 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                                  else f"metrics-{shard[0]}-of-{shard[1]}.jsonl"),
                       out_dir / "tensorboard" if tensorboard else None)
     (out_dir / "labels").mkdir(exist_ok=True)
+    planned = plan_runs(list(loaded), budgets, {n: len(ds.train_labels)
+                                                for n, ds in loaded.items()},
+                        cfg.seeds, cfg.arms, cfg.pretraining_seeds(), cfg.tune > 0)
+    checkpoint.atomic_write_text(out_dir / "plan.json",
+                                 json.dumps(as_records(planned), indent=1))
     finished = RunLog(out_dir, shard)
     if finished.done and shard is None:
         log(f"resuming {out_dir}: {len(finished.done)} finished runs kept")
+    mine = set(shard_of(planned, shard))
     runs: list[Run] = []
-    counter = iter(range(10**9))
-
-    def once(key: tuple, make: Callable[..., Run], *args, **kwargs) -> None:
-        """The run ``key``: kept from an interrupted run, or ``make(*args, **kwargs)`` now
-        (if it is this worker's), logged the moment it ends."""
-        mine = shard is None or next(counter) % shard[1] == shard[0]
-        run = finished.get(key)
-        if run is None and mine:
-            run = make(*args, **kwargs)
-            finished.add(run)
-            log(_line(run, cfg))
-        if run is not None:
-            runs.append(run)
-
     pretrain_seconds, data, maps = {}, {}, {}
-    drawn = [a for a in cfg.arms if not ARMS[a].every_label]
     for name, ds in loaded.items():
         data[name] = {"sha256": ds.sha256, "source": ds.source, "image_shape": ds.image_shape,
                       "classes": list(ds.classes)}
         encoders: dict[int | None, torch.nn.Module | None] = {None: None}
         pretrain_seconds[name] = 0.0
         if any(ARMS[a].pretrained for a in cfg.arms):
-            encoders = {}
             for p in cfg.pretraining_seeds():
                 encoders[p], seconds = _pretrained_encoder(
                     ds, cfg, p, rt, budgets[name][0], out_dir, pretrained, metrics, log,
                     save_every)
                 pretrain_seconds[name] += seconds
             if cfg.feature_map > 0 and shard is None and not pretrain_only:
-                first = next(iter(encoders.values()))
-                f = features(first, ds.test_images[:cfg.feature_map], rt).cpu()
+                f = features(encoders[cfg.pretraining_seeds()[0]],
+                             ds.test_images[:cfg.feature_map], rt).cpu()
                 labels = ds.test_labels[:cfg.feature_map]
                 maps[name] = feature_map(f.numpy(), labels)
                 metrics.embedding(f, labels, f"{name}/features")
-
         if pretrain_only:
             continue
         for count in budgets[name]:
             for seed in cfg.seeds:
-                labeled = draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
                 checkpoint.atomic_write_text(
                     out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
-                    json.dumps(labeled.tolist()))
-                for arm in drawn:
-                    for p, encoder in _runs_of(arm, encoders):
-                        once(run_key(name, arm, count, seed, p), _run_arm, arm, ds, labeled,
-                             seed, count, cfg, encoder, metrics, pretrain_seed=p)
-                tuned = [a for a in drawn if ARMS[a].space is not None] if cfg.tune > 0 else []
-                for arm in tuned:
-                    for p, encoder in _runs_of(arm, encoders):
-                        once(run_key(name, arm + TUNED, count, seed, p), _tuned_run, arm, ds,
-                             labeled, seed, count, cfg, encoder, metrics, log, out_dir, p)
-        for arm in cfg.arms:
-            if ARMS[arm].every_label:  # every label, once per dataset
-                n = len(ds.train_labels)
-                for p, encoder in _runs_of(arm, encoders):
-                    once(run_key(name, arm, n, cfg.seeds[0], p), _run_arm, arm, ds,
-                         torch.arange(n), cfg.seeds[0], n, cfg, encoder, metrics,
-                         pretrain_seed=p)
+                    json.dumps(draw_labels(ds.train_labels, count, seed,
+                                           cfg.label_sampling).tolist()))
+        for item in planned:
+            if item.dataset != name:
+                continue
+            run = finished.get(item.key())  # kept from an interrupted run
+            if run is None and item in mine:
+                run = _execute(item, ds, cfg, encoders[item.pretrain_seed], metrics, rt, log,
+                               out_dir)
+                finished.add(run)
+                log(_line(run, cfg))
+            if run is not None:
+                runs.append(run)
 
     if pretrain_only or shard is not None:
         metrics.close()

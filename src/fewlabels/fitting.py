@@ -104,19 +104,21 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     scores = {}
     for arm in arms:
         t = time.perf_counter()
-        outcome = ARMS[arm].run(hidden, train, seed, cfg, encoder)
+        outcome = ARMS[arm].run(cfg.context(hidden, train, seed, encoder, rt),
+                                cfg.settings(arm))
         scores[arm] = (outcome.predict(ds.train_images[val]) == labels[val]).float().mean().item()
         log(f"  {arm:<15} validation accuracy {scores[arm]:.4f} on {len(val)} held-out labeled "
             f"images ({time.perf_counter() - t:.0f} s)")
     best = max(arms, key=lambda a: scores[a])  # ties: the first given (the cheapest)
     log(f"chosen: {best}; training it again on all {len(labeled)} labeled images")
-    net = ARMS[best].run(hidden, labeled, seed, cfg, encoder).net.cpu().float().eval()
+    net = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
+                         cfg.settings(best)).net.cpu().float().eval()
     meta = {"classes": list(ds.classes), "image_shape": list(ds.image_shape),
             "channels": ds.image_shape[0], "image_size": ds.image_shape[1],
             "preprocessing": PREPROCESSING, "arm": best,
             "encoder": cfg.pretrain.encoder, "encoder_options": cfg.pretrain.encoder_options,
             "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
-                       best: dataclasses.asdict(getattr(cfg, ARMS[best].section))},
+                       best: dataclasses.asdict(cfg.settings(best))},
             "validation_accuracy": scores, "validation_images": len(val),
             "labeled_images": len(labeled), "unlabeled_images": unlabeled,
             "seed": seed, "data": ds.provenance(), "source": ds.source,

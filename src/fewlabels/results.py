@@ -87,12 +87,6 @@ class RunLog:
         self.done[run.key()] = run
 
 
-def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
-    """(k, k) counts: row = true class, column = predicted class."""
-    flat = labels.long() * k + predictions.long().cpu()
-    return torch.bincount(flat, minlength=k * k).view(k, k).numpy()
-
-
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,

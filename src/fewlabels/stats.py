@@ -1,5 +1,6 @@
 """Statistics over label draws: mean, standard deviation and a 95% confidence interval per
-group of runs, and paired differences between arms that saw the same label draws.
+group of runs, and paired differences between arms that saw the same label draws; and the
+confusion matrix each run's accuracy is read from.
 
 The unit is the label draw: the draws are what was sampled independently. An arm run on
 several pretraining runs (``--pretrain-seeds``) has one accuracy per draw and pretraining
@@ -25,6 +26,8 @@ import math
 import statistics
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+import torch
 from scipy.stats import t as student_t
 
 
@@ -139,3 +142,9 @@ def _per_pretraining_run(a: list[dict], b: list[dict], seeds: list[int]) -> list
             if x is not None and y is not None:
                 out.append({"seed": s, "pretrain_seed": p, "difference": x - y})
     return out
+
+
+def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
+    """(k, k) counts: row = true class, column = predicted class."""
+    flat = labels.long() * k + predictions.long().cpu()
+    return torch.bincount(flat, minlength=k * k).view(k, k).numpy()

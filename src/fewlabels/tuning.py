@@ -22,28 +22,28 @@ from .data import Dataset, split_indices
 VAL_FRACTION = 0.2  # share of the labeled subset each trial is scored on
 
 
-def apply_trial(arm: str, trial, cfg: CompareConfig) -> None:
-    """Set ``arm``'s tuned values in its section of ``cfg`` from an Optuna trial."""
-    a = ARMS[arm]
-    a.space(trial, getattr(cfg, a.section))
+def with_trial(arm: str, trial, settings):
+    """A copy of ``arm``'s config section ``settings`` with an Optuna trial's values."""
+    chosen = copy.deepcopy(settings)
+    ARMS[arm].space(trial, chosen)
+    return chosen
 
 
 def tune(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareConfig,
-         encoder, trials: int, storage: Path, study_name: str) -> tuple[CompareConfig, dict]:
-    """Run (or resume) ``trials`` trials for ``arm``; return (the config with the best
-    trial's values, {"params", "val_accuracy", "trials"}). Each trial runs the arm as the
-    comparison does, on a part of the labeled subset, and is scored on the rest; the
+         encoder, trials: int, storage: Path, study_name: str, runtime=None) -> tuple:
+    """Run (or resume) ``trials`` trials for ``arm``; return (its config section with the
+    best trial's values, {"params", "val_accuracy", "trials"}). Each trial runs the arm as
+    the comparison does, on a part of the labeled subset, and is scored on the rest; the
     dataset it is handed has its test split withheld."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     train, val = split_indices(labeled, 1 - VAL_FRACTION, seed)
-    blind = ds.without_test()
+    ctx = cfg.context(ds.without_test(), train, seed, encoder, runtime)
+    settings = cfg.settings(arm)
 
     def objective(trial) -> float:
-        trial_cfg = copy.deepcopy(cfg)
-        apply_trial(arm, trial, trial_cfg)
-        predict = ARMS[arm].run(blind, train, seed, trial_cfg, encoder).predict
+        predict = ARMS[arm].run(ctx, with_trial(arm, trial, settings)).predict
         return (predict(ds.train_images[val]) == ds.train_labels[val]).float().mean().item()
 
     study = optuna.create_study(
@@ -53,8 +53,7 @@ def tune(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, cfg: CompareCo
     if len(done) < trials:
         study.optimize(objective, n_trials=trials - len(done))
     best = study.best_trial
-    chosen = copy.deepcopy(cfg)
-    apply_trial(arm, optuna.trial.FixedTrial(best.params), chosen)
+    chosen = with_trial(arm, optuna.trial.FixedTrial(best.params), settings)
     return chosen, {"params": best.params, "val_accuracy": best.value,
                     "trials": len([t for t in study.trials
                                    if t.state == optuna.trial.TrialState.COMPLETE])}

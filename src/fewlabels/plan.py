@@ -1,0 +1,71 @@
+"""The run list: every run a comparison makes, as plain data, built and written to the run
+folder (``plan.json``) before anything runs. Execution walks it in order; resume is a
+lookup of each run's key in ``runs.jsonl``; worker ``i`` of ``n`` takes ``runs[i::n]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .arms import ARMS, TUNED
+from .results import run_key
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run: an arm on one labeled draw of a dataset (and one pretraining run)."""
+
+    dataset: str
+    arm: str  # a registered arm
+    labels: int  # labeled images (every training image for an every-label arm)
+    seed: int  # the label draw's seed
+    pretrain_seed: int | None = None  # the pretraining run, for an arm that needs one
+    tuned: bool = False  # tuned on its labels first (the run is then ``<arm>-tuned``)
+
+    @property
+    def name(self) -> str:
+        return self.arm + (TUNED if self.tuned else "")
+
+    @property
+    def every_label(self) -> bool:
+        return ARMS[self.arm].every_label
+
+    def key(self) -> tuple:
+        return run_key(self.dataset, self.name, self.labels, self.seed, self.pretrain_seed)
+
+
+def plan_runs(datasets: list[str], budgets: dict[str, list[int]],
+              train_sizes: dict[str, int], seeds: list[int], arms: list[str],
+              pretrain_seeds: list[int], tune: bool) -> list[PlannedRun]:
+    """Every run, in the order they run: per dataset, per budget and draw, each arm (one
+    run per pretraining run for an arm that needs the encoder), then each tunable arm
+    tuned; last, each every-label arm once per dataset (on the first draw's seed)."""
+    runs: list[PlannedRun] = []
+
+    def add(dataset: str, arm: str, count: int, seed: int, tuned: bool = False) -> None:
+        for p in pretrain_seeds if ARMS[arm].pretrained else [None]:
+            runs.append(PlannedRun(dataset, arm, count, seed, p, tuned))
+
+    drawn = [a for a in arms if not ARMS[a].every_label]
+    tunable = [a for a in drawn if ARMS[a].space is not None] if tune else []
+    for name in datasets:
+        for count in budgets[name]:
+            for seed in seeds:
+                for arm in drawn:
+                    add(name, arm, count, seed)
+                for arm in tunable:
+                    add(name, arm, count, seed, tuned=True)
+        for arm in arms:
+            if ARMS[arm].every_label:
+                add(name, arm, train_sizes[name], seeds[0])
+    return runs
+
+
+def shard_of(runs: list[PlannedRun], shard: tuple[int, int] | None) -> list[PlannedRun]:
+    """Worker ``i`` of ``n``'s runs: every n-th from the i-th (all of them without one)."""
+    return runs if shard is None else runs[shard[0]::shard[1]]
+
+
+def as_records(runs: list[PlannedRun]) -> list[dict]:
+    """The run list as written to ``plan.json``."""
+    return [asdict(r) for r in runs]
