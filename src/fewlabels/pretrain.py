@@ -117,13 +117,50 @@ def nearest_neighbors(feats: torch.Tensor, k: int, chunk: int = 4096) -> torch.T
     return torch.cat(out)
 
 
-def build_method(cfg: PretrainConfig, image_shape, device=None):
-    """(encoder, method) of the recipe's first stage, initialised from ``cfg.seed``."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        encoder = build_encoder(cfg.encoder, image_shape, **cfg.encoder_options)
-        method = METHODS[cfg.method](encoder, **cfg.options)
-    return encoder, method.to(device) if device is not None else method
+@dataclass(frozen=True)
+class Stage:
+    """One stage of pretraining, as data: which method trains, for how long, at what rate.
+    ``first``: the recipe's method on two views of each image; ``refine``: round ``round``
+    of the refine method on an image and one of its nearest neighbours (mined again each
+    round in the features the last round left); ``self-label``: SCAN's self-labelling."""
+
+    name: str  # the phase of the joined curve: "simclr", "scan round 1", "self-label"
+    kind: str  # first | refine | self-label
+    epochs: float
+    lr: float
+    round: int = 0  # refine round, from 0
+
+
+def stages(cfg: PretrainConfig) -> list[Stage]:
+    """The recipe's stages, in the order they train."""
+    out = [Stage(cfg.method, "first", cfg.epochs, cfg.lr)]
+    for r in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):
+        out.append(Stage(f"{cfg.refine} round {r + 1}", "refine", cfg.refine_epochs,
+                         cfg.refine_lr, r))
+    if cfg.self_label_epochs > 0:
+        out.append(Stage("self-label", "self-label", cfg.self_label_epochs, cfg.refine_lr))
+    return out
+
+
+def build_method(cfg: PretrainConfig, image_shape, device=None, stage: Stage | None = None,
+                 previous: nn.Module | None = None):
+    """(encoder, method) of ``stage`` (the first stage's by default), the one way a method
+    is built: the first stage builds the encoder too, initialised from ``cfg.seed``; a
+    refine round a new method on ``previous``'s encoder (from ``cfg.seed + 2 + round``);
+    self-labelling continues ``previous``'s cluster head."""
+    stage = stage or stages(cfg)[0]
+    if stage.kind == "self-label":
+        method = SelfLabelLoss(previous.encoder, previous.head, cfg.self_label_threshold)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            if stage.kind == "first":
+                torch.manual_seed(cfg.seed)
+                encoder = build_encoder(cfg.encoder, image_shape, **cfg.encoder_options)
+                method = METHODS[cfg.method](encoder, **cfg.options)
+            else:
+                torch.manual_seed(cfg.seed + 2 + stage.round)
+                method = METHODS[cfg.refine](previous.encoder, **cfg.refine_options)
+    return method.encoder, method.to(device) if device is not None else method
 
 
 STATE_KIND = "pretraining-state"
@@ -142,11 +179,139 @@ def _saved_state(path: Path | None, cfg: PretrainConfig, ds: Dataset) -> dict | 
     return saved
 
 
+class _Pretraining:
+    """What every stage shares: the pool and its training split, the augmentation
+    generator, the joined history, the checks run once an epoch, and the resume state
+    (where it is saved, what an interrupted run left)."""
+
+    def __init__(self, ds: Dataset, cfg: PretrainConfig, rt: Runtime, monitor_labels,
+                 progress: bool, state_path, save_every: int):
+        self.ds, self.cfg, self.rt = ds, cfg, rt
+        self.state_path, self.save_every = state_path, save_every
+        self.saved = _saved_state(Path(state_path) if state_path else None, cfg, ds)
+        self.ranks = distributed.world()
+        self.images = ds.train_images[:cfg.pool or None]
+        n_train = len(self.images) - (round(cfg.val_fraction * len(self.images))
+                                      if cfg.val_fraction else 0)
+        if self.ranks > 1 and (cfg.batch % self.ranks or n_train % cfg.batch % self.ranks):
+            raise UsageError(f"batch={cfg.batch} and its last batch of an epoch "
+                             f"({n_train % cfg.batch or cfg.batch} images) must split evenly "
+                             f"over the {self.ranks} processes: choose a batch (and pool) "
+                             f"divisible by {self.ranks}")
+        self.progress = progress and distributed.is_main()
+        self.pool = as_float(self.images.to(rt.device))
+        self.train, self.held_out = (
+            split_indices(torch.arange(len(self.pool)), 1 - cfg.val_fraction, cfg.seed)
+            if cfg.val_fraction > 0 else (torch.arange(len(self.pool)), None))
+        self.g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
+        self.history = History()
+        self.monitor = (split_indices(monitor_labels, 0.8, cfg.seed)
+                        if monitor_labels is not None else None)
+        self.resuming_at = self.saved["stage"] if self.saved is not None else 0
+
+    def evaluate(self, method: nn.Module) -> dict:
+        """The checks (kNN accuracy on the monitor labels, the held-out pool's loss) in
+        eval mode; the stage then trains on."""
+        out, rt, cfg = {}, self.rt, self.cfg
+        if self.monitor is not None:
+            ref, query = self.monitor
+            y = self.ds.train_labels.to(rt.device)
+            out["knn"] = knn_accuracy(features(method.encoder, self.ds.train_images[ref], rt),
+                                      y[ref.to(rt.device)],
+                                      features(method.encoder, self.ds.train_images[query], rt),
+                                      y[query.to(rt.device)])
+        if self.held_out is not None:  # the same views every time: a curve, not noise
+            g_val = torch.Generator(device=rt.device).manual_seed(cfg.seed + 2)
+            x = self.pool[self.held_out[:10_000].to(rt.device)]
+            method.eval()
+            views = [augment(x, cfg.augment, g_val) for _ in range(method.views)]
+            out["val_loss"] = method(views, x).item()
+        method.train()
+        return out
+
+    def views(self, stage: Stage, method: nn.Module, number: int):
+        """(make_views: batch indices → (views, clean images), neighbours or None)."""
+        cfg, g, pool = self.cfg, self.g, self.pool
+        if stage.kind != "refine":
+            def itself(idx):
+                x = pool[idx]
+                return [augment(x, cfg.augment, g) for _ in range(method.views)], x
+            return itself, None
+        neighbors = (self.saved["neighbors"].to(self.rt.device) if number == self.resuming_at
+                     and self.saved is not None else
+                     nearest_neighbors(features(method.encoder, self.images, self.rt),
+                                       cfg.neighbors))
+
+        def with_a_neighbor(idx):
+            pick = torch.randint(0, cfg.neighbors, (len(idx),), generator=g, device=g.device)
+            x, n = pool[idx], pool[neighbors[idx, pick]]
+            return [augment(x, cfg.augment, g), augment(n, cfg.augment, g)], x
+        return with_a_neighbor, neighbors
+
+    def resume(self, number: int, method: nn.Module, neighbors) -> Resume | None:
+        """Saving as it goes (with a state path), and the interrupted stage's state put
+        back into ``method``, the generators and the history when it is this one."""
+        if self.state_path is None:
+            return None
+        cfg, history = self.cfg, self.history
+
+        def save(fit_state: dict) -> None:
+            if distributed.is_main():
+                checkpoint.save_tree(self.state_path, {
+                    "recipe": dataclasses.asdict(cfg), **self.ds.provenance(),
+                    "stage": number, "method": method.state_dict(),
+                    "augment_rng": self.g.get_state(), "torch_rng": torch.get_rng_state(),
+                    "neighbors": neighbors, "history": history.records,
+                    "history_seconds": history.seconds, "fit": fit_state}, STATE_KIND)
+
+        start = None
+        if self.saved is not None and number == self.resuming_at:
+            method.load_state_dict(self.saved["method"])
+            self.g.set_state(self.saved["augment_rng"])
+            torch.set_rng_state(self.saved["torch_rng"])
+            history.records, history.seconds = (self.saved["history"],
+                                                self.saved["history_seconds"])
+            start = self.saved["fit"]
+        return Resume(save, self.save_every, start)
+
+    def run(self, stage: Stage, number: int, method: nn.Module) -> None:
+        """Train one stage with the one loop: its schedule, the checks once an epoch."""
+        cfg, rt, ranks = self.cfg, self.rt, self.ranks
+        make_views, neighbors = self.views(stage, method, number)
+        per_epoch = steps_per_epoch(len(self.train), cfg.batch)
+        steps = max(1, round(stage.epochs * per_epoch))
+
+        def loss_fn(idx):
+            views, clean = make_views(idx.to(rt.device))  # the global batch, on every rank
+            if ranks > 1:  # each keeps its share; the losses gather what they need
+                views, clean = [distributed.local(v) for v in views], distributed.local(clean)
+            with distributed.sharded():
+                return method(views, clean), {}
+
+        resume = self.resume(number, method, neighbors)
+        method.train()
+        schedule = (warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch))
+                    if cfg.schedule == "cosine" else None)
+        checks = self.monitor is not None or self.held_out is not None
+        done = fit(list(method.parameters()), loss_fn,
+                   shuffled_batches(self.train, cfg.batch,
+                                    torch.Generator().manual_seed(cfg.seed)),
+                   steps=steps, lr=stage.lr, weight_decay=cfg.weight_decay, runtime=rt,
+                   log_every=max(1, per_epoch // 10),
+                   evaluate=(lambda: self.evaluate(method)) if checks else None,
+                   eval_every=per_epoch, desc=f"pretrain {stage.name}",
+                   progress=self.progress, schedule=schedule, resume=resume)
+        for record in done.records:  # which stage each point of the joined curve is from
+            record["phase"] = stage.name
+        _extend(self.history, done)
+
+
 def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
              monitor_labels: torch.Tensor | None = None, progress: bool = True,
              method: nn.Module | None = None, state_path: str | Path | None = None,
              save_every: int = 200):
-    """Pretrain an encoder on the training images of ``ds`` (labels unread).
+    """Pretrain an encoder on the training images of ``ds`` (labels unread): each of
+    ``stages(cfg)`` in turn.
 
     ``monitor_labels``: indices of a labeled subset; 80% serve as kNN references and 20% as
     queries after every epoch (``knn`` in the progress bar and history). ``method``: a
@@ -160,147 +325,20 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
     """
     cfg.validate()
     check_positive("--save-every", save_every, integer=True)
-    saved = _saved_state(Path(state_path) if state_path else None, cfg, ds)
-    ranks = distributed.world()
-    images = ds.train_images[:cfg.pool or None]
-    n_train = len(images) - (round(cfg.val_fraction * len(images)) if cfg.val_fraction else 0)
-    if ranks > 1 and (cfg.batch % ranks or n_train % cfg.batch % ranks):
-        raise UsageError(f"batch={cfg.batch} and its last batch of an epoch "
-                         f"({n_train % cfg.batch or cfg.batch} images) must split evenly over "
-                         f"the {ranks} processes: choose a batch (and pool) divisible by "
-                         f"{ranks}")
-    progress = progress and distributed.is_main()
-    if method is None:
-        _, method = build_method(cfg, ds.image_shape)
-    method.to(rt.device)
-    if ranks > 1:
-        distributed.convert_batchnorm(method)
-    encoder = method.encoder
-    pool = as_float(images.to(rt.device))
-    train, held_out = (split_indices(torch.arange(len(pool)), 1 - cfg.val_fraction, cfg.seed)
-                       if cfg.val_fraction > 0 else (torch.arange(len(pool)), None))
-    g = torch.Generator(device=rt.device).manual_seed(cfg.seed + 1)
-    checks = []
-    if monitor_labels is not None:
-        ref, query = split_indices(monitor_labels, 0.8, cfg.seed)
-        y = ds.train_labels.to(rt.device)
-
-        def knn(training):
-            f_ref = features(encoder, ds.train_images[ref], rt)
-            f_q = features(encoder, ds.train_images[query], rt)
-            return {"knn": knn_accuracy(f_ref, y[ref.to(rt.device)], f_q, y[query.to(rt.device)])}
-
-        checks.append(knn)
-    if held_out is not None:
-        val = held_out[:10_000].to(rt.device)
-        g_val = torch.Generator(device=rt.device)
-
-        def val_loss(training):  # the same views every time: a curve, not noise
-            g_val.manual_seed(cfg.seed + 2)
-            x = pool[val]
-            training.eval()
-            views = [augment(x, cfg.augment, g_val) for _ in range(training.views)]
-            return {"val_loss": training(views, x).item()}
-
-        checks.append(val_loss)
-
-    def evaluate(training):  # after eval-mode checks, the stage trains on
-        out = {k: v for check in checks for k, v in check(training).items()}
-        training.train()
-        return out
-
-    def views_of_itself(views: int):
-        def make(idx):
-            x = pool[idx]
-            return [augment(x, cfg.augment, g) for _ in range(views)], x
-        return make
-
-    history = History()
-    number = -1  # the stage running: 0 the first method, then each refine round, self-label
-    resuming_at = saved["stage"] if saved is not None else 0
-
-    def stage(method, make_views, epochs: float, lr: float, name: str,
-              neighbors: torch.Tensor | None = None) -> None:
-        """One stage with the one loop: its schedule, checks once per epoch; saved as it
-        goes when there is a state path; skipped when a resumed run had finished it."""
-        nonlocal number
-        number += 1
-        if number < resuming_at:
-            return
-        per_epoch = steps_per_epoch(len(train), cfg.batch)
-        steps = max(1, round(epochs * per_epoch))
-        batches = shuffled_batches(train, cfg.batch, torch.Generator().manual_seed(cfg.seed))
-
-        def loss_fn(idx):
-            views, clean = make_views(idx.to(rt.device))  # the global batch, on every rank
-            if ranks > 1:  # each keeps its share; the losses gather what they need
-                views, clean = [distributed.local(v) for v in views], distributed.local(clean)
-            with distributed.sharded():
-                return method(views, clean), {}
-
-        resume = None
-        if state_path is not None:
-            here = number
-
-            def save(fit_state: dict) -> None:
-                if not distributed.is_main():
-                    return
-                checkpoint.save_tree(state_path, {
-                    "recipe": dataclasses.asdict(cfg), **ds.provenance(), "stage": here,
-                    "method": method.state_dict(), "augment_rng": g.get_state(),
-                    "torch_rng": torch.get_rng_state(), "neighbors": neighbors,
-                    "history": history.records, "history_seconds": history.seconds,
-                    "fit": fit_state}, STATE_KIND)
-
-            start = None
-            if saved is not None and number == resuming_at:
-                method.load_state_dict(saved["method"])
-                g.set_state(saved["augment_rng"])
-                torch.set_rng_state(saved["torch_rng"])
-                history.records, history.seconds = saved["history"], saved["history_seconds"]
-                start = saved["fit"]
-            resume = Resume(save, save_every, start)
-        method.train()
-        schedule = (warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch))
-                    if cfg.schedule == "cosine" else None)
-        done = fit(list(method.parameters()), loss_fn, batches, steps=steps, lr=lr,
-                   weight_decay=cfg.weight_decay, runtime=rt, log_every=max(1, per_epoch // 10),
-                   evaluate=(lambda: evaluate(method)) if checks else None,
-                   eval_every=per_epoch, desc=f"pretrain {name}", progress=progress,
-                   schedule=schedule, resume=resume)
-        for record in done.records:  # which stage each point of the joined curve is from
-            record["phase"] = name
-        _extend(history, done)
-
-    stage(method, views_of_itself(method.views), cfg.epochs, cfg.lr, cfg.method)
-    for round_ in range(cfg.refine_rounds if cfg.refine and cfg.refine_epochs > 0 else 0):
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 2 + round_)
-            method = METHODS[cfg.refine](encoder, **cfg.refine_options).to(rt.device)
-        if ranks > 1:
+    run = _Pretraining(ds, cfg, rt, monitor_labels, progress, state_path, save_every)
+    for number, stage in enumerate(stages(cfg)):
+        if number > 0 or method is None:  # a given method is the first stage
+            method = build_method(cfg, ds.image_shape, stage=stage, previous=method)[1]
+        method.to(rt.device)
+        if run.ranks > 1 and stage.kind != "self-label":
             distributed.convert_batchnorm(method)
-        if number + 1 < resuming_at:
-            number += 1  # finished before the interruption
-            continue
-        # neighbours are mined again each round, in the features the last round left
-        neighbors = (saved["neighbors"].to(rt.device) if number + 1 == resuming_at else
-                     nearest_neighbors(features(encoder, images, rt), cfg.neighbors))
-
-        def with_a_neighbor(idx, neighbors=neighbors):
-            pick = torch.randint(0, cfg.neighbors, (len(idx),), generator=g, device=rt.device)
-            x, n = pool[idx], pool[neighbors[idx, pick]]
-            return [augment(x, cfg.augment, g), augment(n, cfg.augment, g)], x
-
-        stage(method, with_a_neighbor, cfg.refine_epochs, cfg.refine_lr,
-              f"{cfg.refine} round {round_ + 1}", neighbors)
-    if cfg.self_label_epochs > 0:
-        method = SelfLabelLoss(encoder, method.head, cfg.self_label_threshold)
-        stage(method, views_of_itself(1), cfg.self_label_epochs, cfg.refine_lr, "self-label")
+        if number >= run.resuming_at:  # else finished before the interruption
+            run.run(stage, number, method)
     if state_path is not None and distributed.is_main():
         Path(state_path).unlink(missing_ok=True)
-    encoder.eval()
+    method.encoder.eval()
     method.eval()
-    return encoder, method, history
+    return method.encoder, method, run.history
 
 
 def _extend(history: History, more: History) -> None:
