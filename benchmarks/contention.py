@@ -31,7 +31,7 @@ cfg = load_preset("seed", {{"supervised": {{"epochs": {epochs}}}}})
 ds = load_dataset("mnist")
 labeled = draw_labels(ds.train_labels, 600, 0)
 t = time.perf_counter()
-ARMS["supervised"].run(ds.without_test(), labeled, 0, cfg, None)
+ARMS["supervised"].run(cfg.context(ds.without_test(), labeled, 0), cfg.supervised)
 print(os.environ.get("OMP_WAIT_POLICY", "default"), time.perf_counter() - t)
 """
 

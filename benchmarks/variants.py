@@ -59,7 +59,8 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         labeled = dev.draw(count, seed, cfg.label_sampling)
         start = time.perf_counter()
-        outcome = ARMS[args.arm].run(dev.train, labeled, seed, cfg, encoder)
+        outcome = ARMS[args.arm].run(cfg.context(dev.train, labeled, seed, encoder, rt),
+                                     cfg.settings(args.arm))
         seconds = time.perf_counter() - start
         row = {"arm": args.arm, "name": args.name, "set": args.set, "dataset": args.dataset,
                "labels": count, "seed": seed, "split": "development",

@@ -6,10 +6,10 @@ import torch
 
 from fewlabels.augment import AugmentConfig
 from fewlabels.ceiling import CeilingConfig, Plateau, train_ceiling
+from fewlabels.classifiers import new_classifier, predict
 from fewlabels.data import split_indices
 from fewlabels.encoders import build_encoder
 from fewlabels.errors import UsageError
-from fewlabels.evaluate import new_classifier, predict
 from fewlabels.runtime import resolve
 
 

@@ -18,7 +18,7 @@ def _figure(value):
 def _save(value, path):
     fig = _figure(value)
     try:
-        plots.save(fig, path)
+        plots.save_figure(fig, path)
     finally:
         plt.close(fig)
 

@@ -53,9 +53,9 @@ def test_a_stopped_pretraining_resumes_bit_identical(small, uninterrupted, tmp_p
     rt = resolve("cpu", "fp32")
     state = tmp_path / "enc.state"
     steps = {"n": 0}  # 24 in all: 6 a stage (first method, two SCAN rounds, self-label)
-    original_fit = train.fit
+    original_loop = train.loop
 
-    def fit_that_stops(params, loss_fn, batches, **kw):
+    def loop_that_stops(params, loss_fn, batches, **kw):
         def stopping_loss(idx):
             steps["n"] += 1
             if steps["n"] == stop_at:
@@ -64,15 +64,15 @@ def test_a_stopped_pretraining_resumes_bit_identical(small, uninterrupted, tmp_p
                 os.kill(os.getpid(), signal.SIGINT)  # saved after this step, then stops
             return loss_fn(idx)
 
-        return original_fit(params, stopping_loss, batches, **kw)
+        return original_loop(params, stopping_loss, batches, **kw)
 
     import fewlabels.pretrain as pre
 
-    monkeypatch.setattr(pre, "fit", fit_that_stops)
+    monkeypatch.setattr(pre, "loop", loop_that_stops)
     with pytest.raises(Crash if how == "crash" else KeyboardInterrupt):
         pretrain(small, recipe(), rt, progress=False, state_path=state, save_every=2)
     assert state.exists()
-    monkeypatch.setattr(pre, "fit", original_fit)
+    monkeypatch.setattr(pre, "loop", original_loop)
     encoder, _, history = pretrain(small, recipe(), rt, progress=False, state_path=state,
                                    save_every=2)
     assert not state.exists(), "the state is removed when pretraining ends"

@@ -3,8 +3,8 @@ import torch
 import torch.nn.functional as F
 
 from fewlabels.augment import AugmentConfig
+from fewlabels.classifiers import with_fitted_head
 from fewlabels.encoders import ConvEncoder
-from fewlabels.evaluate import with_fitted_head
 from fewlabels.runtime import resolve
 from fewlabels.semisupervised import (
     SemiSupervisedConfig,

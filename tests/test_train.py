@@ -3,7 +3,7 @@ import torch
 
 from fewlabels.errors import UsageError
 from fewlabels.runtime import resolve
-from fewlabels.train import TrainingDiverged, batch_size, fit, shuffled_batches
+from fewlabels.train import TrainingDiverged, batch_size, loop, shuffled_batches
 
 CPU = resolve("cpu", "fp32")
 
@@ -30,7 +30,7 @@ def test_shuffled_batches_cover_each_epoch_once():
 def test_fit_lowers_a_quadratic_and_logs():
     w = torch.nn.Parameter(torch.tensor([3.0, -2.0]))
     batches = iter(lambda: torch.zeros(1), None)
-    h = fit([w], lambda b: ((w ** 2).sum(), {"norm": w.norm().item()}), batches, steps=200,
+    h = loop([w], lambda b: ((w ** 2).sum(), {"norm": w.norm().item()}), batches, steps=200,
             lr=0.05, runtime=CPU, log_every=10, progress=False)
     assert len(h.records) == 20 and h.records[-1]["step"] == 200
     assert h.records[-1]["loss"] < 0.01 * h.records[0]["loss"]
@@ -41,7 +41,7 @@ def test_fit_stops_on_a_non_finite_loss_before_touching_weights():
     w = torch.nn.Parameter(torch.tensor([1.0]))
     losses = iter([w.sum(), w.sum() * float("nan")])
     with pytest.raises(TrainingDiverged, match="nan at step 2.*lower it"):
-        fit([w], lambda b: (next(losses), {}), iter(lambda: None, 1), steps=5, lr=0.1,
+        loop([w], lambda b: (next(losses), {}), iter(lambda: None, 1), steps=5, lr=0.1,
             runtime=CPU, progress=False)
     assert w.item() == pytest.approx(0.9, abs=1e-6)  # one Adam step of lr 0.1, then stopped
 
@@ -52,7 +52,7 @@ def test_fit_is_deterministic_under_a_seed():
         model = torch.nn.Linear(4, 1)
         x = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
         batches = shuffled_batches(torch.arange(32), 8, torch.Generator().manual_seed(2))
-        fit(list(model.parameters()), lambda b: (model(x[b]).pow(2).mean(), {}), batches,
+        loop(list(model.parameters()), lambda b: (model(x[b]).pow(2).mean(), {}), batches,
             steps=20, lr=0.01, runtime=CPU, progress=False)
         return model.weight.detach().clone()
 

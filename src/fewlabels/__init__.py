@@ -11,7 +11,7 @@ choose_wait_policy()  # before torch loads OpenMP (the next import loads torch)
 from .data import Dataset, draw_labels, load_dataset, parse_label_budget  # noqa: E402
 from .errors import UsageError  # noqa: E402
 from .fitting import fit  # noqa: E402
-from .models import AutoEncoder, Classifier  # noqa: E402
+from .notebook import AutoEncoder, Classifier  # noqa: E402
 from .predictor import Model  # noqa: E402
 
 __version__ = "0.1.0"

@@ -16,10 +16,7 @@ import torch
 
 from .augment import AugmentConfig
 from .ceiling import CeilingConfig, train_ceiling
-from .data import Dataset
-from .encoders import ClassifierNet, build_encoder
-from .errors import check_fraction, check_positive
-from .evaluate import (
+from .classifiers import (
     FinetuneConfig,
     ProbeConfig,
     SupervisedConfig,
@@ -29,6 +26,9 @@ from .evaluate import (
     train_network,
     with_fitted_head,
 )
+from .data import Dataset
+from .encoders import ClassifierNet, build_encoder
+from .errors import check_fraction, check_positive
 from .runtime import Runtime
 from .semisupervised import SemiSupervisedConfig, train_semisupervised
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 import torch
 
 from .augment import AugmentConfig
+from .classifiers import check_lr_list, classification_loss, predict
 from .data import as_float, split_indices
 from .encoders import ClassifierNet
 from .errors import UsageError, check_non_negative, check_positive
-from .evaluate import check_lr_list, classification_loss, predict
 from .runtime import Runtime
-from .train import History, fit, shuffled_batches, steps_per_epoch
+from .train import History, loop, shuffled_batches, steps_per_epoch
 
 
 @dataclass
@@ -139,7 +139,7 @@ def train_ceiling(make_net, images: torch.Tensor, labels: torch.Tensor, cfg: Cei
                                      == y_va.cpu()).float().mean().item()}
 
         net.train()
-        return fit(list(net.parameters()), loss_fn,
+        return loop(list(net.parameters()), loss_fn,
                    shuffled_batches(tr, cfg.batch, torch.Generator().manual_seed(seed)),
                    steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
                    log_every=per_epoch, evaluate=evaluate, eval_every=per_epoch,

@@ -12,7 +12,7 @@ from .errors import Terminated, UsageError, check_positive
 
 
 def _cmd_data(args) -> int:
-    from .data import describe, fetch, load_dataset
+    from .data import dataset_info, fetch, load_dataset
 
     if args.action == "fetch" and args.data_dir:
         load_dataset(args.dataset, args.data_dir)  # verified there, or one clear error
@@ -23,7 +23,7 @@ def _cmd_data(args) -> int:
         source = json.loads((folder / "source.json").read_text())["source"]
         print(f"{args.dataset}: 4 files verified in {folder} (from {source})")
     else:
-        info = describe(load_dataset(args.dataset, args.data_dir))
+        info = dataset_info(load_dataset(args.dataset, args.data_dir))
         print(json.dumps(info, indent=2))
     return 0
 
@@ -120,7 +120,7 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .models import Classifier
+    from .notebook import Classifier
 
     clf = Classifier.load(args.checkpoint, args.device, data_dir=args.data_dir)
     print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": clf.dataset.name,
@@ -187,9 +187,9 @@ def _cmd_probe(args) -> int:
     import statistics
 
     from .augment import AugmentConfig
+    from .classifiers import ProbeConfig, linear_probe, predict
     from .data import draw_labels, load_dataset, parse_label_budget
     from .development import check_reported_draws
-    from .evaluate import ProbeConfig, linear_probe, predict
     from .pretrain import load_encoder
     from .runtime import resolve
 

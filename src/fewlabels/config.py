@@ -11,8 +11,8 @@ import yaml
 
 from .arms import ARMS, Context, KNNConfig, LabelSpreadingConfig, LogRegConfig, network_maker
 from .ceiling import CeilingConfig
+from .classifiers import FinetuneConfig, ProbeConfig, SupervisedConfig
 from .errors import UsageError, check_choice, check_non_negative
-from .evaluate import FinetuneConfig, ProbeConfig, SupervisedConfig
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
 from .semisupervised import SemiSupervisedConfig
@@ -21,8 +21,10 @@ from .semisupervised import SemiSupervisedConfig
 @dataclass
 class CompareConfig:
     """Everything a comparison depends on. One section per arm, named as the arm is in
-    ``arms.ARMS`` (``pixels-knn`` → ``pixels_knn``), and one for pretraining; the defaults
-    are the ``default`` preset's, ``presets/seed.yaml`` turns them into the notebook's."""
+    ``arms.ARMS`` (``pixels-knn`` → ``pixels_knn``), and one for pretraining. The code's
+    defaults are a starting point: every run starts from a preset, ``presets/default.yaml``
+    (the default protocol: its pretraining recipe differs from ``PretrainConfig``'s) or
+    ``presets/seed.yaml`` (the notebook's)."""
 
     preset: str = "default"  # name of the preset this config came from
     datasets: list[str] = field(default_factory=lambda: ["mnist"])  # pretrained once each

@@ -466,7 +466,7 @@ def split_indices(indices: torch.Tensor, fraction: float,
     return perm[:cut].sort().values, perm[cut:].sort().values
 
 
-def describe(ds: Dataset) -> dict:
+def dataset_info(ds: Dataset) -> dict:
     """Shapes, class counts and provenance of a dataset (for ``fewlabels data info``)."""
     return {
         "dataset": ds.name,
@@ -491,4 +491,4 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 
 
 __all__: Sequence[str] = ("DATASETS", "Dataset", "load_dataset", "fetch", "parse_idx",
-                          "parse_label_budget", "draw_labels", "split_indices", "describe")
+                          "parse_label_budget", "draw_labels", "split_indices", "dataset_info")

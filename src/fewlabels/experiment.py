@@ -20,10 +20,10 @@ import torch
 
 from . import checkpoint
 from .arms import ARMS, TUNED
+from .classifiers import features
 from .config import CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
 from .errors import UsageError
-from .evaluate import features
 from .metrics import Metrics
 from .plan import PlannedRun, as_records, plan_runs, shard_of
 from .pretrain import load_encoder, pretrain, save_encoder
@@ -31,8 +31,8 @@ from .results import (
     Run,
     RunLog,
     assemble,
-    feature_map,
     git_commit,
+    tsne_map,
 )
 from .runtime import Runtime, environment, resolve
 from .stats import confusion_matrix, unit_name
@@ -237,7 +237,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
                 f = features(encoders[cfg.pretraining_seeds()[0]],
                              ds.test_images[:cfg.feature_map], rt).cpu()
                 labels = ds.test_labels[:cfg.feature_map]
-                maps[name] = feature_map(f.numpy(), labels)
+                maps[name] = tsne_map(f.numpy(), labels)
                 metrics.embedding(f, labels, f"{name}/features")
         if pretrain_only:
             continue

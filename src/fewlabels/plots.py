@@ -21,7 +21,7 @@ def _as_hwc(image: np.ndarray) -> np.ndarray:
     return image[0] if image.shape[0] == 1 else image.transpose(1, 2, 0)
 
 
-def save(fig, path: str | Path) -> None:
+def save_figure(fig, path: str | Path) -> None:
     """Write ``fig`` to ``path`` atomically (the format from its suffix): a kill or a full
     disk leaves the previous file or none, never half a PNG."""
     path = Path(path)
@@ -34,7 +34,7 @@ def save(fig, path: str | Path) -> None:
 def show(fig, path: str | Path | None = None):
     """Save ``fig`` to ``path`` if given; display it when running in a notebook."""
     if path is not None:
-        save(fig, path)
+        save_figure(fig, path)
     if "inline" in matplotlib.get_backend().lower():
         from IPython.display import display  # type: ignore
 

@@ -15,10 +15,10 @@ from torch import nn
 
 from . import checkpoint, distributed
 from .augment import AugmentConfig, augment, check_augment
+from .classifiers import features, knn_accuracy
 from .data import Dataset, as_float, split_indices
 from .encoders import ENCODERS, build_encoder
 from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
-from .evaluate import features, knn_accuracy
 from .methods import METHODS, check_method
 from .methods.scan import SelfLabelLoss
 from .runtime import Runtime
@@ -26,7 +26,7 @@ from .train import (
     SCHEDULES,
     History,
     Resume,
-    fit,
+    loop,
     shuffled_batches,
     steps_per_epoch,
     warmup_cosine,
@@ -293,7 +293,7 @@ class _Pretraining:
         schedule = (warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch))
                     if cfg.schedule == "cosine" else None)
         checks = self.monitor is not None or self.held_out is not None
-        done = fit(list(method.parameters()), loss_fn,
+        done = loop(list(method.parameters()), loss_fn,
                    shuffled_batches(self.train, cfg.batch,
                                     torch.Generator().manual_seed(cfg.seed)),
                    steps=steps, lr=stage.lr, weight_decay=cfg.weight_decay, runtime=rt,

@@ -235,7 +235,7 @@ def answers(results: dict) -> list[str]:
 
 
 def _save(fig, path: Path) -> str:
-    plots.save(fig, path)
+    plots.save_figure(fig, path)
     plt.close(fig)
     return path.name
 

@@ -1,4 +1,4 @@
-"""What a comparison measured, as the results contract (design.md §8): one ``Run`` per
+"""What a comparison measured, in the form every consumer reads (results.json): one ``Run`` per
 dataset × arm × label budget × seed, then ``results.json`` assembled from them with the
 summary statistics, the environment and the resolved config."""
 
@@ -96,7 +96,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def feature_map(f: np.ndarray, labels: torch.Tensor) -> dict:
+def tsne_map(f: np.ndarray, labels: torch.Tensor) -> dict:
     """A 2-D t-SNE map (van der Maaten & Hinton, 2008) of features ``f`` (N, D) of test
     images, for the report's picture only (nothing is chosen on it)."""
     from sklearn.manifold import TSNE

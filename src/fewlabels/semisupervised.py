@@ -8,7 +8,7 @@ the moving average of its weights (a mean teacher: Tarvainen & Valpola, NeurIPS 
 Optionally the pseudo-label distribution is aligned to the labeled one (distribution
 alignment, Berthelot et al., ICLR 2020), and the threshold adapts per class to how much of
 the pool each class has confidently claimed (FlexMatch's curriculum pseudo-labelling, Zhang
-et al., NeurIPS 2021). The loop is the project's one loop (``train.fit``).
+et al., NeurIPS 2021). The loop is the project's one loop (``train.loop``).
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
+from .classifiers import features, param_groups
 from .data import as_float
 from .errors import check_fraction, check_non_negative, check_positive
-from .evaluate import features, param_groups
 from .runtime import Runtime
-from .train import History, fit, shuffled_batches, warmup_cosine
+from .train import History, loop, shuffled_batches, warmup_cosine
 
 
 @dataclass
@@ -205,7 +205,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
 
     net.encoder.requires_grad_(True)
     net.train()
-    history = fit(param_groups(net, cfg.encoder_lr_scale), loss_fn, batches(), steps=steps,
+    history = loop(param_groups(net, cfg.encoder_lr_scale), loss_fn, batches(), steps=steps,
                   lr=cfg.lr, weight_decay=cfg.weight_decay, runtime=rt,
                   log_every=max(1, steps // 50), desc="semisupervised", progress=progress,
                   schedule=warmup_cosine(steps, max(1, steps // 20)), per_epoch=per_epoch)

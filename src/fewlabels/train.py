@@ -108,7 +108,7 @@ class History:
 
 @dataclass
 class Resume:
-    """Saving a run of ``fit`` as it goes, and continuing one. ``save(state)`` gets fit's
+    """Saving a run of ``loop`` as it goes, and continuing one. ``save(state)`` gets the loop's
     state every ``every`` steps, and after the step in progress when SIGINT or SIGTERM
     arrives (the interruption then goes on); ``start`` is such a state to continue from —
     the caller has restored its model and its own generators to the same moment."""
@@ -135,7 +135,7 @@ def _signals_wait_for_the_step(active: bool):
             signal.signal(s, handler)
 
 
-def fit(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
+def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         batches: Iterator[torch.Tensor], *,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
         log_every: int = 1, evaluate: Callable[[], dict[str, float]] | None = None,

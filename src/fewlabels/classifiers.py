@@ -24,7 +24,7 @@ from .train import (
     SCHEDULES,
     History,
     batch_size,
-    fit,
+    loop,
     shuffled_batches,
     steps_per_epoch,
     warmup_cosine,
@@ -174,7 +174,7 @@ def fit_head(head: nn.Linear, feats: torch.Tensor, labels: torch.Tensor, cfg: Pr
         return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
 
     head.train()
-    history = fit(list(head.parameters()), loss_fn, _epoch_batches(n, size, seed), steps=steps,
+    history = loop(list(head.parameters()), loss_fn, _epoch_batches(n, size, seed), steps=steps,
                   lr=cfg.lr, weight_decay=weight_decay, runtime=Runtime(rt.device, None),
                   log_every=max(1, per_epoch, steps // 50), desc="probe", progress=progress,
                   per_epoch=per_epoch)
@@ -313,7 +313,7 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g)
     net.encoder.requires_grad_(True)
     net.train()
-    history = fit(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn,
+    history = loop(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn,
         shuffled_batches(torch.arange(len(x)), size, torch.Generator().manual_seed(seed)),
         steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
         log_every=max(1, min(per_epoch, steps // 50)), desc="supervised", progress=progress,

@@ -1,14 +1,14 @@
 import pytest
 import torch
 
-from fewlabels.encoders import ConvEncoder
-from fewlabels.evaluate import (
+from fewlabels.classifiers import (
     FrozenEncoderChanged,
     ProbeConfig,
     knn_accuracy,
     linear_probe,
     predict,
 )
+from fewlabels.encoders import ConvEncoder
 from fewlabels.runtime import resolve
 
 CPU = resolve("cpu", "fp32")
@@ -37,7 +37,7 @@ def test_linear_probe_is_frozen_and_beats_chance(mnist_slice):
 
 def test_probe_detects_an_encoder_that_changes(mnist_slice, monkeypatch):
     enc = ConvEncoder(width=8)
-    import fewlabels.evaluate as ev
+    import fewlabels.classifiers as ev
 
     real = ev.features
 
@@ -55,7 +55,7 @@ def test_probe_detects_an_encoder_that_changes(mnist_slice, monkeypatch):
 
 def test_finetune_changes_the_encoder_and_the_probe_does_not(mnist_slice):
     from fewlabels.augment import AugmentConfig
-    from fewlabels.evaluate import FinetuneConfig, train_network, with_fitted_head
+    from fewlabels.classifiers import FinetuneConfig, train_network, with_fitted_head
 
     torch.manual_seed(0)
     pretrained = ConvEncoder(width=4)

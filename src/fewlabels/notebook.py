@@ -23,10 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint
-from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
-from .encoders import build_encoder
-from .errors import UsageError, check_positive
-from .evaluate import (
+from .classifiers import (
     ProbeConfig,
     SupervisedConfig,
     features,
@@ -34,6 +31,9 @@ from .evaluate import (
     new_classifier,
     train_classifier,
 )
+from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
+from .encoders import build_encoder
+from .errors import UsageError, check_positive
 from .pretrain import PretrainConfig, build_method, encoder_meta, pretrain
 from .runtime import resolve
 from .train import History, batch_size, steps_per_epoch
