@@ -316,172 +316,198 @@ def _cmd_export(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _data_parser(sub) -> None:
+    p = sub.add_parser("data", help="fetch or describe a dataset")
+    p.add_argument("action", choices=("fetch", "info"))
+    p.add_argument("dataset", help="mnist, fashion-mnist or mnist-hard")
+    p.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
+    p.add_argument("--force", action="store_true", help="fetch again even if cached")
+    p.set_defaults(func=_cmd_data)
+
+
+def _compare_parser(sub) -> None:
     from .arms import ARMS
 
+    p = sub.add_parser("compare", help="pretrain, train every arm on the same label draws, "
+                                       "write results.json and a report")
+    p.add_argument("--preset", default="default", help="seed | default (default: default)")
+    p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+",
+                   help="mnist fashion-mnist mnist-hard (default: mnist); each is pretrained "
+                        "once")
+    p.add_argument("--labels", nargs="+",
+                   help="label budgets, e.g. 100 600 1000 6000 all (also 1%%, 0.01)")
+    p.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
+    p.add_argument("--pretrain-seeds", nargs="+", type=int,
+                   help="one pretraining run per seed (default: one run, seed 0); every label "
+                        "draw is evaluated on each, and the intervals cover both")
+    p.add_argument("--arms", nargs="+", help="which arms to run (default: all): " + "; ".join(
+        f"{name}: {arm.about}" for name, arm in ARMS.items()))
+    p.add_argument("--label-sampling", help="balanced | random (default: balanced)")
+    p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
+    p.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
+    p.add_argument("--epochs", type=int,
+                   help="epochs of the supervised and probe arms (the ceiling keeps its own)")
+    p.add_argument("--pretrain-epochs", type=float,
+                   help="epochs of pretraining's first stage (a fraction is part of one)")
+    p.add_argument("--latent-size", type=int,
+                   help="code width of the MLP encoder (preset seed; refused for the conv "
+                        "encoder, whose width is set with --set pretrain.encoder_options."
+                        "width=N)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config field, e.g. --set probe.lr=0.1 (repeatable)")
+    p.add_argument("--pretrained", metavar="PATH", help="reuse a saved .encoder (from "
+                   "`fewlabels pretrain` or a run folder) or .autoencoder (from the Python "
+                   "API) instead of pretraining")
+    p.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
+    p.add_argument("--tune", type=int, metavar="N",
+                   help="Optuna trials per tunable arm, label budget and seed, each scored on a "
+                        "validation split of the labels (default 0: the preset's values)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="independent runs in this many processes, each with its share of "
+                        "the CPUs; one results.json (default 1)")
+    p.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
+    p.add_argument("--save-every", type=int, default=200,
+                   help="steps between saves of the pretraining state (default 200); an "
+                        "interrupted run resumes from the last one")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write the curves, feature embeddings and reconstructions to "
+                        "RUN_DIR/tensorboard (needs the tensorboard package)")
+    p.add_argument("--quick", action="store_true",
+                   help="the same protocol on reduced epochs: a first look in minutes")
+    p.add_argument("--out", help="run folder (default: runs/<time>-<datasets>-<preset>)")
+    p.set_defaults(func=_cmd_compare)
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="rebuild report.md / report.html of a run folder from "
+                                      "its results.json, without training")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_cmd_report)
+
+
+def _methods_parser(sub) -> None:
+    p = sub.add_parser("methods", help="list the pretraining methods")
+    p.set_defaults(func=_cmd_methods)
+
+
+def _pretrain_parser(sub) -> None:
+    p = sub.add_parser("pretrain", help="self-supervised pretraining; saves the encoder")
+    p.add_argument("--preset", help="start from a preset's pretraining recipe (default: "
+                   "SimCLR, then SCAN rounds and self-labelling; seed: the notebook's "
+                   "autoencoder); the options below change it")
+    p.add_argument("--method", help="see `fewlabels methods` (default: vicreg, or the "
+                   "preset's)")
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--epochs", type=float, help="epochs of the first stage (a fraction is "
+                   "part of one)")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--width", type=int, help="conv encoder width")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any pretraining field, e.g. --set augment.elastic=0.03 (a leading "
+                        "'pretrain.' may be written or left out)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", help="where to write the encoder (default: PRESET.encoder or "
+                   "METHOD.encoder); the training state is kept beside it (OUT.state) "
+                   "until it ends, and the same command resumes from it")
+    p.add_argument("--save-every", type=int, default=200,
+                   help="steps between saves of the training state (default 200)")
+    p.set_defaults(func=_cmd_pretrain)
+
+
+def _probe_parser(sub) -> None:
+    p = sub.add_parser("probe", help="frozen linear probe of a saved encoder")
+    p.add_argument("--encoder", required=True, help="a file written by `fewlabels pretrain`")
+    p.add_argument("--labels", default="600")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--augment", action="store_true",
+                   help="train the linear layer on augmented views (default: clean images, "
+                        "as compare does)")
+    p.add_argument("--dataset", help="default: the encoder's pretraining dataset")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=_cmd_probe)
+
+
+def _fit_parser(sub) -> None:
+    p = sub.add_parser("fit", help="train the best classifier your labels allow on an image "
+                       "folder or an .npz; save one model file")
+    p.add_argument("data", help="DIR with labeled/<class>/*, optional unlabeled/ and test/<class>/"
+                   "; or an .npz with x_train, y_train (-1 = unlabeled), optional x_test, "
+                   "y_test, classes")
+    p.add_argument("--out", required=True, help="the model file to write, e.g. digits.model")
+    p.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
+                                                 "supervised"],
+                   help="candidate arms, chosen on a validation split of the labels (default: "
+                        "probe finetune semisupervised supervised)")
+    p.add_argument("--image-size", type=int, help="side the images are brought to (default: "
+                   "the median longer side, capped at 64; aspect kept by padding)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="fraction of each class's labels held out to choose the arm")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--preset", default="default")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any config field, e.g. --set pretrain.epochs=2 (repeatable)")
+    p.add_argument("--quick", action="store_true", help="reduced epochs for a first look")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto")
+    p.set_defaults(func=_cmd_fit)
+
+
+def _predict_parser(sub) -> None:
+    p = sub.add_parser("predict", help="classes and probabilities of images from a model")
+    p.add_argument("model", help="a file written by `fewlabels fit`")
+    p.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--top-k", type=int, default=1, help="classes shown per image")
+    p.add_argument("--batch", type=int, default=1024, help="images decoded and classified "
+                   "at a time")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _embed_parser(sub) -> None:
+    p = sub.add_parser("embed", help="features of images from a model or an encoder")
+    p.add_argument("model", help="a .model from `fit` or an .encoder")
+    p.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
+    p.add_argument("--out", required=True, help="features.npy; the file list goes beside it "
+                   "(features.files.txt)")
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
+    p.set_defaults(func=_cmd_embed)
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a model as ONNX, checked with onnxruntime")
+    p.add_argument("model", help="a file written by `fewlabels fit`")
+    p.add_argument("--onnx", required=True, help="the .onnx file to write")
+    p.add_argument("--check", nargs="+", help="images to compare onnxruntime with PyTorch on "
+                   "(default: the 16 training images kept in the model file)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _evaluate_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="test accuracy of a saved .classifier")
+    p.add_argument("checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-dir")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="fewlabels", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--threads", type=int, help="torch threads (default: $FEWLABELS_THREADS, "
                    "else the CPUs this process may use: its affinity and cgroup quota)")
     sub = p.add_subparsers(dest="command", required=True)
-
-    d = sub.add_parser("data", help="fetch or describe a dataset")
-    d.add_argument("action", choices=("fetch", "info"))
-    d.add_argument("dataset", help="mnist, fashion-mnist or mnist-hard")
-    d.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
-    d.add_argument("--force", action="store_true", help="fetch again even if cached")
-    d.set_defaults(func=_cmd_data)
-
-    c = sub.add_parser("compare", help="pretrain, train every arm on the same label draws, "
-                                       "write results.json and a report")
-    c.add_argument("--preset", default="default", help="seed | default (default: default)")
-    c.add_argument("--dataset", "--datasets", dest="datasets", nargs="+",
-                   help="mnist fashion-mnist mnist-hard (default: mnist); each is pretrained "
-                        "once")
-    c.add_argument("--labels", nargs="+",
-                   help="label budgets, e.g. 100 600 1000 6000 all (also 1%%, 0.01)")
-    c.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
-    c.add_argument("--pretrain-seeds", nargs="+", type=int,
-                   help="one pretraining run per seed (default: one run, seed 0); every label "
-                        "draw is evaluated on each, and the intervals cover both")
-    c.add_argument("--arms", nargs="+", help="which arms to run (default: all): " + "; ".join(
-        f"{name}: {arm.about}" for name, arm in ARMS.items()))
-    c.add_argument("--label-sampling", help="balanced | random (default: balanced)")
-    c.add_argument("--device", help="auto | cpu | cuda (default: auto)")
-    c.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
-    c.add_argument("--epochs", type=int,
-                   help="epochs of the supervised and probe arms (the ceiling keeps its own)")
-    c.add_argument("--pretrain-epochs", type=float,
-                   help="epochs of pretraining's first stage (a fraction is part of one)")
-    c.add_argument("--latent-size", type=int,
-                   help="code width of the MLP encoder (preset seed; refused for the conv "
-                        "encoder, whose width is set with --set pretrain.encoder_options."
-                        "width=N)")
-    c.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any config field, e.g. --set probe.lr=0.1 (repeatable)")
-    c.add_argument("--pretrained", metavar="PATH", help="reuse a saved .encoder (from "
-                   "`fewlabels pretrain` or a run folder) or .autoencoder (from the Python "
-                   "API) instead of pretraining")
-    c.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
-    c.add_argument("--tune", type=int, metavar="N",
-                   help="Optuna trials per tunable arm, label budget and seed, each scored on a "
-                        "validation split of the labels (default 0: the preset's values)")
-    c.add_argument("--workers", type=int, default=1,
-                   help="independent runs in this many processes, each with its share of "
-                        "the CPUs; one results.json (default 1)")
-    c.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
-    c.add_argument("--save-every", type=int, default=200,
-                   help="steps between saves of the pretraining state (default 200); an "
-                        "interrupted run resumes from the last one")
-    c.add_argument("--tensorboard", action="store_true",
-                   help="also write the curves, feature embeddings and reconstructions to "
-                        "RUN_DIR/tensorboard (needs the tensorboard package)")
-    c.add_argument("--quick", action="store_true",
-                   help="the same protocol on reduced epochs: a first look in minutes")
-    c.add_argument("--out", help="run folder (default: runs/<time>-<datasets>-<preset>)")
-    c.set_defaults(func=_cmd_compare)
-
-    rp = sub.add_parser("report", help="rebuild report.md / report.html of a run folder from "
-                                       "its results.json, without training")
-    rp.add_argument("run_dir")
-    rp.set_defaults(func=_cmd_report)
-
-    m = sub.add_parser("methods", help="list the pretraining methods")
-    m.set_defaults(func=_cmd_methods)
-
-    t = sub.add_parser("pretrain", help="self-supervised pretraining; saves the encoder")
-    t.add_argument("--preset", help="start from a preset's pretraining recipe (default: "
-                   "SimCLR, then SCAN rounds and self-labelling; seed: the notebook's "
-                   "autoencoder); the options below change it")
-    t.add_argument("--method", help="see `fewlabels methods` (default: vicreg, or the "
-                   "preset's)")
-    t.add_argument("--dataset", default="mnist")
-    t.add_argument("--epochs", type=float, help="epochs of the first stage (a fraction is "
-                   "part of one)")
-    t.add_argument("--batch", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--width", type=int, help="conv encoder width")
-    t.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any pretraining field, e.g. --set augment.elastic=0.03 (a leading "
-                        "'pretrain.' may be written or left out)")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--precision", default="auto")
-    t.add_argument("--data-dir")
-    t.add_argument("--out", help="where to write the encoder (default: PRESET.encoder or "
-                   "METHOD.encoder); the training state is kept beside it (OUT.state) "
-                   "until it ends, and the same command resumes from it")
-    t.add_argument("--save-every", type=int, default=200,
-                   help="steps between saves of the training state (default 200)")
-    t.set_defaults(func=_cmd_pretrain)
-
-    r = sub.add_parser("probe", help="frozen linear probe of a saved encoder")
-    r.add_argument("--encoder", required=True, help="a file written by `fewlabels pretrain`")
-    r.add_argument("--labels", default="600")
-    r.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    r.add_argument("--epochs", type=int)
-    r.add_argument("--augment", action="store_true",
-                   help="train the linear layer on augmented views (default: clean images, "
-                        "as compare does)")
-    r.add_argument("--dataset", help="default: the encoder's pretraining dataset")
-    r.add_argument("--device", default="auto")
-    r.add_argument("--precision", default="auto")
-    r.add_argument("--data-dir")
-    r.set_defaults(func=_cmd_probe)
-
-    f = sub.add_parser("fit", help="train the best classifier your labels allow on an image "
-                       "folder or an .npz; save one model file")
-    f.add_argument("data", help="DIR with labeled/<class>/*, optional unlabeled/ and test/<class>/"
-                   "; or an .npz with x_train, y_train (-1 = unlabeled), optional x_test, "
-                   "y_test, classes")
-    f.add_argument("--out", required=True, help="the model file to write, e.g. digits.model")
-    f.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
-                                                 "supervised"],
-                   help="candidate arms, chosen on a validation split of the labels (default: "
-                        "probe finetune semisupervised supervised)")
-    f.add_argument("--image-size", type=int, help="side the images are brought to (default: "
-                   "the median longer side, capped at 64; aspect kept by padding)")
-    f.add_argument("--val-fraction", type=float, default=0.2,
-                   help="fraction of each class's labels held out to choose the arm")
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--preset", default="default")
-    f.add_argument("--set", action="append", metavar="KEY=VALUE",
-                   help="any config field, e.g. --set pretrain.epochs=2 (repeatable)")
-    f.add_argument("--quick", action="store_true", help="reduced epochs for a first look")
-    f.add_argument("--device", default="auto")
-    f.add_argument("--precision", default="auto")
-    f.set_defaults(func=_cmd_fit)
-
-    pr = sub.add_parser("predict", help="classes and probabilities of images from a model")
-    pr.add_argument("model", help="a file written by `fewlabels fit`")
-    pr.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
-    pr.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    pr.add_argument("--top-k", type=int, default=1, help="classes shown per image")
-    pr.add_argument("--batch", type=int, default=1024, help="images decoded and classified "
-                    "at a time")
-    pr.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
-    pr.set_defaults(func=_cmd_predict)
-
-    em = sub.add_parser("embed", help="features of images from a model or an encoder")
-    em.add_argument("model", help="a .model from `fit` or an .encoder")
-    em.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
-    em.add_argument("--out", required=True, help="features.npy; the file list goes beside it "
-                    "(features.files.txt)")
-    em.add_argument("--batch", type=int, default=1024)
-    em.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
-    em.set_defaults(func=_cmd_embed)
-
-    ex = sub.add_parser("export", help="write a model as ONNX, checked with onnxruntime")
-    ex.add_argument("model", help="a file written by `fewlabels fit`")
-    ex.add_argument("--onnx", required=True, help="the .onnx file to write")
-    ex.add_argument("--check", nargs="+", help="images to compare onnxruntime with PyTorch on "
-                    "(default: the 16 training images kept in the model file)")
-    ex.set_defaults(func=_cmd_export)
-
-    e = sub.add_parser("evaluate", help="test accuracy of a saved .classifier")
-    e.add_argument("checkpoint")
-    e.add_argument("--device", default="auto")
-    e.add_argument("--data-dir")
-    e.set_defaults(func=_cmd_evaluate)
+    for add in (_data_parser, _compare_parser, _report_parser, _methods_parser, _pretrain_parser,
+                _probe_parser, _fit_parser, _predict_parser, _embed_parser, _export_parser,
+                _evaluate_parser):
+        add(sub)
     return p
 
 

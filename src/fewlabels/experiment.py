@@ -79,6 +79,20 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
     return encoder, seconds
 
 
+def _encoders(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int, out_dir: Path,
+              pretrained, metrics: Metrics, log, save_every: int) -> tuple[dict, float]:
+    """({pretraining seed: encoder} (None: None, for the arms without one), seconds of
+    pretraining), each run pretrained or reused, when some arm needs an encoder."""
+    encoders: dict[int | None, torch.nn.Module | None] = {None: None}
+    seconds = 0.0
+    if any(ARMS[a].pretrained for a in cfg.arms):
+        for p in cfg.pretraining_seeds():
+            encoders[p], took = _pretrained_encoder(ds, cfg, p, rt, budget, out_dir,
+                                                    pretrained, metrics, log, save_every)
+            seconds += took
+    return encoders, seconds
+
+
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
              cfg: CompareConfig, encoder, metrics: Metrics, rt: Runtime, *,
              settings=None, tuning: dict | None = None, extra_seconds: float = 0.0,
@@ -166,20 +180,10 @@ def _differences(old, new, where: str = "") -> list[str]:
     return [] if old == new else [f"{where[:-1]}: {old!r} → {new!r}"]
 
 
-def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
-            tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
-            datasets: dict[str, Dataset] | None = None, shard: tuple[int, int] | None = None,
-            pretrain_only: bool = False) -> dict | None:
-    """Run the comparison described by ``cfg`` and write its run folder; return results.
-
-    ``datasets``: loaded datasets by name, used instead of loading ``cfg.datasets``.
-    Every value is checked, and every dataset loaded, before the folder is made.
-    ``pretrain_only``: pretrain (or reuse) every encoder and stop. ``shard=(i, n)``: a
-    worker's part of a parallel comparison (``parallel``): only every n-th run from the
-    i-th, logged to its own file, and no results; the folder's encoders must exist."""
-    start = time.perf_counter()
-    cfg.validate()
-    rt = resolve(cfg.device, cfg.precision)
+def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
+                    datasets: dict[str, Dataset] | None) -> tuple[dict, dict]:
+    """(datasets by name, label budgets by name), every draw and the ``--pretrained`` file
+    checked: everything that can fail does so before anything is written."""
     if pretrained is not None and len(cfg.datasets) > 1:
         raise UsageError(f"--pretrained serves one dataset, but {len(cfg.datasets)} were given "
                          f"({' '.join(cfg.datasets)}): pass one --dataset")
@@ -204,6 +208,24 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
             raise UsageError(f"--pretrained {str(pretrained)!r} was pretrained on images of "
                              f"shape {shape}, but {ds.name} has {list(ds.image_shape)}: "
                              "pretrain on this dataset or pass its own encoder")
+    return loaded, budgets
+
+
+def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
+            tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
+            datasets: dict[str, Dataset] | None = None, shard: tuple[int, int] | None = None,
+            pretrain_only: bool = False) -> dict | None:
+    """Run the comparison described by ``cfg`` and write its run folder; return results.
+
+    ``datasets``: loaded datasets by name, used instead of loading ``cfg.datasets``.
+    Every value is checked, and every dataset loaded, before the folder is made.
+    ``pretrain_only``: pretrain (or reuse) every encoder and stop. ``shard=(i, n)``: a
+    worker's part of a parallel comparison (``parallel``): only every n-th run from the
+    i-th, logged to its own file, and no results; the folder's encoders must exist."""
+    start = time.perf_counter()
+    cfg.validate()
+    rt = resolve(cfg.device, cfg.precision)
+    loaded, budgets = _load_and_check(cfg, data_dir, pretrained, datasets)
     _check_resumable(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
@@ -225,20 +247,15 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     for name, ds in loaded.items():
         data[name] = {"sha256": ds.sha256, "source": ds.source, "image_shape": ds.image_shape,
                       "classes": list(ds.classes)}
-        encoders: dict[int | None, torch.nn.Module | None] = {None: None}
-        pretrain_seconds[name] = 0.0
-        if any(ARMS[a].pretrained for a in cfg.arms):
-            for p in cfg.pretraining_seeds():
-                encoders[p], seconds = _pretrained_encoder(
-                    ds, cfg, p, rt, budgets[name][0], out_dir, pretrained, metrics, log,
-                    save_every)
-                pretrain_seconds[name] += seconds
-            if cfg.feature_map > 0 and shard is None and not pretrain_only:
-                f = features(encoders[cfg.pretraining_seeds()[0]],
-                             ds.test_images[:cfg.feature_map], rt).cpu()
-                labels = ds.test_labels[:cfg.feature_map]
-                maps[name] = tsne_map(f.numpy(), labels)
-                metrics.embedding(f, labels, f"{name}/features")
+        encoders, pretrain_seconds[name] = _encoders(ds, cfg, rt, budgets[name][0], out_dir,
+                                                     pretrained, metrics, log, save_every)
+        if (cfg.feature_map > 0 and shard is None and not pretrain_only
+                and any(ARMS[a].pretrained for a in cfg.arms)):
+            f = features(encoders[cfg.pretraining_seeds()[0]],
+                         ds.test_images[:cfg.feature_map], rt).cpu()
+            labels = ds.test_labels[:cfg.feature_map]
+            maps[name] = tsne_map(f.numpy(), labels)
+            metrics.embedding(f, labels, f"{name}/features")
         if pretrain_only:
             continue
         for count in budgets[name]:
