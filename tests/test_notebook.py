@@ -127,7 +127,7 @@ def test_save_load_round_trip(mnist_slice, tmp_path):
 
 def test_loading_the_wrong_kind_is_refused(mnist_slice, tmp_path):
     path = AutoEncoder(dataset=mnist_slice).save(tmp_path / "m")
-    with pytest.raises(UsageError, match="not a 'classifier'"):
+    with pytest.raises(UsageError, match="holds a 'autoencoder', not a 'model'"):
         Classifier.load(path)
 
 
@@ -166,3 +166,42 @@ def test_loading_never_downloads_the_dataset_its_metadata_names(mnist_slice, tmp
     with pytest.raises(DataError, match="not in the cache .*fewlabels data fetch mnist"):
         AutoEncoder.load(path)
     assert not (tmp_path / "empty-cache" / "fewlabels" / "mnist").exists()
+
+
+def test_a_notebook_classifier_is_a_model_file_every_command_takes(mnist, mnist_slice,
+                                                                   tmp_path, capsys):
+    import json
+
+    from fewlabels import Model
+    from fewlabels.cli import main
+
+    import dataclasses
+
+    named = dataclasses.replace(mnist_slice, name="mnist")  # evaluate reads MNIST's test set
+    clf = Classifier(train_size=100, dataset=named, precision="fp32", seed=1)
+    clf.train(epochs=5, progress=False)
+    path = clf.save(tmp_path / "nb")
+    assert path.name == "nb.classifier"
+    model = Model.load(path)  # what predict, embed and export load
+    x = mnist.test_images[:64]
+    assert model.predict(x).probabilities.argmax(1).tolist() == clf.predict(x).tolist()
+    assert main(["evaluate", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    expected = (clf.predict(mnist.test_images) == mnist.test_labels).float().mean().item()
+    assert out["dataset"] == "mnist" and out["labels"] == 100
+    assert out["test_accuracy"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_fit_model_or_an_older_classifier_file_is_refused_with_the_fix(mnist_slice,
+                                                                         tmp_path):
+    from fewlabels import checkpoint
+    from fewlabels.predictor import model_meta
+
+    fitted = checkpoint.save(tmp_path / "f.model", {"w": torch.zeros(1)}, "model",
+                             model_meta(["a", "b"], (1, 28, 28), "probe", "conv", {}))
+    with pytest.raises(UsageError, match="written by `fewlabels fit`.*Model.load"):
+        Classifier.load(fitted)
+    old = checkpoint.save(tmp_path / "old.classifier", {"w": torch.zeros(1)}, "classifier",
+                          {})
+    with pytest.raises(UsageError, match="classifiers are now saved as model files"):
+        Classifier.load(old)

@@ -76,6 +76,11 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, meta: di
     return path
 
 
+# kinds an older fewlabels wrote that this one no longer reads, with what to do instead
+RETIRED = {"classifier": "classifiers are now saved as model files (kind 'model'); load it "
+                         "with the fewlabels that wrote it, or train and save it again"}
+
+
 def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch.Tensor], dict]:
     """Load a checkpoint of ``kind`` (or of any of several kinds); a missing, corrupt or
     foreign file is a UsageError."""
@@ -101,7 +106,8 @@ def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch
     if header.get("kind") not in kinds:
         wanted = " or ".join(repr(k) for k in kinds)
         raise UsageError(f"{str(path)!r} holds a {header.get('kind')!r}, not a {wanted}: "
-                         f"load it with the matching class")
+                         + (RETIRED[header["kind"]] if header.get("kind") in RETIRED else
+                            "load it with the matching class"))
     stored = header.get("sha256")
     actual = digest(tensors, header["kind"], header.get("meta", ""))
     if stored != actual:

@@ -120,11 +120,24 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .notebook import Classifier
+    from .data import DATASETS, load_dataset
+    from .predictor import Model
 
-    clf = Classifier.load(args.checkpoint, args.device, data_dir=args.data_dir)
-    print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": clf.dataset.name,
-                      "labels": len(clf.labeled), "test_accuracy": clf.evaluate()}))
+    model = Model.load(args.checkpoint, args.device)
+    name = (model.meta.get("data") or {}).get("dataset")
+    if name not in DATASETS:
+        raise UsageError(f"{args.checkpoint!r} was trained on {name!r}, not on one of "
+                         f"{', '.join(DATASETS)}: evaluate reads their test splits; for your "
+                         "own test images use `fewlabels predict`")
+    ds = load_dataset(name, args.data_dir)
+    if list(ds.image_shape) != list(model.image_shape):
+        raise UsageError(f"{args.checkpoint!r} takes images of shape {list(model.image_shape)}"
+                         f", but {name} has {list(ds.image_shape)}")
+    predicted = model.predict(ds.test_images).probabilities.argmax(1)
+    accuracy = float((predicted == ds.test_labels.numpy()).mean())
+    print(json.dumps({"checkpoint": str(args.checkpoint), "dataset": name,
+                      "labels": model.meta.get("labeled_images", len(model.meta.get(
+                          "labeled", []))), "test_accuracy": accuracy}))
     return 0
 
 
@@ -491,7 +504,8 @@ def _export_parser(sub) -> None:
 
 
 def _evaluate_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="test accuracy of a saved .classifier")
+    p = sub.add_parser("evaluate", help="test accuracy of a model file (`fit`'s .model or "
+                       "the notebook's .classifier) on its dataset's test split")
     p.add_argument("checkpoint")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir")

@@ -20,7 +20,7 @@ from .arms import ARMS
 from .config import CompareConfig, load_preset, quick
 from .data import Dataset
 from .errors import UsageError, check_choice, check_fraction
-from .predictor import PREPROCESSING, Model
+from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
 from .userdata import UNLABELED, has_test, load_user_data
@@ -113,10 +113,8 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     log(f"chosen: {best}; training it again on all {len(labeled)} labeled images")
     net = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
                          cfg.settings(best)).net.cpu().float().eval()
-    meta = {"classes": list(ds.classes), "image_shape": list(ds.image_shape),
-            "channels": ds.image_shape[0], "image_size": ds.image_shape[1],
-            "preprocessing": PREPROCESSING, "arm": best,
-            "encoder": cfg.pretrain.encoder, "encoder_options": cfg.pretrain.encoder_options,
+    meta = {**model_meta(ds.classes, ds.image_shape, best, cfg.pretrain.encoder,
+                         cfg.pretrain.encoder_options),
             "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
                        best: dataclasses.asdict(cfg.settings(best))},
             "validation_accuracy": scores, "validation_images": len(val),

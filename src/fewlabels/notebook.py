@@ -34,6 +34,8 @@ from .classifiers import (
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
 from .encoders import build_encoder
 from .errors import UsageError, check_positive
+from .predictor import KIND as MODEL_KIND
+from .predictor import model_meta
 from .pretrain import PretrainConfig, build_method, encoder_meta, pretrain
 from .runtime import resolve
 from .train import History, batch_size, steps_per_epoch
@@ -326,19 +328,27 @@ class Classifier:
         return _show(fig, path)
 
     def save(self, name: str | Path) -> Path:
-        """Write ``<name>.classifier`` (safetensors + JSON metadata); returns the path."""
-        meta = {"config": self.config, **self.dataset.provenance(),
+        """Write ``<name>.classifier``: a model file, the format ``fit`` writes (so
+        ``fewlabels evaluate``, ``predict``, ``embed`` and ``export`` all take it), that also
+        keeps the notebook's settings, label draw and curve; returns the path."""
+        c = self.config
+        meta = {**model_meta(self.dataset.classes, self.dataset.image_shape, "notebook", "mlp",
+                             {"hidden": c["hidden"], "latent_size": c["latent_size"]}),
+                "config": c, **self.dataset.provenance(), "data": self.dataset.provenance(),
                 "history": self.history.records, "versions": _versions(),
                 "labeled": self.labeled.tolist(),
                 "encoder_frozen": self.encoder_frozen, "test_accuracy": self.test_accuracy}
         return checkpoint.save(_checkpoint_path(name, self.KIND), self.net.state_dict(),
-                               self.KIND, meta)
+                               MODEL_KIND, meta)
 
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", *, dataset: str | Dataset | None = None,
              data_dir: str | Path | None = None, precision: str = "auto") -> Classifier:
-        """Load a checkpoint written by ``save``, with its label draw."""
-        tensors, meta = checkpoint.load(path, cls.KIND)
+        """Load a file written by ``save``, with its label draw."""
+        tensors, meta = checkpoint.load(path, MODEL_KIND)
+        if "config" not in meta or "labeled" not in meta:
+            raise UsageError(f"{str(path)!r} is a model written by `fewlabels fit`, not by "
+                             "Classifier.save: load it with fewlabels.Model.load")
         with checkpoint.rebuilding(path):
             cfg = meta["config"]
             model = cls(cfg["train_size"], device, cfg["latent_size"], cfg["lr"],

@@ -29,6 +29,15 @@ PREPROCESSING = ("decode with Pillow; convert to grey (L) or RGB as the model's 
                  "float32 in [0, 1] (pixel / 255), shape (N, channels, image_size, image_size)")
 
 
+def model_meta(classes, image_shape, arm: str, encoder: str, encoder_options: dict) -> dict:
+    """What every model file says of the network it holds and the inputs it takes (``fit``
+    and the notebook's ``Classifier.save`` both write it; each adds its own record)."""
+    return {"classes": list(classes), "image_shape": list(image_shape),
+            "channels": image_shape[0], "image_size": image_shape[1],
+            "preprocessing": PREPROCESSING, "arm": arm, "encoder": encoder,
+            "encoder_options": dict(encoder_options)}
+
+
 @dataclass
 class Predictions:
     """What ``Model.predict`` returns, one row per readable input, in input order."""
