@@ -170,12 +170,11 @@ def test_loading_never_downloads_the_dataset_its_metadata_names(mnist_slice, tmp
 
 def test_a_notebook_classifier_is_a_model_file_every_command_takes(mnist, mnist_slice,
                                                                    tmp_path, capsys):
+    import dataclasses
     import json
 
     from fewlabels import Model
     from fewlabels.cli import main
-
-    import dataclasses
 
     named = dataclasses.replace(mnist_slice, name="mnist")  # evaluate reads MNIST's test set
     clf = Classifier(train_size=100, dataset=named, precision="fp32", seed=1)
