@@ -48,6 +48,13 @@ def test_overrides_are_typed():
     assert cfg.supervised.epochs == 5 and cfg.pretrain.epochs == 0.5
 
 
+def test_a_list_may_be_written_with_brackets_and_spaces():
+    cfg = load_preset("default", parse_set(["supervised.lrs=[0.001, 0.003]",
+                                            "ceiling.augments=[light, none]", "seeds=4,5"]))
+    assert cfg.supervised.lrs == [0.001, 0.003] and cfg.ceiling.augments == ["light", "none"]
+    assert cfg.seeds == [4, 5]
+
+
 def test_method_options_from_the_command_line_are_read_as_yaml_scalars():
     cfg = load_preset("default", parse_set([
         "pretrain.refine_options.clusters=12", "pretrain.options.temperature=0.5"]))

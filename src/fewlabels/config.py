@@ -168,8 +168,10 @@ def _coerce(value, like):
     if isinstance(like, dict):
         raise UsageError(f"{value!r} is not a mapping: set its keys one at a time, e.g. "
                          "KEY.width=32")
-    if isinstance(like, list) and isinstance(value, str):
-        return [_coerce(v, like[0]) if like else v for v in value.split(",") if v.strip()]
+    if isinstance(like, list) and isinstance(value, str):  # a,b or [a, b]
+        items = [v.strip() for v in value.strip().removeprefix("[").removesuffix("]")
+                 .split(",") if v.strip()]
+        return [_coerce(v, like[0]) if like else v for v in items]
     if isinstance(like, tuple):  # a fixed number of values, e.g. erase_area=0.05,0.2
         items = value.split(",") if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or len(items) != len(like):
