@@ -36,6 +36,13 @@ def run_cli(capsys, *argv):
     (["--arms", "probe", "forest"], "unknown arm 'forest': choose one of"),
     (["--set", "probe.momentum=0.9"], "unknown setting 'probe.momentum'"),
     (["--pretrained", "missing.encoder"], "checkpoint 'missing.encoder' does not exist"),
+    (["--labels", "100", "100"], "labels gives '100' twice: give each once"),
+    (["--arms", "pixels-knn", "pixels-knn"], "arms gives 'pixels-knn' twice"),
+    (["--seeds", "99999999999999999999999"], "seeds=99999999999999999999999 is out of range"),
+    (["--seeds", "-1"], "seeds=-1 is out of range: use an integer from 0"),
+    (["--set", "probe.batch=nan"], "probe.batch=nan is not allowed"),
+    (["--set", "supervised.batch=inf"], "supervised.batch=inf is not allowed"),
+    (["--pretrain-epochs", "inf"], "pretrain.epochs=inf is not allowed"),
 ])
 def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, message):
     code, out, err = run_cli(capsys, "compare", "--out", str(tmp_path / "run"), *TINY, *argv)
@@ -387,3 +394,8 @@ def test_sigterm_during_the_arms_keeps_the_finished_runs(tmp_path):
     lines = (out / "runs.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["arm"] == "pixels-knn"
     assert not (out / "results.json").exists()
+
+
+def test_probe_refuses_a_repeated_seed(capsys, tiny_encoder):
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--seeds", "0", "0")
+    assert code == 2 and "--seeds gives 0 twice: give each once" in err

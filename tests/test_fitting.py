@@ -180,3 +180,16 @@ def test_stratified_split_holds_out_a_fraction_of_each_class():
     assert sorted(train.tolist() + val.tolist()) == labeled.tolist()
     again = stratified_split(labels, labeled, 0.2, seed=0)
     assert torch.equal(again[1], val)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"seed": 2**70}, "--seed=1180591620717411303424 is out of range"),
+    ({"seed": -3}, "--seed=-3 is out of range"),
+    ({"arms": ["probe", "probe"]}, "--arms gives 'probe' twice"),
+])
+def test_fit_refuses_a_bad_seed_or_a_repeated_arm_before_reading_data(tmp_path, kwargs,
+                                                                      message):
+    from fewlabels.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        fit(tmp_path / "never-read", **kwargs)

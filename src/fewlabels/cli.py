@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Terminated, UsageError, check_positive
+from .errors import Terminated, UsageError, check_positive, check_unique
 
 
 def _cmd_data(args) -> int:
@@ -217,6 +217,7 @@ def _cmd_probe(args) -> int:
                          f"{meta.get('image_shape')}, but {ds.name} has "
                          f"{list(ds.image_shape)}: probe it on its own dataset")
     check_reported_draws(args.seeds)
+    check_unique("--seeds", args.seeds)
     cfg = ProbeConfig(augment=args.augment)
     if args.epochs is not None:
         cfg.epochs = args.epochs

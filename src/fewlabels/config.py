@@ -12,7 +12,7 @@ import yaml
 from .arms import ARMS, Context, KNNConfig, LabelSpreadingConfig, LogRegConfig, network_maker
 from .ceiling import CeilingConfig
 from .classifiers import FinetuneConfig, ProbeConfig, SupervisedConfig
-from .errors import UsageError, check_choice, check_non_negative
+from .errors import UsageError, check_choice, check_non_negative, check_seed, check_unique
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
 from .semisupervised import SemiSupervisedConfig
@@ -89,10 +89,10 @@ class CompareConfig:
             parse_label_budget(budget, 10**9)
         if not self.seeds:
             raise UsageError("no seeds given: pass at least one, e.g. --seeds 0 1 2")
-        for name in ("seeds", "pretrain_seeds"):
-            values = getattr(self, name)
-            if len(set(values)) != len(values):
-                raise UsageError(f"{name}={values} repeats a seed: give each once")
+        for name in ("seeds", "pretrain_seeds", "datasets", "labels", "arms"):
+            check_unique(name, getattr(self, name))
+        for p in self.pretrain_seeds:
+            check_seed("pretrain_seeds", p)
         check_reported_draws(self.seeds)
         if not self.arms:
             raise UsageError("no arm given: pass at least one, e.g. --arms probe supervised")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import Dataset, draw_labels
-from .errors import UsageError
+from .errors import UsageError, check_seed
 from .stats import confusion_matrix
 
 FIRST_DEVELOPMENT_DRAW = 100
@@ -36,6 +36,8 @@ SPLIT_SEED = 10_000
 def check_reported_draws(seeds: Iterable[int], where: str = "seeds") -> None:
     """A comparison's draws: below ``FIRST_DEVELOPMENT_DRAW`` (those are kept for choosing
     recipes and must never be reported)."""
+    for s in seeds:
+        check_seed(where, s)
     bad = [s for s in seeds if s >= FIRST_DEVELOPMENT_DRAW]
     if bad:
         raise UsageError(f"{where}={bad} are development draws (seeds {FIRST_DEVELOPMENT_DRAW} "

@@ -1,6 +1,7 @@
 """Errors a user can fix. The CLI prints their message on one line and exits with code 2."""
 
 import inspect
+import math
 
 
 class UsageError(ValueError):
@@ -15,10 +16,32 @@ class DataError(UsageError):
     """A data file that is missing, truncated or altered, and could not be fetched again."""
 
 
+def _finite(value) -> bool:
+    """A number (not a bool), neither infinite nor NaN."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def check_unique(name: str, values) -> None:
+    """Raise UsageError naming the first value given twice."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise UsageError(f"{name} gives {v!r} twice: give each once")
+        seen.add(v)
+
+
+def check_seed(name: str, value) -> None:
+    """A seed: an integer from 0 to 2**63 - 1 (what a torch generator takes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+        raise UsageError(f"{name}={value!r} is out of range: use an integer from 0 to "
+                         f"{2**63 - 1}")
+
+
 def check_positive(name: str, value: float, *, integer: bool = False, hint: str = "") -> None:
     """Raise UsageError unless ``value`` is a positive number (an integer when ``integer``)."""
     kind = "a positive integer" if integer else "a positive number"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
+    ok = _finite(value) and value > 0
     if integer and ok:
         ok = float(value).is_integer()
     if not ok:
@@ -29,7 +52,7 @@ def check_non_negative(name: str, value: float, *, integer: bool = False,
                        hint: str = "") -> None:
     """Raise UsageError unless ``value`` is a number >= 0 (an integer when ``integer``)."""
     kind = "an integer >= 0" if integer else "a number >= 0"
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0
+    ok = _finite(value) and value >= 0
     if integer and ok:
         ok = float(value).is_integer()
     if not ok:

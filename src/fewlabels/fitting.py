@@ -19,7 +19,7 @@ import torch
 from .arms import ARMS
 from .config import CompareConfig, load_preset, quick
 from .data import Dataset
-from .errors import UsageError, check_choice, check_fraction
+from .errors import UsageError, check_choice, check_fraction, check_seed, check_unique
 from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
@@ -73,7 +73,9 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         check_choice("arm", arm, CANDIDATES)
     if not arms:
         raise UsageError("no arm to fit: give one or more of " + " ".join(CANDIDATES))
+    check_unique("--arms", arms)
     check_fraction("--val-fraction", val_fraction)
+    check_seed("--seed", seed)
     cfg = load_preset(preset, overrides or {})
     cfg.device, cfg.precision = device, precision
     if quick_run:

@@ -29,7 +29,8 @@ class TrainingDiverged(UsageError):
 
 def batch_size(batch: int | float, n: int) -> int:
     """``batch`` as a size: an int is a size, a float in (0, 1] a fraction of ``n``."""
-    if isinstance(batch, bool) or not isinstance(batch, (int, float)) or batch <= 0:
+    if (isinstance(batch, bool) or not isinstance(batch, (int, float))
+            or not math.isfinite(batch) or batch <= 0):
         raise UsageError(f"batch={batch!r} is not allowed: use a size >= 1 or a fraction in (0, 1]")
     if isinstance(batch, float):
         if batch > 1:
