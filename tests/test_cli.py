@@ -399,3 +399,33 @@ def test_sigterm_during_the_arms_keeps_the_finished_runs(tmp_path):
 def test_probe_refuses_a_repeated_seed(capsys, tiny_encoder):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--seeds", "0", "0")
     assert code == 2 and "--seeds gives 0 twice: give each once" in err
+
+
+def test_compare_never_writes_into_a_foreign_or_busy_folder(capsys, tmp_path):
+    import subprocess
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "report.md").write_text("someone's notes")
+    code, _, err = run_cli(capsys, "compare", "--out", str(foreign), *TINY)
+    assert code == 2 and "holds files but no fewlabels run" in err
+    assert (foreign / "report.md").read_text() == "someone's notes"
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (busy / ".lock").write_text(str(holder.pid))
+        code, _, err = run_cli(capsys, "compare", "--out", str(busy), *TINY)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert code == 2 and f"is being written by process {holder.pid}" in err
+    assert sorted(p.name for p in busy.iterdir()) == [".lock"]
+
+
+def test_fit_refuses_an_existing_model_before_reading_anything(capsys, tmp_path):
+    model = tmp_path / "kept.model"
+    model.write_bytes(b"a model trained yesterday")
+    code, _, err = run_cli(capsys, "fit", str(tmp_path / "no-such-folder"), "--out", str(model))
+    assert code == 2 and "exists: pass --force to replace it" in err
+    assert model.read_bytes() == b"a model trained yesterday"

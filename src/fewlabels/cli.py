@@ -75,11 +75,15 @@ def _cmd_compare(args) -> int:
             compare(cfg, out, shard=parse_shard(args.shard), **common)
             return 0
         if args.workers > 1:
+            from .outputs import run_folder_lock
             from .parallel import run_workers
 
             compare(cfg, out, pretrain_only=True, **common)
-            run_workers(args.argv, out, args.workers)
-        results = compare(cfg, out, **common)
+            with run_folder_lock(out):  # held while the workers write, then to the end
+                run_workers(args.argv, out, args.workers)
+                results = compare(cfg, out, **common)
+        else:
+            results = compare(cfg, out, **common)
     except KeyboardInterrupt:
         from .results import RunLog
 
@@ -245,7 +249,7 @@ def _cmd_fit(args) -> int:
     fit(args.data, args.out, arms=args.arms, image_size=args.image_size, preset=args.preset,
         overrides=parse_set(args.set or []), quick_run=args.quick,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        precision=args.precision)
+        precision=args.precision, force=args.force)
     return 0
 
 
@@ -453,7 +457,9 @@ def _fit_parser(sub) -> None:
     p.add_argument("data", help="DIR with labeled/<class>/*, optional unlabeled/ and test/<class>/"
                    "; or an .npz with x_train, y_train (-1 = unlabeled), optional x_test, "
                    "y_test, classes")
-    p.add_argument("--out", required=True, help="the model file to write, e.g. digits.model")
+    p.add_argument("--out", required=True, help="the model file to write, e.g. digits.model "
+                   "(checked before training starts)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
                                                  "supervised"],
                    help="candidate arms, chosen on a validation split of the labels (default: "

@@ -9,6 +9,7 @@ planned first (``plan``), then made in order, each kept the moment it ends.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import time
@@ -25,6 +26,7 @@ from .config import CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
 from .errors import UsageError
 from .metrics import Metrics
+from .outputs import LOCK, run_folder_lock
 from .plan import PlannedRun, as_records, plan_runs, shard_of
 from .pretrain import load_encoder, pretrain, save_encoder
 from .results import (
@@ -159,6 +161,10 @@ def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
         raise UsageError(f"--out {str(out_dir)!r} is a file, not a folder: choose a folder")
     previous = out_dir / "config.json"
     if not previous.exists():
+        if out_dir.is_dir() and any(p.name != LOCK for p in out_dir.iterdir()):
+            raise UsageError(f"--out {str(out_dir)!r} holds files but no fewlabels run "
+                             "(no config.json): choose a new or empty folder, so that "
+                             "nothing there is overwritten")
         return
     try:
         old = json.loads(previous.read_text())
@@ -228,6 +234,17 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     loaded, budgets = _load_and_check(cfg, data_dir, pretrained, datasets)
     _check_resumable(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
+    with run_folder_lock(out_dir) if shard is None else contextlib.nullcontext():
+        return _make(cfg, out_dir, loaded, budgets, rt, start, pretrained=pretrained,
+                     tensorboard=tensorboard, log=log, save_every=save_every, shard=shard,
+                     pretrain_only=pretrain_only)
+
+
+def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Runtime,
+          start: float, *, pretrained, tensorboard: bool, log, save_every: int,
+          shard: tuple[int, int] | None, pretrain_only: bool) -> dict | None:
+    """The comparison itself, in its checked and locked run folder: config, run list,
+    pretraining, the runs, then results.json and the report."""
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     metrics = Metrics(out_dir / ("metrics.jsonl" if shard is None  # a worker's: merged later
                                  else f"metrics-{shard[0]}-of-{shard[1]}.jsonl"),

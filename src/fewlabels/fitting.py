@@ -20,6 +20,7 @@ from .arms import ARMS
 from .config import CompareConfig, load_preset, quick
 from .data import Dataset
 from .errors import UsageError, check_choice, check_fraction, check_seed, check_unique
+from .outputs import check_output_file
 from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
@@ -64,11 +65,12 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         image_size: int | None = None, preset: str = "default", overrides: dict | None = None,
         quick_run: bool = False, val_fraction: float = 0.2, seed: int = 0,
         device: str = "auto", precision: str = "auto", progress: bool = True,
-        log=print) -> Model:
+        log=print, force: bool = False) -> Model:
     """Train the best classifier the labels of ``data`` allow and return it (saved to
     ``out`` when given). ``data``: an image folder, an ``.npz`` or a ``Dataset`` whose
     unlabeled images have label −1. The arm and its settings are chosen on a validation
-    split of the labels only."""
+    split of the labels only. ``out`` is checked before anything is read or trained: an
+    existing file is replaced only with ``force``."""
     for arm in arms:
         check_choice("arm", arm, CANDIDATES)
     if not arms:
@@ -76,6 +78,8 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     check_unique("--arms", arms)
     check_fraction("--val-fraction", val_fraction)
     check_seed("--seed", seed)
+    if out is not None:
+        check_output_file(out, "--out", force)
     cfg = load_preset(preset, overrides or {})
     cfg.device, cfg.precision = device, precision
     if quick_run:

@@ -1,0 +1,90 @@
+"""Where results go, checked before any work starts: an output file that can be written
+and replaces nothing by surprise, and a run folder that one process at a time writes
+(a lock naming the process that holds it; a lock left by a killed process is taken over)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from pathlib import Path
+
+from .errors import UsageError
+
+LOCK = ".lock"  # in a run folder: the process id of the run writing it
+MIN_FREE_BYTES = 64 * 2**20  # a model file and its state fit in far less
+
+
+def check_output_file(path: str | Path, what: str, force: bool = False) -> Path:
+    """``path`` as a file to write later: refused now if it is a folder, if its folder is
+    missing, is not a folder, is not writable or nearly full, or if it exists (unless
+    ``force``), so that hours of training never end in a file that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {str(path)!r} is a folder: give a file name, e.g. "
+                         f"{str(path / 'model.model')!r}")
+    if path.exists() and not force:
+        raise UsageError(f"{what} {str(path)!r} exists: pass --force to replace it, or "
+                         "choose another name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"{what} {str(path)!r}: its folder {str(parent)!r} does not exist "
+                         "or is not a folder: create it or choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {str(path)!r}: its folder {str(parent)!r} is not writable: "
+                         "fix the permissions or choose another path")
+    free = shutil.disk_usage(parent).free
+    if free < MIN_FREE_BYTES:
+        raise UsageError(f"{what} {str(path)!r}: only {free / 2**20:.0f} MiB free in "
+                         f"{str(parent)!r}, at least {MIN_FREE_BYTES / 2**20:.0f} MiB are "
+                         "needed: free some space or choose another path")
+    return path
+
+
+def _holder(lock: Path) -> int:
+    """The process id written in ``lock`` (0: none, or unreadable)."""
+    try:
+        return int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_folder_lock(folder: Path):
+    """Hold ``folder``'s lock while the block runs; refuse with one line when another live
+    process holds it. Taking it again in the process that holds it is a no-op."""
+    lock = Path(folder) / LOCK
+    if _holder(lock) == os.getpid():
+        yield
+        return
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            holder = _holder(lock)
+            if holder and _alive(holder):
+                raise UsageError(f"{str(folder)!r} is being written by process {holder}: "
+                                 "wait for it to end, or choose another --out folder") from None
+            lock.unlink(missing_ok=True)  # left by a process that is gone: take it over
+            continue
+        with os.fdopen(fd, "w") as fh:
+            fh.write(str(os.getpid()))
+        break
+    else:
+        raise UsageError(f"{str(lock)!r} could not be taken: remove it if no run is writing "
+                         f"{str(folder)!r}")
+    try:
+        yield
+    finally:
+        if _holder(lock) == os.getpid():
+            lock.unlink(missing_ok=True)

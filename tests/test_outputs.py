@@ -1,0 +1,52 @@
+"""Output paths checked before any work, and one writer at a time in a run folder."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fewlabels.errors import UsageError
+from fewlabels.outputs import LOCK, check_output_file, run_folder_lock
+
+
+def test_an_output_file_is_checked_before_any_work(tmp_path):
+    assert check_output_file(tmp_path / "m.model", "--out") == tmp_path / "m.model"
+    with pytest.raises(UsageError, match="is a folder: give a file name"):
+        check_output_file(tmp_path, "--out")
+    (tmp_path / "m.model").write_bytes(b"kept")
+    with pytest.raises(UsageError, match="exists: pass --force to replace it"):
+        check_output_file(tmp_path / "m.model", "--out")
+    check_output_file(tmp_path / "m.model", "--out", force=True)
+    assert (tmp_path / "m.model").read_bytes() == b"kept"  # checked, not touched
+    with pytest.raises(UsageError, match="does not exist or is not a folder"):
+        check_output_file(tmp_path / "missing" / "m.model", "--out")
+    with pytest.raises(UsageError, match="does not exist or is not a folder"):
+        check_output_file(tmp_path / "m.model" / "x.model", "--out")  # under a file
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_folder_is_refused(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    with pytest.raises(UsageError, match="is not writable"):
+        check_output_file(ro / "m.model", "--out")
+
+
+def test_a_run_folder_has_one_writer_and_a_dead_one_is_taken_over(tmp_path):
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / LOCK).write_text(str(other.pid))
+        with pytest.raises(UsageError, match=f"being written by process {other.pid}"), \
+                run_folder_lock(tmp_path):
+            pass
+    finally:
+        other.kill()
+        other.wait()
+    # the holder is gone: its lock is stale, taken over, and released at the end
+    with run_folder_lock(tmp_path):
+        assert (tmp_path / LOCK).read_text() == str(os.getpid())
+        with run_folder_lock(tmp_path):  # the same process again: allowed
+            pass
+        assert (tmp_path / LOCK).exists()
+    assert not (tmp_path / LOCK).exists()
