@@ -303,13 +303,16 @@ def _cmd_embed(args) -> int:
 
     source = load_for_embedding(args.model, args.device)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
+    for path, why in errors.items():
+        print(f"fewlabels: {path}: {why}", file=sys.stderr)
+    if not files:
+        raise UsageError(f"no image could be read from {' '.join(args.paths)}, so nothing "
+                         f"was written to {args.out}: give files, folders, globs or -")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(out, feats)
     listing = out.with_suffix(".files.txt")
     atomic_write_bytes(listing, "".join(f"{f}\n" for f in files).encode())
-    for path, why in errors.items():
-        print(f"fewlabels: {path}: {why}", file=sys.stderr)
     print(f"saved {out} ({feats.shape[0]} × {feats.shape[1]} float32) and {listing}")
     return 1 if errors else 0
 

@@ -129,7 +129,8 @@ def expand(inputs: Iterable[str]) -> Iterator[str]:
         elif Path(item).is_dir():
             yield from (str(p) for p in image_files(Path(item))[0])
         elif any(c in item for c in "*?[") and not Path(item).exists():
-            yield from sorted(glob(item, recursive=True))
+            # a glob that matches nothing stays as it is: reading it fails, and says so
+            yield from sorted(glob(item, recursive=True)) or [item]
         else:
             yield item
 

@@ -68,6 +68,28 @@ class Predictions:
         return out
 
 
+def check_model(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """A model file's weights are finite and its metadata sane (an image shape of three
+    positive sizes, distinct class names, one per output); else one line naming it."""
+    bad = [k for k, t in tensors.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        raise UsageError(f"{str(path)!r} holds non-finite weights ({bad[0]}): it cannot "
+                         "predict; train it again")
+    shape, classes = meta.get("image_shape"), meta.get("classes")
+    if (not isinstance(shape, list) or len(shape) != 3
+            or not all(isinstance(s, int) and 0 < s <= 4096 for s in shape)):
+        raise UsageError(f"{str(path)!r} says its images have shape {shape!r}: expected "
+                         "[channels, size, size] of positive sizes; the file is damaged")
+    if (not isinstance(classes, list) or not classes
+            or len(set(map(str, classes))) != len(classes)):
+        raise UsageError(f"{str(path)!r} lists classes {classes!r}: expected distinct names; "
+                         "the file is damaged")
+    head = tensors.get("head.weight")
+    if head is not None and head.shape[0] != len(classes):
+        raise UsageError(f"{str(path)!r} names {len(classes)} classes but its network has "
+                         f"{head.shape[0]} outputs: the file is damaged")
+
+
 class Model:
     """A classifier trained by ``fewlabels.fit``: an encoder and a linear layer, with the
     class names and the pre-processing its inputs need."""
@@ -112,6 +134,7 @@ class Model:
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> Model:
         tensors, meta = checkpoint.load(path, KIND)
+        check_model(path, tensors, meta)
         with checkpoint.rebuilding(path):
             encoder = build_encoder(meta["encoder"], meta["image_shape"],
                                     **meta["encoder_options"])

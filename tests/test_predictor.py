@@ -1,0 +1,60 @@
+"""Model files: what a damaged one is refused for, and what predict and embed say when
+inputs cannot be read."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fewlabels import checkpoint
+from fewlabels.cli import main
+from fewlabels.encoders import ClassifierNet, build_encoder
+from fewlabels.errors import UsageError
+from fewlabels.predictor import KIND, Model, model_meta
+
+
+def _model_file(path, *, nan=False, shape=(1, 28, 28), classes=None):
+    torch.manual_seed(0)
+    net = ClassifierNet(build_encoder("conv", (1, 28, 28), width=4), 3)
+    tensors = dict(net.state_dict())
+    if nan:
+        tensors["head.bias"] = torch.full_like(tensors["head.bias"], float("nan"))
+    meta = {**model_meta(classes or ["a", "b", "c"], (1, 28, 28), "probe", "conv",
+                         {"width": 4}), "image_shape": list(shape)}
+    return checkpoint.save(path, tensors, KIND, meta)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"nan": True}, "holds non-finite weights (head.bias)"),
+    ({"shape": (1, -5, -5)}, "says its images have shape [1, -5, -5]"),
+    ({"shape": (1, 0, 0)}, "says its images have shape [1, 0, 0]"),
+    ({"classes": ["a", "a", "b"]}, "lists classes ['a', 'a', 'b']: expected distinct names"),
+    ({"classes": ["a", "b"]}, "names 2 classes but its network has 3 outputs"),
+])
+def test_a_damaged_model_file_is_refused_with_one_line(tmp_path, kwargs, message):
+    path = _model_file(tmp_path / "m.model", **kwargs)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        Model.load(path)
+
+
+def test_a_glob_that_matches_nothing_and_an_unreadable_input_are_said(tmp_path, capsys):
+    path = _model_file(tmp_path / "m.model")
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(tmp_path / "zero.png")
+    code = main(["predict", str(path), str(tmp_path / "zero.png"), str(tmp_path / "*.jpeg"),
+                 "--format", "json"])
+    out = capsys.readouterr()
+    assert code == 1 and len(json.loads(out.out)) == 1
+    assert "*.jpeg" in out.err  # named, not skipped without a word
+
+
+def test_embed_writes_nothing_when_no_input_can_be_read(tmp_path, capsys):
+    path = _model_file(tmp_path / "m.model")
+    (tmp_path / "notes.png").write_text("not an image")
+    code = main(["embed", str(path), str(tmp_path / "notes.png"), "--out",
+                 str(tmp_path / "f.npy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "no image could be read" in err and "notes.png" in err
+    assert not (tmp_path / "f.npy").exists() and not (tmp_path / "f.files.txt").exists()
