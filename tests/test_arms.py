@@ -40,6 +40,7 @@ def every_arm(mnist, tmp_path_factory):
     small = dataclasses.replace(mnist.subset(train=1500, test=300), name="mnist")
     cfg = load_preset("default", {
         "device": "cpu", "precision": "fp32", "labels": ["60"], "seeds": [0, 1], "tune": 1,
+        "arms": list(ARMS),
         "feature_map": 40,
         "pretrain": {"epochs": 1, "batch": 500, "encoder_options": {"width": 4},
                      "refine_rounds": 1, "refine_epochs": 1, "self_label_epochs": 1},
@@ -49,6 +50,12 @@ def every_arm(mnist, tmp_path_factory):
         "semisupervised": {"epochs": 1, "head_epochs": 5, "batch": 16, "ratio": 3}})
     results = compare(cfg, out, datasets={"mnist": small}, log=lambda line: None)
     return out, results
+
+
+def test_the_ceiling_runs_only_when_asked_for():
+    default = load_preset("default")
+    assert "ceiling" not in default.arms
+    assert sorted(default.arms) == sorted(a for a in ARMS if a != "ceiling")
 
 
 @pytest.mark.parametrize("name", list(ARMS))

@@ -361,7 +361,8 @@ def _compare_parser(sub) -> None:
     p.add_argument("--pretrain-seeds", nargs="+", type=int,
                    help="one pretraining run per seed (default: one run, seed 0); every label "
                         "draw is evaluated on each, and the intervals cover both")
-    p.add_argument("--arms", nargs="+", help="which arms to run (default: all): " + "; ".join(
+    p.add_argument("--arms", nargs="+", help="which arms to run (default: all but the "
+                   "ceiling, which is asked for by name): " + "; ".join(
         f"{name}: {arm.about}" for name, arm in ARMS.items()))
     p.add_argument("--label-sampling", help="balanced | random (default: balanced)")
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")

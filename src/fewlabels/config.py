@@ -30,7 +30,10 @@ class CompareConfig:
     datasets: list[str] = field(default_factory=lambda: ["mnist"])  # pretrained once each
     labels: list[str] = field(default_factory=lambda: ["600"])  # label budgets
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])  # one label draw per seed
-    arms: list[str] = field(default_factory=lambda: list(ARMS))
+    # every arm that learns from a label draw; the ceiling (every label, to its plateau:
+    # longer than all of them together) is asked for by name, once per dataset
+    arms: list[str] = field(default_factory=lambda: [a for a, arm in ARMS.items()
+                                                     if not arm.every_label])
     label_sampling: str = "balanced"  # balanced | random
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
