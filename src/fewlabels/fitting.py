@@ -61,6 +61,19 @@ def adapt(cfg: CompareConfig, ds: Dataset) -> CompareConfig:
     return cfg
 
 
+def _check_options(arms, val_fraction: float, seed: int, out, force: bool) -> None:
+    """Every option of ``fit`` that can be checked before any data is read."""
+    for arm in arms:
+        check_choice("arm", arm, CANDIDATES)
+    if not arms:
+        raise UsageError("no arm to fit: give one or more of " + " ".join(CANDIDATES))
+    check_unique("--arms", arms)
+    check_fraction("--val-fraction", val_fraction)
+    check_seed("--seed", seed)
+    if out is not None:
+        check_output_file(out, "--out", force)
+
+
 def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES,
         image_size: int | None = None, preset: str = "default", overrides: dict | None = None,
         quick_run: bool = False, val_fraction: float = 0.2, seed: int = 0,
@@ -71,15 +84,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     unlabeled images have label −1. The arm and its settings are chosen on a validation
     split of the labels only. ``out`` is checked before anything is read or trained: an
     existing file is replaced only with ``force``."""
-    for arm in arms:
-        check_choice("arm", arm, CANDIDATES)
-    if not arms:
-        raise UsageError("no arm to fit: give one or more of " + " ".join(CANDIDATES))
-    check_unique("--arms", arms)
-    check_fraction("--val-fraction", val_fraction)
-    check_seed("--seed", seed)
-    if out is not None:
-        check_output_file(out, "--out", force)
+    _check_options(arms, val_fraction, seed, out, force)
     cfg = load_preset(preset, overrides or {})
     cfg.device, cfg.precision = device, precision
     if quick_run:

@@ -24,7 +24,7 @@ BUSY_CPUS = 0.5  # CPUs' worth of other work at start that makes threads sleep (
 SAMPLE_SECONDS = 0.2
 
 
-def _cpu_times(cpus: set[int]) -> tuple[int, int] | None:
+def cpu_times(cpus: set[int]) -> tuple[int, int] | None:
     """(busy, total) jiffies summed over ``cpus`` from /proc/stat; None where unreadable."""
     try:
         with open("/proc/stat") as f:
@@ -49,11 +49,11 @@ def busy_cpus(seconds: float = SAMPLE_SECONDS) -> float | None:
     if not hasattr(os, "sched_getaffinity"):
         return None
     cpus = os.sched_getaffinity(0)
-    first = _cpu_times(cpus)
+    first = cpu_times(cpus)
     if first is None:
         return None
     time.sleep(seconds)
-    second = _cpu_times(cpus)
+    second = cpu_times(cpus)
     if second is None or second[1] <= first[1]:
         return None
     return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 from .distributed import average_gradients
 from .errors import Terminated, UsageError, check_positive
 from .runtime import Runtime
+from .sharing import ThreadShare
 
 # A loss function takes a batch of indices and returns (scalar loss, metrics to show).
 LossFn = Callable[[torch.Tensor], tuple[torch.Tensor, dict[str, float]]]
@@ -100,6 +101,8 @@ class History:
 
     records: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    # (other processes' load in CPUs, threads set) each time sharing the CPU changed them
+    thread_changes: list[tuple[float, int]] = field(default_factory=list)
 
     def series(self, key: str, x: str = "step") -> tuple[list[float], list[float]]:
         """(x values, ``key`` values) over the records that logged ``key``."""
@@ -224,16 +227,31 @@ def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
 
     bar = tqdm(range(first, steps + 1), desc=desc, disable=not progress, leave=True,
                dynamic_ncols=True, initial=first - 1, total=steps)
-    with _signals_wait_for_the_step(resume is not None) as pending:
-        for step in bar:
-            done = one_step(step)
-            if resume is not None and (pending or (step % resume.every == 0 and step < steps)):
-                resume.save(state(step))
-            if pending:
-                bar.close()
-                raise Terminated() if pending[0] == signal.SIGTERM else KeyboardInterrupt()
-            if done:
-                break
+    history.thread_changes = _drive(bar, one_step, state, resume, steps)
     history.seconds = before + time.perf_counter() - start
     bar.close()
     return history
+
+
+def _drive(bar, one_step: Callable[[int], bool], state: Callable[[int], dict],
+           resume: Resume | None, steps: int) -> list:
+    """Take the steps of ``bar``: save the state as ``resume`` asks and when a signal
+    arrives (then stop), end when a step says so, run on one thread while other processes
+    crowd the CPUs. Returns the thread changes."""
+    share = ThreadShare()
+    try:
+        with _signals_wait_for_the_step(resume is not None) as pending:
+            for step in bar:
+                done = one_step(step)
+                share()
+                if resume is not None and (pending or (step % resume.every == 0
+                                                       and step < steps)):
+                    resume.save(state(step))
+                if pending:
+                    bar.close()
+                    raise Terminated() if pending[0] == signal.SIGTERM else KeyboardInterrupt()
+                if done:
+                    break
+    finally:
+        share.restore()
+    return share.changes

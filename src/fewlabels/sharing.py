@@ -1,0 +1,82 @@
+"""Sharing the CPU with processes that start later: while training, fewlabels looks every
+few seconds at how much of its CPUs other processes took, and runs on one thread while they
+take half a CPU or more (one thread never spins at an OpenMP barrier on a core another
+process needs), then returns to its threads when they leave.
+
+``openmp`` chooses the wait policy once, at start; this covers a competitor that starts
+later (measured in ``benchmarks/contention.py``: 2 threads beside a busy process, spinning,
+11.9 s; on one thread 5.1 s; alone 3.9 s). A run whose thread count changed computes the
+same thing in another order, so it may differ in the last digits from one that ran alone:
+``FEWLABELS_SHARE=0`` keeps the threads fixed (benchmarks and reproductions run alone).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+import torch
+
+from .openmp import cpu_times
+
+INTERVAL = 5.0  # seconds between looks
+CROWDED = 0.5  # CPUs' worth of other processes' work that sends training to one thread
+CLEAR = 0.25  # ... and below which it returns to its threads
+
+
+def others_busy(cpus: set[int]) -> Callable[[], float | None]:
+    """A sampler: CPUs' worth of this process's CPUs other processes kept busy since the
+    last call (None at the first call, or where /proc/stat is unreadable)."""
+    last: list = [None]
+
+    def sample() -> float | None:
+        times, mine = cpu_times(cpus), os.times()
+        now = (times, mine.user + mine.system, time.monotonic())
+        before, last[0] = last[0], now
+        if before is None or times is None or before[0] is None:
+            return None
+        (busy0, total0), ours0, t0 = before
+        (busy1, total1), ours1, t1 = now
+        if total1 <= total0 or t1 <= t0:
+            return None
+        share = len(cpus) * (busy1 - busy0) / (total1 - total0)  # CPUs busy, all processes
+        return max(0.0, share - (ours1 - ours0) / (t1 - t0))
+
+    return sample
+
+
+class ThreadShare:
+    """Called once a step: every ``interval`` seconds it samples the others' load and sets
+    torch's threads to 1 (crowded) or back to the threads it started with (clear)."""
+
+    def __init__(self, sample: Callable[[], float | None] | None = None,
+                 interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic):
+        self.threads = torch.get_num_threads()
+        enabled = self.threads > 1 and os.environ.get("FEWLABELS_SHARE", "1") != "0"
+        if enabled and sample is None and hasattr(os, "sched_getaffinity"):
+            sample = others_busy(os.sched_getaffinity(0))
+        self.sample = sample if enabled else None
+        self.interval, self.clock = interval, clock
+        self.next = clock()
+        self.changes: list[tuple[float, int]] = []  # (others' load, threads set)
+        if self.sample is not None:
+            self.sample()  # the first look starts the window
+
+    def __call__(self) -> None:
+        if self.sample is None or self.clock() < self.next:
+            return
+        self.next = self.clock() + self.interval
+        others = self.sample()
+        if others is None:
+            return
+        now = torch.get_num_threads()
+        want = 1 if others >= CROWDED else self.threads if others < CLEAR else now
+        if want != now:
+            torch.set_num_threads(want)
+            self.changes.append((round(others, 2), want))
+
+    def restore(self) -> None:
+        """Back to the threads it started with (training is over)."""
+        if self.sample is not None and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)

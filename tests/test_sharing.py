@@ -1,0 +1,65 @@
+"""Sharing the CPU: one thread while other processes crowd it, back when they leave."""
+
+import pytest
+import torch
+
+from fewlabels.sharing import ThreadShare, others_busy
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_crowded_then_clear_goes_to_one_thread_and_back(two_threads, monkeypatch):
+    monkeypatch.delenv("FEWLABELS_SHARE", raising=False)
+    loads = iter([None, 0.1, 0.9, 0.4, 0.1])  # first look, alone, crowded, between, clear
+    clock = iter(range(0, 1000, 10))
+    share = ThreadShare(sample=lambda: next(loads), interval=5, clock=lambda: next(clock))
+    seen = []
+    for _ in range(4):
+        share()
+        seen.append(torch.get_num_threads())
+    assert seen == [2, 1, 1, 2]  # between the two marks it keeps what it has
+    assert share.changes == [(0.9, 1), (0.1, 2)]
+
+
+def test_it_looks_only_every_interval_and_restores_at_the_end(two_threads, monkeypatch):
+    monkeypatch.delenv("FEWLABELS_SHARE", raising=False)
+    calls = []
+
+    def sample():
+        calls.append(1)
+        return 2.0
+
+    now = [0.0]
+    share = ThreadShare(sample=sample, interval=5, clock=lambda: now[0])
+    for t in (0.0, 1.0, 4.9, 5.0, 6.0):
+        now[0] = t
+        share()
+    assert len(calls) == 3  # the first look, then at 0 and 5 s
+    assert torch.get_num_threads() == 1
+    share.restore()
+    assert torch.get_num_threads() == 2
+
+
+def test_it_can_be_turned_off(two_threads, monkeypatch):
+    monkeypatch.setenv("FEWLABELS_SHARE", "0")
+    share = ThreadShare(sample=lambda: 2.0, interval=0, clock=lambda: 0.0)
+    share()
+    assert torch.get_num_threads() == 2 and share.sample is None
+
+
+def test_the_sampler_counts_other_processes_not_this_one():
+    import os
+
+    sample = others_busy(os.sched_getaffinity(0))
+    assert sample() is None  # the first call opens the window
+    x = torch.randn(400, 400)
+    for _ in range(200):  # this process's own work
+        x @ x
+    load = sample()
+    assert load is not None and 0 <= load <= len(os.sched_getaffinity(0))
