@@ -3,11 +3,14 @@ settings: how much slower does sharing the CPU make it?
 
 The run: the seed preset's supervised arm on one draw of 600 MNIST labels (``--epochs``),
 in a fresh process. Competitors: none; one busy single-thread process; one 2-thread torch
-process doing matrix products; two busy processes. Settings: fewlabels' default (it makes
-OpenMP threads sleep at barriers when the CPUs are busy as it starts: ``openmp.py``),
-libgomp's default spinning forced (``GOMP_SPINCOUNT=300000``), other spin counts
-(``--spincounts``), and one thread. Prints JSON: seconds per setting and competitor and
-the ratio to the same setting alone and to the fastest setting alone, and the CPU. Usage:
+process doing matrix products; two busy processes; a 2-thread torch process that starts
+3 s after the run (its start saw idle CPUs: only sharing while it runs, ``sharing.py``,
+helps). Settings: fewlabels' default (OpenMP threads sleep at barriers when the CPUs are
+busy as it starts, ``openmp.py``, and it runs on one thread while others crowd the CPUs,
+``sharing.py``); the same without sharing (``FEWLABELS_SHARE=0``); libgomp's default
+spinning forced (``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one
+thread. Prints JSON: seconds per setting and competitor, the ratio to the same setting
+alone and to the fastest setting alone, and the CPU. Usage:
 python benchmarks/contention.py [--epochs 300] [--out FILE]
 """
 
@@ -38,15 +41,35 @@ print(os.environ.get("OMP_WAIT_POLICY", "default"), time.perf_counter() - t)
 BUSY = {"python": "while True: pass",
         "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n"
                  "while True: a @ a"}
-COMPETITORS = {"alone": [], "one busy process": ["python"],
-               "one 2-thread torch process": ["torch"], "two busy processes": ["python", "python"]}
+# (competitors, whether they start after the run: it then saw idle CPUs at its start)
+COMPETITORS = {"alone": ([], False), "one busy process": (["python"], False),
+               "one 2-thread torch process": (["torch"], False),
+               "two busy processes": (["python", "python"], False),
+               "one 2-thread torch process, started 3 s after": (["torch"], True)}
+LATE_START = 3.0  # seconds after the run starts that a late competitor starts
 
 
-def timed_run(epochs: int, env: dict) -> tuple[str, float]:
-    """(the OpenMP wait policy the run had, its seconds)."""
-    out = subprocess.run([sys.executable, "-c", RUN.format(epochs=epochs)], env=env,
-                         capture_output=True, text=True, check=True)
-    policy, seconds = out.stdout.strip().splitlines()[-1].split()
+def timed_run(epochs: int, env: dict, kinds: list[str], base: dict,
+              late: bool) -> tuple[str, float]:
+    """(the OpenMP wait policy the run had, its seconds), beside competitors ``kinds``
+    started before it (or ``LATE_START`` s after it, with ``late``)."""
+    busy = [] if late else [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base)
+                            for k in kinds]
+    try:
+        time.sleep(1.0 if busy else 0)
+        run = subprocess.Popen([sys.executable, "-c", RUN.format(epochs=epochs)], env=env,
+                               stdout=subprocess.PIPE, text=True)
+        if late:
+            time.sleep(LATE_START)
+            busy = [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base) for k in kinds]
+        out, _ = run.communicate()
+        if run.returncode:
+            raise SystemExit(f"the timed run failed (exit {run.returncode})")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    policy, seconds = out.strip().splitlines()[-1].split()
     return policy, float(seconds)
 
 
@@ -62,7 +85,7 @@ def main() -> None:
     cpus = available_cpus()
     base = {k: v for k, v in os.environ.items()
             if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                         "FEWLABELS_THREADS")}
+                         "FEWLABELS_THREADS", "FEWLABELS_SHARE")}
     settings = {
         f"{cpus} threads, fewlabels' default": {**base, "OMP_NUM_THREADS": str(cpus)},
         f"{cpus} threads, libgomp's default spin (GOMP_SPINCOUNT=300000)": {
@@ -70,24 +93,18 @@ def main() -> None:
         **{f"{cpus} threads, GOMP_SPINCOUNT={n}": {**base, "OMP_NUM_THREADS": str(cpus),
                                                    "GOMP_SPINCOUNT": str(n)}
            for n in args.spincounts},
+        f"{cpus} threads, no sharing (FEWLABELS_SHARE=0)": {
+            **base, "OMP_NUM_THREADS": str(cpus), "FEWLABELS_SHARE": "0"},
         "1 thread": {**base, "OMP_NUM_THREADS": "1"},
     }
     result = {"cpu": cpu_name(), "cpus_available": cpus, "epochs": args.epochs,
               "seconds": {}, "wait_policy": {}, "ratio_to_alone": {}}
     for name, env in settings.items():
         seconds, policies = {}, {}
-        for competitor, kinds in COMPETITORS.items():
-            busy = [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base)
-                    for k in kinds]
-            try:
-                time.sleep(1.0 if busy else 0)
-                policy, took = timed_run(args.epochs, env)
-                seconds[competitor] = round(took, 2)
-                policies[competitor] = policy
-            finally:
-                for p in busy:
-                    p.kill()
-                    p.wait()
+        for competitor, (kinds, late) in COMPETITORS.items():
+            policy, took = timed_run(args.epochs, env, kinds, base, late)
+            seconds[competitor] = round(took, 2)
+            policies[competitor] = policy
         result["seconds"][name] = seconds
         result["wait_policy"][name] = policies
         result["ratio_to_alone"][name] = {k: round(v / seconds["alone"], 2)

@@ -53,10 +53,11 @@ def test_contention_benchmark_times_each_setting_alone_and_shared():
     out = subprocess.run([sys.executable, str(BENCHMARKS / "contention.py"), "--epochs", "1"],
                          capture_output=True, text=True, timeout=600, check=True)
     report = json.loads(out.stdout)
-    assert len(report["seconds"]) == 3
+    assert len(report["seconds"]) == 4
     for name, seconds in report["seconds"].items():
         assert set(seconds) == {"alone", "one busy process", "one 2-thread torch process",
-                                "two busy processes"}
+                                "two busy processes",
+                                "one 2-thread torch process, started 3 s after"}
         assert report["ratio_to_alone"][name]["alone"] == 1.0
         assert all(s > 0 for s in seconds.values())
     assert min(r["alone"] for r in report["ratio_to_fastest_alone"].values()) == 1.0
