@@ -70,3 +70,17 @@ def test_workers_benchmark_times_both_ways_and_checks_the_numbers(tiny_encoder):
     report = json.loads(out.stdout)
     assert report["runs"] == 3 and report["same_accuracies_as_one_process_1_thread"]
     assert len(report["wall_seconds"]) == 3 and all(s > 0 for s in report["wall_seconds"].values())
+
+
+@pytest.mark.usefixtures("mnist")
+def test_stage_profile_times_every_stage_against_the_matmul_peak():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "stages.py"), "--steps", "1",
+                          "--quick"], capture_output=True, text=True, timeout=600, check=True)
+    report = json.loads(out.stdout)
+    names = [r["stage"] for r in report["stages"]]
+    assert any("simclr" in n for n in names) and any("teacher forward" in n for n in names)
+    assert report["matmul_peak_gflop_per_s"]["fp32"] > 0
+    for row in report["stages"]:
+        assert row["seconds"] > 0
+        if "gflop" in row and row["gflop"] > 1:  # a network's step: its rate is its FLOPs
+            assert row["gflop_per_s"] == pytest.approx(row["gflop"] / row["seconds"], rel=0.01)

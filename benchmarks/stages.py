@@ -1,0 +1,185 @@
+"""Where a comparison's seconds go, stage by stage, against this CPU's limit.
+
+In one process, on real MNIST and the default preset's networks, this times a step of
+each stage a comparison spends its time in — pretraining (SimCLR, a SCAN round and its
+neighbour mining, self-labelling), the semi-supervised step split into its parts
+(augmentation, teacher forward, student forward and backward, optimizer), a supervised /
+finetune step, evaluation, data movement — and counts each step's floating-point
+operations (torch's FlopCounterMode). Beside them it measures the matrix-multiply peak of
+this CPU in fp32 and bf16, in the same run, so each stage's GFLOP/s reads as a fraction of
+what the hardware can do. Prints JSON; the README's profile table is made from it.
+Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from emit import emit
+from torch.utils.flop_counter import FlopCounterMode
+
+from fewlabels.augment import augment, strong_augment
+from fewlabels.classifiers import features, new_classifier, param_groups, predict
+from fewlabels.config import load_preset
+from fewlabels.data import as_float, load_dataset
+from fewlabels.encoders import build_encoder
+from fewlabels.pretrain import build_method, nearest_neighbors, stages
+from fewlabels.runtime import cpu_bf16_units, cpu_name, environment, resolve
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
+    """GFLOP/s of square ``n`` × ``n`` matrix products in ``dtype`` over ``seconds``."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    a @ b
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        done += 1
+    return 2 * n ** 3 * done / (time.perf_counter() - start) / 1e9
+
+
+def measure(name: str, call: Callable[[], object], images: int, steps: int,
+            peaks: dict) -> dict:
+    """Seconds a call takes (mean of ``steps`` after one warm-up), its images a second,
+    its GFLOP/s and that as a share of each matrix-multiply peak."""
+    with FlopCounterMode(display=False) as counter:
+        call()
+    flops = counter.get_total_flops()
+    start = time.perf_counter()
+    for _ in range(steps):
+        call()
+    seconds = (time.perf_counter() - start) / steps
+    rate = flops / seconds / 1e9
+    return {"stage": name, "seconds": round(seconds, 4), "images_per_s": round(images / seconds),
+            "gflop": round(flops / 1e9, 3), "gflop_per_s": round(rate, 1),
+            **{f"of_{k}_peak": round(rate / v, 3) for k, v in peaks.items()}}
+
+
+def trainer(module: torch.nn.Module, loss: Callable[[], torch.Tensor], rt):
+    """A training step of ``module``: ``loss()`` under autocast, backward, AdamW."""
+    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+
+    def step():
+        with rt.autocast():
+            value = loss()
+        opt.zero_grad(set_to_none=True)
+        value.backward()
+        opt.step()
+    return step
+
+
+def pretraining_stages(cfg, rt, pool, steps, peaks) -> list[dict]:
+    p = cfg.pretrain
+    g = torch.Generator(device=rt.device).manual_seed(0)
+    idx = torch.randperm(len(pool))[:p.batch]
+    x = pool[idx]
+    first, *rest = stages(p)
+    method = build_method(p, (1, 28, 28), rt.device)[1]
+    rows = [measure(f"pretrain {first.name} step", trainer(method, lambda: method(
+        [augment(x, p.augment, g) for _ in range(method.views)], x), rt), p.batch, steps,
+        peaks)]
+    t = time.perf_counter()
+    feats = features(method.encoder, pool, rt)
+    neighbors = nearest_neighbors(feats, p.neighbors)
+    rows.append({"stage": "pretrain neighbour mining (features + kNN of the pool, once a "
+                 "round)", "seconds": round(time.perf_counter() - t, 2),
+                 "images_per_s": round(len(pool) / (time.perf_counter() - t))})
+    for stage in rest:
+        method = build_method(p, (1, 28, 28), rt.device, stage=stage, previous=method)[1]
+        near = pool[neighbors[idx, 0]] if stage.kind == "refine" else None
+
+        def loss(m=method, near=near):
+            return m([augment(x, p.augment, g)]
+                     + ([augment(near, p.augment, g)] if near is not None else []), x)
+        rows.append(measure(f"pretrain {stage.kind} step", trainer(method, loss, rt), p.batch,
+                            steps, peaks))
+        if stage.kind == "refine":
+            break  # the rounds are alike: one stands for all
+    return rows
+
+
+def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
+    s, p = cfg.semisupervised, cfg.pretrain
+    net = new_classifier(lambda: build_encoder(p.encoder, (1, 28, 28), **p.encoder_options),
+                         10, 0).to(rt.device)
+    g = torch.Generator(device=rt.device).manual_seed(0)
+    xu = pool[torch.randperm(len(pool))[:s.batch * s.ratio]]
+    xl = labeled[:s.batch]
+    y = torch.arange(len(xl)) % 10
+    opt = torch.optim.AdamW(param_groups(net, s.encoder_lr_scale), lr=1e-4)
+    weak, strong, lab = augment(xu, p.augment, g), strong_augment(xu, s.strong, g), \
+        augment(xl, p.augment, g)
+
+    def teacher():
+        with torch.no_grad(), rt.autocast():
+            net.eval()
+            out = net(weak)
+            net.train()
+        return out
+
+    def student():
+        with rt.autocast():
+            logits = net(torch.cat([lab, strong])).float()
+        loss = torch.nn.functional.cross_entropy(logits[:len(xl)], y) + logits.mean() * 0
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+
+    n = len(xu) + len(xl)
+    return [
+        measure("semisupervised: weak views of the pool", lambda: augment(xu, p.augment, g),
+                len(xu), steps, peaks),
+        measure("semisupervised: strong views of the pool",
+                lambda: strong_augment(xu, s.strong, g), len(xu), steps, peaks),
+        measure("semisupervised: views of the labeled batch",
+                lambda: augment(xl, p.augment, g), len(xl), steps, peaks),
+        measure("semisupervised: teacher forward (eval, no grad)", teacher, len(xu), steps,
+                peaks),
+        measure("semisupervised: student forward + backward", student, n, steps, peaks),
+        measure("semisupervised: optimizer step", opt.step, n, steps, peaks),
+    ]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--quick", action="store_true",
+                    help="5,000 pool and 2,000 test images (a check that it runs)")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    rt = resolve("auto", "auto")
+    cfg = load_preset("default")
+    ds = load_dataset("mnist")
+    # the best of a few sizes: a small product does not fill the cores
+    peaks = {"fp32": max(matmul_peak(torch.float32, n) for n in (1024, 2048))}
+    if any(cpu_bf16_units().values()):  # without bf16 units it is emulated: no peak to read
+        peaks["bf16"] = max(matmul_peak(torch.bfloat16, n) for n in (1024, 2048))
+    t = time.perf_counter()
+    pool = as_float(ds.train_images[:5000 if args.quick else None].to(rt.device))
+    moved = time.perf_counter() - t
+    labeled = pool[:600]
+    rows = [{"stage": "data: the pool to float (once a run)", "seconds": round(moved, 3)}]
+    rows += pretraining_stages(cfg, rt, pool, args.steps, peaks)
+    rows += semisupervised_parts(cfg, rt, pool, labeled, args.steps, peaks)
+    sup = cfg.supervised
+    net = new_classifier(lambda: build_encoder("conv", (1, 28, 28),
+                                               **cfg.pretrain.encoder_options), 10, 0)
+    g = torch.Generator().manual_seed(0)
+    xb, yb = labeled[:int(sup.batch)], torch.arange(int(sup.batch)) % 10
+    rows.append(measure("supervised / finetune step", trainer(
+        net, lambda: torch.nn.functional.cross_entropy(
+            net(augment(xb, cfg.pretrain.augment, g)).float(), yb), rt), len(xb), args.steps,
+        peaks))
+    test = ds.test_images[:2000 if args.quick else None]
+    rows.append(measure(f"evaluation: predict {len(test):,} test images",
+                        lambda: predict(net.encoder, net.head, test, rt), len(test), 1, peaks))
+    emit({"cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
+          "threads": torch.get_num_threads(),
+          "matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},
+          "stages": rows, "environment": environment(rt)}, args.out)
+
+
+if __name__ == "__main__":
+    main()
