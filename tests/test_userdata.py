@@ -68,10 +68,25 @@ def test_warnings_for_a_single_image_class_and_unbalanced_labels(tmp_path):
      "has shape"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0])},
      "4 images but y_train 3 labels"),
+    ({"x_train": np.full((4, 8, 8), np.nan, np.float32), "y_train": np.array([0, 1, 0, 1])},
+     "holds 256 NaN or infinite pixel"),
+    ({"x_train": np.full((4, 8, 8), 1.5, np.float32), "y_train": np.array([0, 1, 0, 1])},
+     r"holds values in \[1.5, 1.5\]: give uint8, floats in \[0, 1\], or whole numbers"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0, 1]),
+      "classes": np.array(["cat", "cat"])}, r"classes names \['cat'\] more than once"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 0.5, 0, 1])},
+     "y_train holds values that are not whole numbers"),
 ])
 def test_bad_arrays_are_one_clear_error(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(UsageError, match=message):
+        quiet(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])
+def test_an_empty_or_truncated_npz_is_one_clear_error(tmp_path, content):
+    (tmp_path / "bad.npz").write_bytes(content)
+    with pytest.raises(UsageError, match="is not a readable .npz"):
         quiet(tmp_path / "bad.npz")
 
 

@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import sys
+import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,10 +127,14 @@ def _nchw(x: np.ndarray, name: str) -> np.ndarray:
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{name} has dtype {x.dtype}: give uint8 or floats in [0, 1]")
     x = x.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise DataError(f"{name} holds {int((~np.isfinite(x)).sum())} NaN or infinite "
+                        "pixel(s): give uint8 or finite floats in [0, 1]")
     top = 255.0 if x.max(initial=0) > 1 else 1.0
-    if x.min(initial=0) < 0 or x.max(initial=0) > 255:
-        raise DataError(f"{name} holds values in [{x.min()}, {x.max()}]: give uint8 or "
-                        "floats in [0, 1]")
+    if x.min(initial=0) < 0 or x.max(initial=0) > 255 or (top == 255 and not np.all(
+            x == np.round(x))):
+        raise DataError(f"{name} holds values in [{x.min()}, {x.max()}]: give uint8, floats "
+                        "in [0, 1], or whole numbers in 0..255")
     return np.round(x / top * 255).astype(np.uint8)
 
 
@@ -146,13 +151,24 @@ def _resized(x: np.ndarray, size: int | None) -> np.ndarray:
     return out
 
 
+def _labels(y: np.ndarray, name: str) -> np.ndarray:
+    """Labels as int64, refused when they are not whole numbers."""
+    y = np.asarray(y).reshape(-1)
+    floating = np.issubdtype(y.dtype, np.floating)
+    if not np.issubdtype(y.dtype, np.number) or (
+            floating and not np.all(np.isfinite(y) & (y == np.round(y)))):
+        raise DataError(f"{name} holds values that are not whole numbers (dtype {y.dtype}): "
+                        "give integer class indices")
+    return y.astype(np.int64)
+
+
 def _from_arrays(path: Path, size: int | None) -> Dataset:
     if not path.is_file():
         raise UsageError(f"{str(path)!r} does not exist: give an .npz with x_train and y_train")
     try:
         arrays = np.load(path, allow_pickle=False)
         fields = {k: arrays[k] for k in arrays.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{str(path)!r} is not a readable .npz ({str(e)[:100]}): write it "
                         "with numpy.savez") from None
     for key in ("x_train", "y_train"):
@@ -160,11 +176,11 @@ def _from_arrays(path: Path, size: int | None) -> Dataset:
             raise DataError(f"{str(path)!r} has no {key!r} array (it has {sorted(fields)}): "
                             "give x_train and y_train (−1 = unlabeled)")
     x = _resized(_nchw(fields["x_train"], "x_train"), size)
-    y = fields["y_train"].astype(np.int64).reshape(-1)
+    y = _labels(fields["y_train"], "y_train")
     has_test = "x_test" in fields
     xt = (_resized(_nchw(fields["x_test"], "x_test"), size) if has_test
           else np.zeros((0, *x.shape[1:]), np.uint8))
-    yt = fields["y_test"].astype(np.int64).reshape(-1) if has_test else np.zeros(0, np.int64)
+    yt = _labels(fields["y_test"], "y_test") if has_test else np.zeros(0, np.int64)
     for a, b, name in ((x, y, "train"), (xt, yt, "test")):
         if len(a) != len(b):
             raise DataError(f"x_{name} has {len(a)} images but y_{name} {len(b)} labels")
@@ -172,8 +188,11 @@ def _from_arrays(path: Path, size: int | None) -> Dataset:
         raise DataError(f"x_test images are {list(xt.shape[1:])}, x_train's "
                         f"{list(x.shape[1:])}: give both one shape")
     k = int(max(y.max(initial=0), yt.max(initial=0))) + 1
-    classes = ([str(c) for c in fields["classes"].tolist()] if "classes" in fields
-               else [str(c) for c in range(k)])
+    classes = ([str(c) for c in np.asarray(fields["classes"]).reshape(-1).tolist()]
+               if "classes" in fields else [str(c) for c in range(k)])
+    repeated = sorted({c for c in classes if classes.count(c) > 1})
+    if repeated:
+        raise DataError(f"classes names {repeated} more than once: give each class one name")
     for labels, name in ((y, "y_train"), (yt, "y_test")):
         low = UNLABELED if name == "y_train" else 0
         if len(labels) and (labels.min() < low or labels.max() >= len(classes)):
