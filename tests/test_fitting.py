@@ -193,3 +193,37 @@ def test_fit_refuses_a_bad_seed_or_a_repeated_arm_before_reading_data(tmp_path, 
 
     with pytest.raises(UsageError, match=message):
         fit(tmp_path / "never-read", **kwargs)
+
+
+def test_an_interrupted_fit_resumes_its_pretraining(tmp_path, monkeypatch):
+    import signal
+
+    import fewlabels.pretrain as pre
+
+    images, labels = digits_arrays()
+    y = np.where(np.arange(len(labels)) % 10 == 0, labels, -1)
+    np.savez(tmp_path / "d.npz", x_train=images[:600], y_train=y[:600])
+    out = tmp_path / "d.model"
+    options = dict(arms=["probe"], quick_run=True, progress=False,
+                   overrides={"pretrain": {"epochs": 0.03, "refine_epochs": 0,
+                                           "self_label_epochs": 0}})
+    real, steps = pre.loop, {"n": 0}
+
+    def interrupted(params, loss_fn, batches, **kw):
+        def loss(idx):
+            steps["n"] += 1
+            if steps["n"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # saved after this step, then stops
+            return loss_fn(idx)
+        return real(params, loss, batches, **kw)
+
+    monkeypatch.setattr(pre, "loop", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fit(tmp_path / "d.npz", out, log=lambda m: None, **options)
+    state = tmp_path / "d.model.pretraining-state"
+    assert state.exists() and not out.exists()
+    monkeypatch.setattr(pre, "loop", real)
+    said = []
+    fit(tmp_path / "d.npz", out, log=said.append, **options)
+    assert any("resuming the interrupted pretraining" in line for line in said)
+    assert out.exists() and not state.exists()

@@ -109,7 +109,12 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     if any(ARMS[a].pretrained for a in arms):
         log(f"pretraining {cfg.pretrain.name()} on {len(ds.train_images)} images "
             f"({cfg.pretrain.epochs:g} epochs)")
-        encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress)
+        # beside the model file, its pretraining state: an interrupted fit resumes there
+        state = Path(f"{out}.pretraining-state") if out is not None else None
+        if state is not None and state.exists():
+            log(f"resuming the interrupted pretraining saved in {state}")
+        encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress,
+                                       state_path=state)
         log(f"pretrained in {history.seconds:.0f} s")
     hidden = ds.without_test()
     scores = {}
