@@ -96,3 +96,19 @@ def test_a_folder_without_labeled_images_is_refused(tmp_path):
         quiet(tmp_path / "d")
     with pytest.raises(UsageError, match="neither a folder nor an .npz"):
         quiet(tmp_path / "missing")
+
+
+def test_images_directly_in_labeled_are_named_and_a_hidden_test_folder_is_no_class(tmp_path):
+    from PIL import Image
+
+    root = tmp_path / "d"
+    (root / "labeled" / "a").mkdir(parents=True)
+    (root / "labeled" / "b").mkdir()
+    for name, folder in (("1.png", "a"), ("2.png", "b"), ("3.png", "a"), ("4.png", "b")):
+        Image.new("L", (8, 8), 255 if folder == "a" else 0).save(root / "labeled" / folder / name)
+    (root / "test" / ".thumbnails").mkdir(parents=True)  # hidden: ignored, as in labeled/
+    ds, _, _ = quiet(root)
+    assert ds.classes == ("a", "b")
+    Image.new("L", (8, 8)).save(root / "labeled" / "stray.png")
+    with pytest.raises(UsageError, match=r"lie directly in labeled/ \(stray.png"):
+        quiet(root)

@@ -215,8 +215,13 @@ def _listing(root: Path) -> tuple[list[tuple[Path, str, int]], list[str], Skippe
                          f"{root}/labeled/<class>/ (and any others in {root}/unlabeled/)")
     classes = sorted(d.name for d in labeled.iterdir() if d.is_dir()
                      and not d.name.startswith("."))
-    test_classes = sorted(d.name for d in (root / "test").iterdir() if d.is_dir()) \
-        if (root / "test").is_dir() else []
+    loose = sorted(f.name for f in labeled.iterdir() if f.is_file()
+                   and f.suffix.lower() in images.EXTENSIONS)
+    if loose:
+        raise UsageError(f"{len(loose)} image(s) lie directly in labeled/ ({loose[0]}, ...): "
+                         "put each in labeled/<its class>/, the folder's name is the label")
+    test_classes = sorted(d.name for d in (root / "test").iterdir() if d.is_dir()
+                          and not d.name.startswith(".")) if (root / "test").is_dir() else []
     extra = sorted(set(test_classes) - set(classes))
     if extra:
         raise UsageError(f"test/ has classes {extra} that labeled/ lacks: every test class "
