@@ -108,9 +108,13 @@ def test_metadata_that_does_not_fit_the_model_is_one_error(tmp_path):
     checkpoint.save(tmp_path / "m.model", tensors, "model", meta)
     with pytest.raises(UsageError, match="tensors do not fit the network"):
         Model.load(tmp_path / "m.model")
-    checkpoint.save(tmp_path / "n.model", tensors, "model", {"classes": ["a"]})
+    checkpoint.save(tmp_path / "n.model", tensors, "model",
+                    {"classes": ["a", "b"], "image_shape": [1, 8, 8]})
     with pytest.raises(UsageError, match="metadata lacks 'encoder'"):
         Model.load(tmp_path / "n.model")
+    checkpoint.save(tmp_path / "o.model", tensors, "model", {"classes": ["a", "b"]})
+    with pytest.raises(UsageError, match="says its images have shape None"):
+        Model.load(tmp_path / "o.model")
 
 
 def test_a_full_disk_while_a_run_is_logged_keeps_the_finished_runs(tmp_path, monkeypatch):
