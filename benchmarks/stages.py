@@ -146,7 +146,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--quick", action="store_true",
-                    help="5,000 pool and 2,000 test images (a check that it runs)")
+                    help="2,000 pool and 500 test images (a check that it runs)")
     ap.add_argument("--out")
     args = ap.parse_args()
     rt = resolve("auto", "auto")
@@ -157,7 +157,7 @@ def main() -> None:
     if any(cpu_bf16_units().values()):  # without bf16 units it is emulated: no peak to read
         peaks["bf16"] = max(matmul_peak(torch.bfloat16, n) for n in (1024, 2048))
     t = time.perf_counter()
-    pool = as_float(ds.train_images[:5000 if args.quick else None].to(rt.device))
+    pool = as_float(ds.train_images[:2000 if args.quick else None].to(rt.device))
     moved = time.perf_counter() - t
     labeled = pool[:600]
     rows = [{"stage": "data: the pool to float (once a run)", "seconds": round(moved, 3)}]
@@ -172,7 +172,7 @@ def main() -> None:
         net, lambda: torch.nn.functional.cross_entropy(
             net(augment(xb, cfg.pretrain.augment, g)).float(), yb), rt), len(xb), args.steps,
         peaks))
-    test = ds.test_images[:2000 if args.quick else None]
+    test = ds.test_images[:500 if args.quick else None]
     rows.append(measure(f"evaluation: predict {len(test):,} test images",
                         lambda: predict(net.encoder, net.head, test, rt), len(test), 1, peaks))
     emit({"cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
