@@ -16,7 +16,7 @@ class DataError(UsageError):
     """A data file that is missing, truncated or altered, and could not be fetched again."""
 
 
-def _finite(value) -> bool:
+def is_finite_number(value) -> bool:
     """A number (not a bool), neither infinite nor NaN."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
@@ -41,7 +41,7 @@ def check_seed(name: str, value) -> None:
 def check_positive(name: str, value: float, *, integer: bool = False, hint: str = "") -> None:
     """Raise UsageError unless ``value`` is a positive number (an integer when ``integer``)."""
     kind = "a positive integer" if integer else "a positive number"
-    ok = _finite(value) and value > 0
+    ok = is_finite_number(value) and value > 0
     if integer and ok:
         ok = float(value).is_integer()
     if not ok:
@@ -52,7 +52,7 @@ def check_non_negative(name: str, value: float, *, integer: bool = False,
                        hint: str = "") -> None:
     """Raise UsageError unless ``value`` is a number >= 0 (an integer when ``integer``)."""
     kind = "an integer >= 0" if integer else "a number >= 0"
-    ok = _finite(value) and value >= 0
+    ok = is_finite_number(value) and value >= 0
     if integer and ok:
         ok = float(value).is_integer()
     if not ok:

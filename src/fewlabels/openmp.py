@@ -53,10 +53,16 @@ def busy_cpus(seconds: float = SAMPLE_SECONDS) -> float | None:
     if first is None:
         return None
     time.sleep(seconds)
-    second = cpu_times(cpus)
-    if second is None or second[1] <= first[1]:
+    return cpus_busy(first, cpu_times(cpus), len(cpus))
+
+
+def cpus_busy(first: tuple[int, int] | None, second: tuple[int, int] | None,
+              cpus: int) -> float | None:
+    """CPUs' worth of work (all processes) between two ``cpu_times`` readings of ``cpus``
+    CPUs; None when either is missing or no time passed."""
+    if first is None or second is None or second[1] <= first[1]:
         return None
-    return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])
+    return cpus * (second[0] - first[0]) / (second[1] - first[1])
 
 
 def choose_wait_policy() -> str | None:

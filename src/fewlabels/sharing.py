@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from .openmp import cpu_times
+from .openmp import cpu_times, cpus_busy
 
 INTERVAL = 5.0  # seconds between looks
 CROWDED = 0.5  # CPUs' worth of other processes' work that sends training to one thread
@@ -31,17 +31,15 @@ def others_busy(cpus: set[int]) -> Callable[[], float | None]:
     last: list = [None]
 
     def sample() -> float | None:
-        times, mine = cpu_times(cpus), os.times()
-        now = (times, mine.user + mine.system, time.monotonic())
+        mine = os.times()
+        now = (cpu_times(cpus), mine.user + mine.system, time.monotonic())
         before, last[0] = last[0], now
-        if before is None or times is None or before[0] is None:
+        if before is None:
             return None
-        (busy0, total0), ours0, t0 = before
-        (busy1, total1), ours1, t1 = now
-        if total1 <= total0 or t1 <= t0:
+        busy = cpus_busy(before[0], now[0], len(cpus))  # all processes, this one too
+        if busy is None or now[2] <= before[2]:
             return None
-        share = len(cpus) * (busy1 - busy0) / (total1 - total0)  # CPUs busy, all processes
-        return max(0.0, share - (ours1 - ours0) / (t1 - t0))
+        return max(0.0, busy - (now[1] - before[1]) / (now[2] - before[2]))
 
     return sample
 
@@ -58,7 +56,9 @@ class ThreadShare:
             sample = others_busy(os.sched_getaffinity(0))
         self.sample = sample if enabled else None
         self.interval, self.clock = interval, clock
-        self.next = clock()
+        # the first decision waits a whole interval: a window of one short step holds a
+        # jiffy or two, and one jiffy of another process would read as a crowded CPU
+        self.next = clock() + interval
         self.changes: list[tuple[float, int]] = []  # (others' load, threads set)
         if self.sample is not None:
             self.sample()  # the first look starts the window

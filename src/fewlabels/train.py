@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .distributed import average_gradients
-from .errors import Terminated, UsageError, check_positive
+from .errors import Terminated, UsageError, check_positive, is_finite_number
 from .runtime import Runtime
 from .sharing import ThreadShare
 
@@ -30,8 +30,7 @@ class TrainingDiverged(UsageError):
 
 def batch_size(batch: int | float, n: int) -> int:
     """``batch`` as a size: an int is a size, a float in (0, 1] a fraction of ``n``."""
-    if (isinstance(batch, bool) or not isinstance(batch, (int, float))
-            or not math.isfinite(batch) or batch <= 0):
+    if not is_finite_number(batch) or batch <= 0:
         raise UsageError(f"batch={batch!r} is not allowed: use a size >= 1 or a fraction in (0, 1]")
     if isinstance(batch, float):
         if batch > 1:
