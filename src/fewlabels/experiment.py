@@ -140,11 +140,11 @@ def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: i
                     pretrain_seed=pretrain_seed)
 
 
-def _execute(item: PlannedRun, ds: Dataset, cfg: CompareConfig, encoder, metrics: Metrics,
-             rt: Runtime, log, out_dir: Path) -> Run:
-    """Make the planned run ``item`` now."""
-    labeled = (torch.arange(item.labels) if item.every_label else
-               draw_labels(ds.train_labels, item.labels, item.seed, cfg.label_sampling))
+def _execute(item: PlannedRun, ds: Dataset, draws: dict, cfg: CompareConfig, encoder,
+             metrics: Metrics, rt: Runtime, log, out_dir: Path) -> Run:
+    """Make the planned run ``item`` now, on its draw in ``draws`` ((labels, seed) → the
+    labeled indices) or, for an every-label arm, on every training image."""
+    labeled = torch.arange(item.labels) if item.every_label else draws[item.labels, item.seed]
     if item.tuned:
         return _tuned_run(item.arm, ds, labeled, item.seed, item.labels, cfg, encoder,
                           metrics, rt, log, out_dir, item.pretrain_seed)
@@ -275,19 +275,19 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
             metrics.embedding(f, labels, f"{name}/features")
         if pretrain_only:
             continue
-        for count in budgets[name]:
-            for seed in cfg.seeds:
-                checkpoint.atomic_write_text(
-                    out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
-                    json.dumps(draw_labels(ds.train_labels, count, seed,
-                                           cfg.label_sampling).tolist()))
+        draws = {(count, seed): draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
+                 for count in budgets[name] for seed in cfg.seeds}
+        for (count, seed), labeled in draws.items():
+            checkpoint.atomic_write_text(
+                out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
+                json.dumps(labeled.tolist()))
         for item in planned:
             if item.dataset != name:
                 continue
             run = finished.get(item.key())  # kept from an interrupted run
             if run is None and item in mine:
-                run = _execute(item, ds, cfg, encoders[item.pretrain_seed], metrics, rt, log,
-                               out_dir)
+                run = _execute(item, ds, draws, cfg, encoders[item.pretrain_seed], metrics,
+                               rt, log, out_dir)
                 finished.add(run)
                 log(_line(run, cfg))
             if run is not None:

@@ -141,8 +141,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     samples = ds.train_images[torch.randperm(len(ds.train_images), generator=g)[:16]]
     model = Model(net, meta, samples.clone())
     if has_test(ds):  # the only read of the test split, after the model is final
-        accuracy = (torch.from_numpy(model.predict(ds.test_images).probabilities).argmax(1)
-                    == ds.test_labels).float().mean().item()
+        accuracy = model.accuracy(ds.test_images, ds.test_labels)
         meta["test_accuracy"] = accuracy
         log(f"test accuracy {accuracy:.4f} on {len(ds.test_labels)} test images")
     else:

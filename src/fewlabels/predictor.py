@@ -224,6 +224,11 @@ class Model:
         p, files, errors = self._run(probabilities, inputs, progress, batch)
         return Predictions(self.classes, p.numpy(), files, errors)
 
+    def accuracy(self, images: torch.Tensor, labels: torch.Tensor) -> float:
+        """The share of ``images`` whose most probable class is their label."""
+        predicted = torch.from_numpy(self.predict(images).probabilities).argmax(1)
+        return (predicted == labels).float().mean().item()
+
     def embed(self, inputs, *, progress: bool = False, batch: int = 1024
               ) -> tuple[np.ndarray, list[str] | None, dict[str, str]]:
         """(features (N, D) float32, the file of each row or None, {unreadable file: why})."""
