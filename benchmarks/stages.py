@@ -28,6 +28,7 @@ from fewlabels.data import as_float, load_dataset
 from fewlabels.encoders import build_encoder
 from fewlabels.pretrain import build_method, nearest_neighbors, stages
 from fewlabels.runtime import cpu_bf16_units, cpu_name, environment, resolve
+from fewlabels.train import batch_size, steps_per_epoch
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> float:
@@ -83,12 +84,19 @@ def pretraining_stages(cfg, rt, pool, steps, peaks) -> list[dict]:
         peaks)]
     t = time.perf_counter()
     feats = features(method.encoder, pool, rt)
-    neighbors = nearest_neighbors(feats, p.neighbors)
-    rows.append({"stage": "pretrain neighbour mining (features + kNN of the pool, once a "
-                 "round)", "seconds": round(time.perf_counter() - t, 2),
+    rows.append({"stage": "pretrain neighbour mining: features of the pool",
+                 "seconds": round(time.perf_counter() - t, 2),
                  "images_per_s": round(len(pool) / (time.perf_counter() - t))})
+    t = time.perf_counter()
+    neighbors = nearest_neighbors(feats, p.neighbors)
+    rows.append({"stage": "pretrain neighbour mining: kNN of the pool",
+                 "seconds": round(time.perf_counter() - t, 2)})
+    measured = set()
     for stage in rest:
         method = build_method(p, (1, 28, 28), rt.device, stage=stage, previous=method)[1]
+        if stage.kind in measured:
+            continue  # the refine rounds are alike: one stands for all
+        measured.add(stage.kind)
         near = pool[neighbors[idx, 0]] if stage.kind == "refine" else None
 
         def loss(m=method, near=near):
@@ -96,9 +104,13 @@ def pretraining_stages(cfg, rt, pool, steps, peaks) -> list[dict]:
                      + ([augment(near, p.augment, g)] if near is not None else []), x)
         rows.append(measure(f"pretrain {stage.kind} step", trainer(method, loss, rt), p.batch,
                             steps, peaks))
-        if stage.kind == "refine":
-            break  # the rounds are alike: one stands for all
     return rows
+
+
+SEMI_PARTS = ("semisupervised: weak views of the pool", "semisupervised: strong views of the pool",
+              "semisupervised: views of the labeled batch",
+              "semisupervised: teacher forward (eval, no grad)",
+              "semisupervised: student forward + backward", "semisupervised: optimizer step")
 
 
 def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
@@ -128,18 +140,37 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
         loss.backward()
 
     n = len(xu) + len(xl)
-    return [
-        measure("semisupervised: weak views of the pool", lambda: augment(xu, p.augment, g),
-                len(xu), steps, peaks),
-        measure("semisupervised: strong views of the pool",
-                lambda: strong_augment(xu, s.strong, g), len(xu), steps, peaks),
-        measure("semisupervised: views of the labeled batch",
-                lambda: augment(xl, p.augment, g), len(xl), steps, peaks),
-        measure("semisupervised: teacher forward (eval, no grad)", teacher, len(xu), steps,
-                peaks),
-        measure("semisupervised: student forward + backward", student, n, steps, peaks),
-        measure("semisupervised: optimizer step", opt.step, n, steps, peaks),
-    ]
+    parts = [(lambda: augment(xu, p.augment, g), len(xu)),
+             (lambda: strong_augment(xu, s.strong, g), len(xu)),
+             (lambda: augment(xl, p.augment, g), len(xl)), (teacher, len(xu)), (student, n),
+             (opt.step, n)]
+    return [measure(name, call, images, steps, peaks)
+            for name, (call, images) in zip(SEMI_PARTS, parts, strict=True)]
+
+
+def per_comparison(cfg, pool: int = 60_000, labels: int = 600, draws: int = 3) -> dict:
+    """How many times the default comparison (MNIST, ``labels`` labels, ``draws`` draws,
+    every arm) runs each measured stage, from the preset: a stage's seconds times this is
+    its share of the wall. The supervised and finetune arms train each candidate rate on
+    the validation split's complement, then the chosen one on every label."""
+    p, s, sup, fin = cfg.pretrain, cfg.semisupervised, cfg.supervised, cfg.finetune
+    per_epoch = steps_per_epoch(pool, p.batch)
+    rounds = p.refine_rounds if p.refine and p.refine_epochs > 0 else 0
+    semi = s.steps(pool, s.epochs) * draws
+
+    def trained(c) -> int:  # optimizer steps of an arm that chooses its rate on validation
+        fit = round(labels * (1 - c.val_fraction))
+        size = lambda n: batch_size(c.batch, n)  # noqa: E731
+        choose = len(c.lrs) * c.epochs * steps_per_epoch(fit, size(fit)) if len(c.lrs) > 1 else 0
+        return (choose + c.epochs * steps_per_epoch(labels, size(labels))) * draws
+    return {"pretrain simclr step": round(p.epochs * per_epoch),
+            "pretrain neighbour mining: features of the pool": rounds,
+            "pretrain neighbour mining: kNN of the pool": rounds,
+            "pretrain refine step": rounds * p.refine_epochs * per_epoch,
+            "pretrain self-label step": p.self_label_epochs * per_epoch,
+            **{part: semi for part in SEMI_PARTS},
+            "supervised / finetune step": trained(sup) + trained(fin),
+            "evaluation: predict 10,000 test images": 5 * draws}
 
 
 def main() -> None:
@@ -175,6 +206,11 @@ def main() -> None:
     test = ds.test_images[:500 if args.quick else None]
     rows.append(measure(f"evaluation: predict {len(test):,} test images",
                         lambda: predict(net.encoder, net.head, test, rt), len(test), 1, peaks))
+    counts = {} if args.quick else per_comparison(cfg)  # a small pool: no comparison's count
+    for row in rows:
+        if row["stage"] in counts:
+            row["per_comparison"] = counts[row["stage"]]
+            row["per_comparison_s"] = round(row["seconds"] * counts[row["stage"]], 1)
     emit({"cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
           "threads": torch.get_num_threads(),
           "matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},

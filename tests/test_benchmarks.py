@@ -84,3 +84,23 @@ def test_stage_profile_times_every_stage_against_the_matmul_peak():
         assert row["seconds"] > 0
         if "gflop" in row and row["gflop"] > 1:  # a network's step: its rate is its FLOPs
             assert row["gflop_per_s"] == pytest.approx(row["gflop"] / row["seconds"], rel=0.01)
+
+
+def test_stage_profile_counts_each_stage_of_the_default_comparison():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from stages import SEMI_PARTS, per_comparison
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    from fewlabels.config import load_preset
+
+    counts = per_comparison(load_preset("default"), pool=60_000, labels=600, draws=3)
+    per_epoch = 235  # ceil(60,000 / 256)
+    assert counts["pretrain simclr step"] == 4 * per_epoch
+    assert counts["pretrain refine step"] == 3 * 2 * per_epoch  # three rounds of two epochs
+    assert counts["pretrain self-label step"] == 2 * per_epoch
+    assert counts["pretrain neighbour mining: kNN of the pool"] == 3
+    assert all(counts[p] == 3 * 8 * (60_000 // 224) for p in SEMI_PARTS)
+    # each of supervised and finetune, a draw: two rates on 480 labels (8 batches of 64 an
+    # epoch, 100 epochs), then the chosen one on all 600 (10 batches)
+    assert counts["supervised / finetune step"] == 2 * 3 * (2 * 100 * 8 + 100 * 10)

@@ -32,8 +32,10 @@ from .train import (
 
 
 def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
-             chunk: int = 2048) -> torch.Tensor:
-    """(N, C, H, W) uint8 or float images → (N, D) float32 features, eval mode, no grad."""
+             chunk: int = 256) -> torch.Tensor:
+    """(N, C, H, W) uint8 or float images → (N, D) float32 features, eval mode, no grad.
+    ``chunk``: images a forward pass; on a 2-core CPU 256 ran the conv encoder at 4,493
+    images a second against 2,766 at 2,048 (a chunk's activations stay in cache)."""
     was_training = encoder.training
     encoder.eval()
     out = []
