@@ -4,6 +4,7 @@ MNIST, appears in results.json and in the report, and has what the rest reads of
 import dataclasses
 import json
 import re
+import warnings
 
 import pytest
 
@@ -82,3 +83,31 @@ def test_every_arm_runs_and_is_reported(every_arm, name):
     made = [(r["arm"], r["labels"], r["seed"], r["pretrain_seed"]) for r in results["runs"]]
     assert made == [(p["arm"] + ("-tuned" if p["tuned"] else ""), p["labels"], p["seed"],
                      p["pretrain_seed"]) for p in planned]
+
+
+def test_label_spreading_gives_images_no_label_reached_the_class_shares_not_nan():
+    """Two groups of images far apart, labels only in the first: the second group's images
+    are reached by no label (scikit-learn leaves their distributions at 0; a test image among
+    them gets 0 / 0 = NaN probabilities). Test images there must not take whichever class
+    argmax meets first on NaN; they get the labeled subset's most common class."""
+    import torch
+
+    from fewlabels.arms import Context, LabelSpreadingConfig
+    from fewlabels.augment import AugmentConfig
+    from fewlabels.data import Dataset
+    from fewlabels.runtime import resolve
+
+    g = torch.Generator().manual_seed(0)
+    near = torch.randint(0, 40, (60, 1, 8, 8), generator=g, dtype=torch.uint8)
+    far = torch.randint(215, 255, (60, 1, 8, 8), generator=g, dtype=torch.uint8)
+    images = torch.cat([near, far])
+    labels = torch.cat([torch.tensor([0, 1, 1] * 20), torch.full((60,), 2)])
+    ds = Dataset("two-groups", images, labels, images[:0], labels[:0], ("a", "b", "c"), "", {})
+    labeled = torch.arange(0, 30)  # 10 of class a, 20 of class b; none from the far group
+    ctx = Context(ds, labeled, 0, resolve("cpu", "fp32"), AugmentConfig(), lambda: None)
+    outcome = ARMS["pixels-labelspreading"].run(ctx, LabelSpreadingConfig(components=5, k=3))
+    assert outcome.chosen["unreached_images"] >= 60  # the whole far group, and a few near ones
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "invalid value encountered in divide"
+        predicted = outcome.predict(far[:20])
+    assert (predicted == 1).all()  # b: the most common labeled class (NaN's argmax gives a)

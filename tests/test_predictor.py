@@ -58,3 +58,24 @@ def test_embed_writes_nothing_when_no_input_can_be_read(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "no image could be read" in err and "notes.png" in err
     assert not (tmp_path / "f.npy").exists() and not (tmp_path / "f.files.txt").exists()
+
+
+def test_a_folders_other_files_are_named_and_a_line_break_in_a_name_is_not_listed(tmp_path,
+                                                                                  capsys):
+    path = _model_file(tmp_path / "m.model")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.png", "b.png", "new\nline.png"):
+        Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("a note")
+    assert main(["predict", str(path), str(folder), "--format", "json"]) == 0
+    out = capsys.readouterr()
+    assert len(json.loads(out.out)) == 3
+    assert "skipped 1 file(s)" in out.err and "notes.txt" in out.err  # not skipped silently
+    code = main(["embed", str(path), str(folder), "--out", str(tmp_path / "f.npy")])
+    err = capsys.readouterr().err
+    listing = (tmp_path / "f.files.txt").read_text().splitlines()
+    assert code == 1 and listing == [str(folder / "a.png"), str(folder / "b.png")]
+    assert np.load(tmp_path / "f.npy").shape[0] == 2  # a row for each listed file, no more
+    assert "line break" in err and "'" + str(folder / "new\\nline.png") + "'" in err
+    assert all("line break" in line or "new" not in line for line in err.splitlines())

@@ -1,7 +1,15 @@
 """The report's sentences are computed from results.json's numbers."""
 
+import json
+from pathlib import Path
+
+import pytest
+
+from fewlabels.cli import main
 from fewlabels.report import which_arm
 from fewlabels.stats import paired_differences, summarize
+
+RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
 
 def _results(accuracies: dict[str, list[float]], seconds: dict[str, float]) -> dict:
@@ -29,3 +37,14 @@ def test_which_arm_says_when_every_cheaper_arm_is_clearly_below():
                        {"semisupervised": 220.0, "supervised": 60.0})
     assert which_arm(results).endswith("no cheaper arm comes within its paired 95% interval.")
     assert which_arm(_results({}, {})) is None
+
+
+@pytest.mark.parametrize("value", ["0.99", None, 1.5, True, float("nan")])
+def test_a_results_file_with_a_bad_accuracy_is_refused_with_one_line(tmp_path, capsys, value):
+    results = json.loads((RESULTS / "compare-mnist-100.json").read_text())
+    results["runs"][0]["test_accuracy"] = value
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must be a number in [0, 1]" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "report.md").exists()

@@ -112,3 +112,34 @@ def test_images_directly_in_labeled_are_named_and_a_hidden_test_folder_is_no_cla
     Image.new("L", (8, 8)).save(root / "labeled" / "stray.png")
     with pytest.raises(UsageError, match=r"lie directly in labeled/ \(stray.png"):
         quiet(root)
+
+
+@pytest.mark.parametrize("size", [3, 513, 30_000])
+def test_an_image_size_out_of_range_is_refused_before_any_image_is_read(tmp_path, size):
+    with pytest.raises(UsageError, match=rf"--image-size {size} is out of range: use 4\.\.512"):
+        quiet(tmp_path / "nowhere", image_size=size)
+
+
+def test_images_that_would_not_fit_in_memory_are_refused_before_decoding():
+    from fewlabels.userdata import check_fits_in_memory
+
+    check_fits_in_memory(1_000, 3, 64)
+    with pytest.raises(UsageError, match="need .* GiB, more than half .* smaller --image-size"):
+        check_fits_in_memory(10**9, 3, 512)
+
+
+def test_links_that_dangle_or_loop_and_pipes_are_listed_and_skipped(tmp_path):
+    import os
+
+    root = tmp_path / "digits"
+    write_digits_folder(root, per_class=3, test=0)
+    (root / "labeled" / "3" / "dangling.png").symlink_to(tmp_path / "gone.png")
+    (root / "labeled" / "3" / "loop.png").symlink_to(root / "labeled" / "3" / "loop.png")
+    os.mkfifo(root / "labeled" / "4" / "pipe.png")  # reading it would wait forever
+    ds, skipped, _ = quiet(root)
+    why = {p.split("/")[-1]: reason for p, reason in skipped.files}
+    assert set(why) == {"dangling.png", "loop.png", "pipe.png"}
+    assert "no such file" in why["dangling.png"] and "not a file" in why["pipe.png"]
+    again, skipped_again, _ = quiet(root)  # from the cache: the same files are named
+    assert skipped_again.files == skipped.files
+    assert len(again.train_images) == len(ds.train_images)

@@ -245,8 +245,18 @@ def _labelspreading(ctx: Context, c: LabelSpreadingConfig) -> Outcome:
     targets[ctx.labeled.numpy()] = ctx.labels.numpy()
     spread = LabelSpreading(kernel="knn", n_neighbors=c.k, alpha=c.alpha, max_iter=100,
                             n_jobs=1).fit(reduced, targets)
+    # an image in a part of the graph that holds no labeled image keeps an all-zero label
+    # distribution; a test image whose neighbours are all such images would get 0 / 0 =
+    # NaN probabilities, and whichever class argmax meets first. They get the labeled
+    # subset's class shares instead.
+    d = spread.label_distributions_
+    unreached = ~(np.isfinite(d).all(1) & (d.sum(1) > 0))
+    prior = np.bincount(np.searchsorted(spread.classes_, ctx.labels.numpy()),
+                        minlength=len(spread.classes_)) / len(ctx.labels)
+    spread.label_distributions_[unreached] = prior
     return Outcome(lambda images: torch.from_numpy(
-        spread.predict(pca.transform(_pixels(images)))).long())
+        spread.predict(pca.transform(_pixels(images)))).long(),
+        chosen={"unreached_images": int(unreached.sum())})
 
 
 def _labelspreading_space(trial, s: LabelSpreadingConfig) -> None:

@@ -103,6 +103,7 @@ def _cmd_compare(args) -> int:
 
 def _cmd_report(args) -> int:
     from .report import write_report
+    from .results import check_runs
 
     folder = Path(args.run_dir)
     try:
@@ -113,9 +114,10 @@ def _cmd_report(args) -> int:
     except ValueError as e:
         raise UsageError(f"{folder / 'results.json'} is not valid JSON ({e}); "
                          "it cannot be reported") from None
+    check_runs(results, str(folder / "results.json"))
     try:
         written = write_report(folder, results)
-    except (KeyError, TypeError, IndexError, AttributeError) as e:
+    except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
         raise UsageError(f"{folder / 'results.json'} does not hold what a report needs "
                          f"({type(e).__name__}: {str(e)[:80]}): it was changed or written by "
                          "another version; run the comparison again") from None
@@ -286,8 +288,13 @@ def _cmd_predict(args) -> int:
                          "globs or - (paths on stdin)")
     _write_predictions(pred, args.format, args.top_k)
     for path, why in pred.errors.items():
-        print(f"fewlabels: {path}: {why}", file=sys.stderr)
+        print(f"fewlabels: {_one_line(path)}: {why}", file=sys.stderr)
     return 1 if pred.errors else 0
+
+
+def _one_line(path: str) -> str:
+    """A file name as it can be shown on one line: quoted when it holds a line break."""
+    return repr(path) if any(c in path for c in "\n\r") else path
 
 
 def check_top_k(k: int, classes: int) -> None:
@@ -302,8 +309,13 @@ def _cmd_embed(args) -> int:
 
     source = load_for_embedding(args.model, args.device)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
+    listed = [i for i, f in enumerate(files) if "\n" not in f and "\r" not in f]
+    for i in sorted(set(range(len(files))) - set(listed)):  # one path a line cannot hold them
+        errors[files[i]] = ("its name holds a line break, which the listing (one path a "
+                            "line) cannot hold: rename the file")
+    feats, files = feats[listed], [files[i] for i in listed]
     for path, why in errors.items():
-        print(f"fewlabels: {path}: {why}", file=sys.stderr)
+        print(f"fewlabels: {_one_line(path)}: {why}", file=sys.stderr)
     if not files:
         raise UsageError(f"no image could be read from {' '.join(args.paths)}, so nothing "
                          f"was written to {args.out}: give files, folders, globs or -")
@@ -324,7 +336,7 @@ def _cmd_export(args) -> int:
     if args.check:
         check, _, errors = model.decode(args.check)
         for path, why in errors.items():
-            print(f"fewlabels: {path}: {why}", file=sys.stderr)
+            print(f"fewlabels: {_one_line(path)}: {why}", file=sys.stderr)
         if not len(check):
             raise UsageError(f"no readable image in {' '.join(args.check)} to check the "
                              "export on: give image files or folders")

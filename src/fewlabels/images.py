@@ -120,14 +120,18 @@ def image_files(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
     return found, other
 
 
-def expand(inputs: Iterable[str]) -> Iterator[str]:
+def expand(inputs: Iterable[str], skipped: dict[str, str] | None = None) -> Iterator[str]:
     """Files named by ``inputs``: files, folders (every image under them), globs, and ``-``
-    (one path a line on stdin), in the order given."""
+    (one path a line on stdin), in the order given. A folder's files that are not images
+    by their extension go into ``skipped`` (file → why), when given."""
     for item in inputs:
         if item == "-":
             yield from (line.strip() for line in sys.stdin if line.strip())
         elif Path(item).is_dir():
-            yield from (str(p) for p in image_files(Path(item))[0])
+            found, other = image_files(Path(item))
+            if skipped is not None:
+                skipped.update(other)
+            yield from (str(p) for p in found)
         elif any(c in item for c in "*?[") and not Path(item).exists():
             # a glob that matches nothing stays as it is: reading it fails, and says so
             yield from sorted(glob(item, recursive=True)) or [item]

@@ -5,6 +5,7 @@ and replaces nothing by surprise, and a run folder that one process at a time wr
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 from pathlib import Path
@@ -42,49 +43,61 @@ def check_output_file(path: str | Path, what: str, force: bool = False) -> Path:
 
 
 def _holder(lock: Path) -> int:
-    """The process id written in ``lock`` (0: none, or unreadable)."""
+    """The process id written in ``lock`` (0: none yet, or unreadable)."""
     try:
         return int(lock.read_text().strip() or 0)
     except (OSError, ValueError):
         return 0
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive
-        return True
-    return True
+_held: dict[Path, int] = {}  # run folders this process holds: how many blocks hold each
+
+
+def _take(lock: Path) -> int | None:
+    """A descriptor holding the kernel's lock on the file ``lock`` (the kernel lets go when
+    the process ends, however it ends: a lock left by a killed run is free at once), or None
+    when another process holds it."""
+    for _ in range(10):
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:  # the file may have been removed by its last holder while we waited on it
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                os.ftruncate(fd, 0)
+                os.write(fd, str(os.getpid()).encode())
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    raise UsageError(f"{str(lock)!r} could not be taken: remove it if no run is writing its "
+                     "folder")
 
 
 @contextlib.contextmanager
 def run_folder_lock(folder: Path):
     """Hold ``folder``'s lock while the block runs; refuse with one line when another live
     process holds it. Taking it again in the process that holds it is a no-op."""
-    lock = Path(folder) / LOCK
-    if _holder(lock) == os.getpid():
-        yield
-        return
-    for _ in range(2):
+    lock = (Path(folder) / LOCK).absolute()
+    if lock in _held:
+        _held[lock] += 1
         try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            holder = _holder(lock)
-            if holder and _alive(holder):
-                raise UsageError(f"{str(folder)!r} is being written by process {holder}: "
-                                 "wait for it to end, or choose another --out folder") from None
-            lock.unlink(missing_ok=True)  # left by a process that is gone: take it over
-            continue
-        with os.fdopen(fd, "w") as fh:
-            fh.write(str(os.getpid()))
-        break
-    else:
-        raise UsageError(f"{str(lock)!r} could not be taken: remove it if no run is writing "
-                         f"{str(folder)!r}")
+            yield
+        finally:
+            _held[lock] -= 1
+        return
+    fd = _take(lock)
+    if fd is None:
+        holder = _holder(lock)
+        raise UsageError(f"{str(folder)!r} is being written by "
+                         + (f"process {holder}" if holder else "another process")
+                         + ": wait for it to end, or choose another --out folder")
+    _held[lock] = 1
     try:
         yield
     finally:
-        if _holder(lock) == os.getpid():
-            lock.unlink(missing_ok=True)
+        del _held[lock]
+        lock.unlink(missing_ok=True)
+        os.close(fd)

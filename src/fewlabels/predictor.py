@@ -9,6 +9,7 @@ data had a test split) accuracy, the data's hash and the fewlabels version.
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,19 @@ def model_meta(classes, image_shape, arm: str, encoder: str, encoder_options: di
             "channels": image_shape[0], "image_size": image_shape[1],
             "preprocessing": PREPROCESSING, "arm": arm, "encoder": encoder,
             "encoder_options": dict(encoder_options)}
+
+
+def _expanded(inputs) -> list[str]:
+    """The files that ``inputs`` (files, folders, globs, -) name; a folder's files that are
+    not images by their extension are left out with one line on stderr naming them."""
+    skipped: dict[str, str] = {}
+    files = list(images.expand((str(p) for p in inputs), skipped))
+    if skipped:
+        names = ", ".join(list(skipped)[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(f"fewlabels: skipped {len(skipped)} file(s) in the folders given whose "
+              f"extension is not an image type ({' '.join(images.EXTENSIONS)}): {names}",
+              file=sys.stderr)
+    return files
 
 
 @dataclass
@@ -171,7 +185,7 @@ class Model:
         """(uint8 images, the files read, {unreadable file: why}) of files, folders or
         globs, decoded the model's way."""
         files, parts, errors = [], [], {}
-        for done, x, bad in self.read(images.expand(str(p) for p in paths), progress, batch):
+        for done, x, bad in self.read(_expanded(paths), progress, batch):
             files += done
             parts.append(x)
             errors.update(bad)
@@ -204,7 +218,7 @@ class Model:
             return torch.cat([fn(part) for part in x.split(batch)]) if len(x) else fn(x), \
                 None, {}
         files, outs, errors = [], [], {}
-        for done, x, bad in self.read(images.expand(str(p) for p in inputs), progress, batch):
+        for done, x, bad in self.read(_expanded(inputs), progress, batch):
             files += done
             errors.update(bad)
             if len(x):

@@ -15,6 +15,7 @@ import torch
 
 from . import stats
 from .arms import ARMS, order
+from .errors import UsageError, is_finite_number
 
 RUNS_FILE = "runs.jsonl"
 
@@ -41,6 +42,29 @@ class Run:
 
     def key(self) -> tuple:
         return run_key(self.dataset, self.arm, self.labels, self.seed, self.pretrain_seed)
+
+
+def check_runs(results: dict, where: str) -> None:
+    """The runs of a results.json as a report reads them: each a dict whose accuracy is a
+    number in [0, 1] and whose labels and seeds are whole numbers; UsageError naming the
+    first run and field that is not."""
+    runs = results.get("runs") if isinstance(results, dict) else None
+    if not isinstance(runs, list) or not runs:
+        raise UsageError(f"{where} holds no runs: pass a run folder written by `fewlabels "
+                         "compare`")
+    for i, run in enumerate(runs):
+        if not isinstance(run, dict):
+            raise UsageError(f"{where}: run {i} is {type(run).__name__}, not an object: it was "
+                             "changed by hand; run the comparison again")
+        value = run.get("test_accuracy")
+        if not is_finite_number(value) or not 0 <= value <= 1:
+            raise UsageError(f"{where}: run {i} ({run.get('arm')!r}, seed {run.get('seed')!r}) "
+                             f"has test_accuracy {value!r}; it must be a number in [0, 1]: the "
+                             "file was changed by hand; run the comparison again")
+        for key in ("labels", "seed"):
+            if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
+                raise UsageError(f"{where}: run {i} has {key} {run.get(key)!r}; it must be a "
+                                 "whole number: run the comparison again")
 
 
 def run_key(dataset: str, arm: str, labels: int, seed: int, pretrain_seed: int | None) -> tuple:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 import zipfile
 from collections import Counter
@@ -36,7 +37,7 @@ from .checkpoint import atomic_write_bytes
 from .data import Dataset, cache_dir
 from .errors import DataError, UsageError, check_positive
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the files that fail to decode are kept relative to the folder
 UNLABELED = -1
 
 
@@ -68,7 +69,7 @@ def load_user_data(path: str | Path, image_size: int | None = None, *,
     the median of the longer sides, capped at ``images.MAX_DEFAULT_SIZE``)."""
     warn = warn or (lambda message: print(f"fewlabels: warning: {message}", file=sys.stderr))
     if image_size is not None:
-        check_positive("--image-size", image_size, integer=True)
+        check_image_size(image_size)
     path = Path(path)
     if path.suffix == ".npz":
         ds, skipped = _from_arrays(path, image_size), Skipped()
@@ -82,6 +83,31 @@ def load_user_data(path: str | Path, image_size: int | None = None, *,
         print(skipped.summary(), file=sys.stderr)
     _check_labels(ds, warn)
     return ds, skipped
+
+
+MAX_IMAGE_SIZE = 512  # the side an image may be brought to: far past what the encoders need
+
+
+def check_image_size(size) -> None:
+    """``--image-size``: a whole number of pixels from 4 to ``MAX_IMAGE_SIZE``."""
+    check_positive("--image-size", size, integer=True)
+    if not 4 <= size <= MAX_IMAGE_SIZE:
+        raise UsageError(f"--image-size {size} is out of range: use 4..{MAX_IMAGE_SIZE} (the "
+                         "side, in pixels, every image is brought to; the default is the "
+                         f"median side, capped at {images.MAX_DEFAULT_SIZE})")
+
+
+def check_fits_in_memory(count: int, channels: int, side: int) -> None:
+    """Refuse, before decoding, images that would not fit in the memory available."""
+    need = count * channels * side * side
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return
+    if need > free // 2:
+        raise UsageError(f"{count:,} images at {side}×{side} need {need / 2**30:.1f} GiB, more "
+                         f"than half the {free / 2**30:.1f} GiB of memory free: give a smaller "
+                         "--image-size (e.g. 64)")
 
 
 def has_test(ds: Dataset) -> bool:
@@ -143,6 +169,7 @@ def _resized(x: np.ndarray, size: int | None) -> np.ndarray:
         return x
     from PIL import Image
 
+    check_fits_in_memory(len(x), x.shape[1], size)
     out = np.empty((len(x), x.shape[1], size, size), np.uint8)
     for i, a in enumerate(x):
         image = Image.fromarray(a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0))
@@ -239,25 +266,38 @@ def _listing(root: Path) -> tuple[list[tuple[Path, str, int]], list[str], Skippe
     return entries, classes, skipped
 
 
-def _key(root: Path, entries, size: int | None) -> str:
-    """A hash of every file's path (relative to ``root``), size and contents, and of the
-    size asked for."""
+def _key(root: Path, entries, size: int | None, skipped: Skipped) -> tuple[str, list]:
+    """(a hash of every file's path (relative to ``root``), size and contents, and of the
+    size asked for; the entries that could be read). A file that cannot be read (a
+    dangling or looping link, a pipe, no permission) goes into ``skipped`` with the reason."""
     h = hashlib.sha256(f"fewlabels-images-v{CACHE_VERSION} size={size}\n".encode())
+    kept = []
     for path, split, c in entries:
-        h.update(f"{path.relative_to(root)}\0{split}\0{c}\0{path.stat().st_size}\0".encode())
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return h.hexdigest()
+        if not path.is_file():
+            skipped.files.append((str(path), "cannot open (no such file: a dangling or looping "
+                                  "link?)" if not path.exists() else "cannot open (not a file)"))
+            continue
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            skipped.files.append((str(path), f"cannot read ({e.strerror or e})"))
+            continue
+        h.update(f"{path.relative_to(root)}\0{split}\0{c}\0{len(data)}\0".encode())
+        h.update(hashlib.sha256(data).digest())
+        kept.append((path, split, c))
+    return h.hexdigest(), kept
 
 
 def _from_folder(root: Path, size: int | None, progress: bool) -> tuple[Dataset, Skipped]:
     entries, classes, skipped = _listing(root)
-    key = _key(root, entries, size)
+    key, entries = _key(root, entries, size, skipped)
     cached = cache_dir() / "images" / f"{key}.npz"
     if cached.is_file():
         try:
-            return _read_cache(cached, root, classes, key)
+            return _read_cache(cached, root, classes, key, skipped)
         except (OSError, ValueError, KeyError):
             pass  # damaged: decode again
+    undecodable = Skipped()  # files in the key that fail to decode: the cache keeps them
     heads, readable = {}, []
     for path, split, c in tqdm(entries, desc="reading headers", disable=not progress,
                                leave=False):
@@ -265,13 +305,15 @@ def _from_folder(root: Path, size: int | None, progress: bool) -> tuple[Dataset,
             heads[path] = images.header(path)
             readable.append((path, split, c))
         except images.UnreadableImage as e:
-            skipped.files.append((str(path), str(e)))
+            undecodable.files.append((str(path.relative_to(root)), str(e)))
     if not readable:
+        failed = Skipped(skipped.files + [(str(root / f), why) for f, why in undecodable.files])
         raise UsageError(f"no readable image under {str(root)!r}: "
-                         + (skipped.summary(5) if skipped.files else "the folders are empty"))
+                         + (failed.summary(5) if failed.files else "the folders are empty"))
     grey = sum(g for _, g in heads.values())
     channels = 1 if grey * 2 >= len(heads) else 3
     side = size or images.default_size([s for s, _ in heads.values()])
+    check_fits_in_memory(len(readable), channels, side)
     out = np.empty((len(readable), channels, side, side), np.uint8)
     kept = []
     for path, split, c in tqdm(readable, desc=f"decoding {len(readable)} images",
@@ -280,24 +322,28 @@ def _from_folder(root: Path, size: int | None, progress: bool) -> tuple[Dataset,
             out[len(kept)] = images.decode(path, side, channels)
             kept.append((path, split, c))
         except images.UnreadableImage as e:
-            skipped.files.append((str(path), str(e)))
+            undecodable.files.append((str(path.relative_to(root)), str(e)))
     out = out[:len(kept)]
     split = np.array([s for _, s, _ in kept])
     labels = np.array([c for _, _, c in kept], np.int64)
     files = np.array([str(p.relative_to(root)) for p, _, _ in kept])
     buf = io.BytesIO()
     np.savez(buf, images=out, labels=labels, split=split, files=files,
-             skipped=np.array(json.dumps(skipped.files)))
+             skipped=np.array(json.dumps(undecodable.files)))
     cached.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(cached, buf.getvalue())
     del out
-    return _read_cache(cached, root, classes, key)
+    return _read_cache(cached, root, classes, key, skipped)
 
 
-def _read_cache(cached: Path, root: Path, classes, key: str) -> tuple[Dataset, Skipped]:
+def _read_cache(cached: Path, root: Path, classes, key: str,
+                skipped: Skipped) -> tuple[Dataset, Skipped]:
+    """The dataset a cache file holds; ``skipped`` (what the listing left out now) gains the
+    cached files that failed to decode, named under ``root``."""
     with np.load(cached, allow_pickle=False) as z:
         out, labels, split = z["images"], z["labels"], z["split"]
-        skipped = Skipped([tuple(f) for f in json.loads(str(z["skipped"]))])
+        skipped = Skipped(skipped.files + [(str(root / f), why) for f, why
+                                           in json.loads(str(z["skipped"]))])
     train, test = split == "train", split == "test"
     return Dataset(root.resolve().name, torch.from_numpy(out[train]),
                    torch.from_numpy(labels[train]), torch.from_numpy(out[test]),
