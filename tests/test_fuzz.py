@@ -5,9 +5,12 @@ import argparse
 import contextlib
 import io
 
+import numpy as np
 import pytest
+import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.extra import numpy as nps
 
 from fewlabels import checkpoint
 from fewlabels.cli import build_parser, compare_config
@@ -85,3 +88,77 @@ def test_compare_options(pairs):
         compare_config(args)
     except UsageError as e:
         assert str(e)
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6)
+                    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=6), inner, max_size=4), max_leaves=8)
+META_KEYS = ("classes", "image_shape", "channels", "image_size", "arm", "encoder",
+             "encoder_options")
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(key=st.sampled_from(META_KEYS), value=JSON)
+def test_model_metadata(tmp_path_factory, key, value):
+    """A model file whose metadata says anything (written with a valid checksum, as a
+    tampering user would): it loads and predicts, or it is refused with a UsageError."""
+    from fewlabels.encoders import ClassifierNet, build_encoder
+    from fewlabels.predictor import KIND, Model, model_meta
+
+    torch.manual_seed(0)
+    net = ClassifierNet(build_encoder("conv", (1, 28, 28), width=2), 2)
+    meta = {**model_meta(["a", "b"], (1, 28, 28), "probe", "conv", {"width": 2}), key: value}
+    path = checkpoint.save(tmp_path_factory.mktemp("meta") / "m.model", net.state_dict(),
+                           KIND, meta)
+    try:
+        model = Model.load(path)
+    except UsageError as e:
+        assert "\n" not in str(e)
+        return
+    p = model.predict(torch.zeros((1, *model.image_shape), dtype=torch.uint8)).probabilities
+    assert p.shape == (1, len(model.classes)) and np.isfinite(p).all()
+
+
+ARRAYS = st.one_of(
+    nps.arrays(st.sampled_from([np.uint8, np.float32, np.float64, np.int64, np.bool_]),
+               nps.array_shapes(min_dims=1, max_dims=5, max_side=6)),
+    nps.arrays(np.float32, st.tuples(st.integers(0, 6), st.just(6), st.just(6)),
+               elements=st.floats(-2, 300, width=32) | st.just(np.nan)))
+
+
+@settings(max_examples=200, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x=ARRAYS, y=nps.arrays(np.int64, nps.array_shapes(max_dims=2, max_side=8),
+                              elements=st.integers(-3, 12)),
+       extra=st.dictionaries(st.sampled_from(["x_test", "y_test", "classes"]), ARRAYS,
+                             max_size=2))
+def test_npz_reader(tmp_path_factory, x, y, extra):
+    """Any arrays under the names the reader looks for: a dataset, or one clear error."""
+    from fewlabels.userdata import load_user_data
+
+    path = tmp_path_factory.mktemp("npz") / "data.npz"
+    np.savez(path, x_train=x, y_train=y, **extra)
+    try:
+        ds, _ = load_user_data(path, progress=False, warn=lambda message: None)
+    except (DataError, UsageError) as e:
+        assert "\n" not in str(e)
+        return
+    assert len(ds.train_images) == len(ds.train_labels) and ds.train_images.dtype == torch.uint8
+
+
+@FAST
+@given(st.text(max_size=40) | st.text(alphabet="x/.", min_size=200, max_size=320))
+def test_output_paths(tmp_path_factory, name):
+    """Any name given as --out: a path to write later, or a UsageError; nothing created."""
+    from fewlabels.outputs import check_output_file
+
+    folder = tmp_path_factory.mktemp("out")
+    before = sorted(folder.iterdir())
+    with contextlib.chdir(folder):
+        try:
+            check_output_file(name, "--out")
+        except UsageError as e:
+            assert "\n" not in str(e).replace(repr(name), "")
+    assert sorted(folder.iterdir()) == before

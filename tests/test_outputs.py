@@ -21,7 +21,7 @@ def test_an_output_file_is_checked_before_any_work(tmp_path):
     assert (tmp_path / "m.model").read_bytes() == b"kept"  # checked, not touched
     with pytest.raises(UsageError, match="does not exist or is not a folder"):
         check_output_file(tmp_path / "missing" / "m.model", "--out")
-    with pytest.raises(UsageError, match="does not exist or is not a folder"):
+    with pytest.raises(UsageError, match=r"cannot be a file \(Not a directory\)"):
         check_output_file(tmp_path / "m.model" / "x.model", "--out")  # under a file
 
 

@@ -20,7 +20,23 @@ def check_output_file(path: str | Path, what: str, force: bool = False) -> Path:
     """``path`` as a file to write later: refused now if it is a folder, if its folder is
     missing, is not a folder, is not writable or nearly full, or if it exists (unless
     ``force``), so that hours of training never end in a file that cannot be written."""
+    if "\0" in str(path):
+        raise UsageError(f"{what} {str(path)!r} holds a NUL character, which no file name may "
+                         "hold: choose another name")
     path = Path(path)
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a name too long, a loop of links, a component that is a file
+        raise UsageError(f"{what} {str(path)!r} cannot be a file ({e.strerror}): choose "
+                         "another path") from None
+    name_max = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX") \
+        if path.parent.is_dir() else 255
+    if len(os.fsencode(path.name)) > name_max:
+        raise UsageError(f"{what}: the file name {path.name[:40]!r}... is "
+                         f"{len(os.fsencode(path.name))} bytes long, more than the {name_max} "
+                         "this file system allows: choose a shorter name")
     if path.is_dir():
         raise UsageError(f"{what} {str(path)!r} is a folder: give a file name, e.g. "
                          f"{str(path / 'model.model')!r}")

@@ -152,13 +152,15 @@ def _nchw(x: np.ndarray, name: str) -> np.ndarray:
         return np.ascontiguousarray(x)
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{name} has dtype {x.dtype}: give uint8 or floats in [0, 1]")
-    x = x.astype(np.float32)
     if not np.isfinite(x).all():
         raise DataError(f"{name} holds {int((~np.isfinite(x)).sum())} NaN or infinite "
                         "pixel(s): give uint8 or finite floats in [0, 1]")
+    if x.min(initial=0) < 0 or x.max(initial=0) > 255:  # before a cast that could overflow
+        raise DataError(f"{name} holds values in [{x.min()}, {x.max()}]: give uint8, floats "
+                        "in [0, 1], or whole numbers in 0..255")
+    x = x.astype(np.float32)
     top = 255.0 if x.max(initial=0) > 1 else 1.0
-    if x.min(initial=0) < 0 or x.max(initial=0) > 255 or (top == 255 and not np.all(
-            x == np.round(x))):
+    if top == 255 and not np.all(x == np.round(x)):
         raise DataError(f"{name} holds values in [{x.min()}, {x.max()}]: give uint8, floats "
                         "in [0, 1], or whole numbers in 0..255")
     return np.round(x / top * 255).astype(np.uint8)
@@ -204,6 +206,10 @@ def _from_arrays(path: Path, size: int | None) -> Dataset:
                             "give x_train and y_train (−1 = unlabeled)")
     x = _resized(_nchw(fields["x_train"], "x_train"), size)
     y = _labels(fields["y_train"], "y_train")
+    if ("x_test" in fields) != ("y_test" in fields):
+        given, missing = ("x_test", "y_test") if "x_test" in fields else ("y_test", "x_test")
+        raise DataError(f"{str(path)!r} has {given} but no {missing}: give both (a test split) "
+                        "or neither")
     has_test = "x_test" in fields
     xt = (_resized(_nchw(fields["x_test"], "x_test"), size) if has_test
           else np.zeros((0, *x.shape[1:]), np.uint8))
