@@ -143,3 +143,12 @@ def test_links_that_dangle_or_loop_and_pipes_are_listed_and_skipped(tmp_path):
     again, skipped_again, _ = quiet(root)  # from the cache: the same files are named
     assert skipped_again.files == skipped.files
     assert len(again.train_images) == len(ds.train_images)
+
+
+def test_a_built_in_name_given_to_fit_points_to_compare(tmp_path):
+    with pytest.raises(UsageError, match=r"'mnist' is a built-in dataset: `fewlabels compare "
+                                         r"--dataset mnist`"):
+        quiet("mnist")
+    with pytest.raises(UsageError, match=r"neither a folder nor an \.npz file") as e:
+        quiet(tmp_path / "nothere")
+    assert "built-in" not in str(e.value)

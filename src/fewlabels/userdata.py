@@ -76,9 +76,14 @@ def load_user_data(path: str | Path, image_size: int | None = None, *,
     elif path.is_dir():
         ds, skipped = _from_folder(path, image_size, progress)
     else:
+        from .data import DATASETS
+
+        builtin = (f" ({str(path)!r} is a built-in dataset: `fewlabels compare --dataset "
+                   f"{path}` measures it; to fit on some of its labels, save them as an .npz)"
+                   if str(path) in DATASETS else "")
         raise UsageError(f"dataset {str(path)!r} is neither a folder nor an .npz file: give a "
-                         "folder with labeled/<class>/ images, an .npz with x_train and "
-                         "y_train, or a built-in name (mnist, fashion-mnist, mnist-hard)")
+                         "folder with labeled/<class>/ images or an .npz with x_train and "
+                         f"y_train{builtin}")
     if skipped.files:
         print(skipped.summary(), file=sys.stderr)
     _check_labels(ds, warn)
