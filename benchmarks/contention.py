@@ -1,17 +1,19 @@
-"""A short training run alone and beside busy competitors, under different thread
-settings: how much slower does sharing the CPU make it?
+"""A training run alone and beside busy competitors, under different thread settings:
+how much slower does sharing the CPU make it?
 
-The run: the seed preset's supervised arm on one draw of 600 MNIST labels (``--epochs``),
-in a fresh process. Competitors: none; one busy single-thread process; one 2-thread torch
-process doing matrix products; two busy processes; a 2-thread torch process that starts
-3 s after the run (its start saw idle CPUs: only sharing while it runs, ``sharing.py``,
-helps). Settings: fewlabels' default (OpenMP threads sleep at barriers when the CPUs are
-busy as it starts, ``openmp.py``, and it runs on one thread while others crowd the CPUs,
-``sharing.py``); the same without sharing (``FEWLABELS_SHARE=0``); libgomp's default
-spinning forced (``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one
-thread. Prints JSON: seconds per setting and competitor, the ratio to the same setting
-alone and to the fastest setting alone, and the CPU. Usage:
-python benchmarks/contention.py [--epochs 300] [--out FILE]
+The run (``--arm``): the seed preset's supervised arm on one draw of 600 MNIST labels
+(``--epochs``), or the default preset's semi-supervised arm from a new encoder
+(``--passes`` over the pool), in a fresh process. Competitors: none; one busy
+single-thread process; one 2-thread torch process doing matrix products; two busy
+processes; a 2-thread torch process or a busy one that starts 3 s after the run (its start
+saw idle CPUs: only sharing while it runs, ``sharing.py``, helps). Settings: fewlabels'
+default (OpenMP threads sleep at barriers when the CPUs are busy as it starts,
+``openmp.py``, and it runs on one thread while others crowd the CPUs, ``sharing.py``); the
+same without sharing (``FEWLABELS_SHARE=0``); libgomp's default spinning forced
+(``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one thread. Prints JSON:
+seconds per setting and competitor, the ratio to the same setting alone and to the fastest
+setting alone, and the CPU. Usage: python benchmarks/contention.py [--arm supervised]
+[--epochs 300] [--passes 0.3] [--only WORD ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -30,11 +32,17 @@ from fewlabels.arms import ARMS  # fewlabels first: it sets the wait policy befo
 import torch
 from fewlabels.config import load_preset
 from fewlabels.data import draw_labels, load_dataset
-cfg = load_preset("seed", {{"supervised": {{"epochs": {epochs}}}}})
+arm = {arm!r}
+cfg = load_preset("seed" if arm == "supervised" else "default",
+                  {{"supervised": {{"epochs": {epochs}}},
+                    "semisupervised": {{"epochs": {passes}, "hard_pool_epochs": {passes}}}}})
 ds = load_dataset("mnist")
 labeled = draw_labels(ds.train_labels, 600, 0)
+# the semi-supervised arm starts from an encoder: a new one costs the same a step (its pool
+# starts unconfident, "hard": hard_pool_epochs holds the passes too)
+encoder = cfg.context(ds.without_test(), labeled, 0).new_network().encoder
 t = time.perf_counter()
-ARMS["supervised"].run(cfg.context(ds.without_test(), labeled, 0), cfg.supervised)
+ARMS[arm].run(cfg.context(ds.without_test(), labeled, 0, encoder), cfg.settings(arm))
 print(os.environ.get("OMP_WAIT_POLICY", "default"), time.perf_counter() - t)
 """
 
@@ -45,11 +53,12 @@ BUSY = {"python": "while True: pass",
 COMPETITORS = {"alone": ([], False), "one busy process": (["python"], False),
                "one 2-thread torch process": (["torch"], False),
                "two busy processes": (["python", "python"], False),
-               "one 2-thread torch process, started 3 s after": (["torch"], True)}
+               "one 2-thread torch process, started 3 s after": (["torch"], True),
+               "one busy process, started 3 s after": (["python"], True)}
 LATE_START = 3.0  # seconds after the run starts that a late competitor starts
 
 
-def timed_run(epochs: int, env: dict, kinds: list[str], base: dict,
+def timed_run(run_code: str, env: dict, kinds: list[str], base: dict,
               late: bool) -> tuple[str, float]:
     """(the OpenMP wait policy the run had, its seconds), beside competitors ``kinds``
     started before it (or ``LATE_START`` s after it, with ``late``)."""
@@ -57,7 +66,7 @@ def timed_run(epochs: int, env: dict, kinds: list[str], base: dict,
                             for k in kinds]
     try:
         time.sleep(1.0 if busy else 0)
-        run = subprocess.Popen([sys.executable, "-c", RUN.format(epochs=epochs)], env=env,
+        run = subprocess.Popen([sys.executable, "-c", run_code], env=env,
                                stdout=subprocess.PIPE, text=True)
         if late:
             time.sleep(LATE_START)
@@ -75,7 +84,15 @@ def timed_run(epochs: int, env: dict, kinds: list[str], base: dict,
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--epochs", type=int, default=300)
+    ap.add_argument("--arm", choices=["supervised", "semisupervised"], default="supervised",
+                    help="the run: the seed preset's supervised arm, or the default preset's "
+                         "semi-supervised arm from a new encoder")
+    ap.add_argument("--epochs", type=int, default=300, help="the supervised arm's epochs")
+    ap.add_argument("--passes", type=float, default=0.3,
+                    help="the semi-supervised arm's passes over the pool")
+    ap.add_argument("--only", nargs="*", default=[], metavar="WORD",
+                    help="only the settings and competitors whose names hold each word's "
+                         "setting or competitor part (e.g. default after): a subset")
     ap.add_argument("--spincounts", nargs="*", type=int, default=[],
                     help="libgomp spin counts to try besides the defaults")
     ap.add_argument("--out")
@@ -97,12 +114,20 @@ def main() -> None:
             **base, "OMP_NUM_THREADS": str(cpus), "FEWLABELS_SHARE": "0"},
         "1 thread": {**base, "OMP_NUM_THREADS": "1"},
     }
-    result = {"cpu": cpu_name(), "cpus_available": cpus, "epochs": args.epochs,
+    def chosen(names):  # "alone" always: every ratio is to it
+        return [n for n in names if n == "alone" or not args.only
+                or any(w in n for w in args.only)]
+    result = {"cpu": cpu_name(), "cpus_available": cpus, "arm": args.arm,
+              "epochs": args.epochs if args.arm == "supervised" else None,
+              "passes": args.passes if args.arm == "semisupervised" else None,
               "seconds": {}, "wait_policy": {}, "ratio_to_alone": {}}
-    for name, env in settings.items():
+    run_code = RUN.format(arm=args.arm, epochs=args.epochs, passes=args.passes)
+    for name in [n for n in settings if not args.only or any(w in n for w in args.only)]:
+        env = settings[name]
         seconds, policies = {}, {}
-        for competitor, (kinds, late) in COMPETITORS.items():
-            policy, took = timed_run(args.epochs, env, kinds, base, late)
+        for competitor in chosen(COMPETITORS):
+            kinds, late = COMPETITORS[competitor]
+            policy, took = timed_run(run_code, env, kinds, base, late)
             seconds[competitor] = round(took, 2)
             policies[competitor] = policy
         result["seconds"][name] = seconds

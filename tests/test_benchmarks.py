@@ -57,9 +57,24 @@ def test_contention_benchmark_times_each_setting_alone_and_shared():
     for name, seconds in report["seconds"].items():
         assert set(seconds) == {"alone", "one busy process", "one 2-thread torch process",
                                 "two busy processes",
-                                "one 2-thread torch process, started 3 s after"}
+                                "one 2-thread torch process, started 3 s after",
+                                "one busy process, started 3 s after"}
         assert report["ratio_to_alone"][name]["alone"] == 1.0
         assert all(s > 0 for s in seconds.values())
+
+
+@pytest.mark.usefixtures("mnist")
+def test_contention_benchmark_times_a_semisupervised_run_on_a_subset():
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "contention.py"), "--arm",
+                          "semisupervised", "--passes", "0.01", "--only", "no sharing",
+                          "busy process, started"], capture_output=True, text=True,
+                         timeout=600, check=True)
+    report = json.loads(out.stdout)
+    assert report["arm"] == "semisupervised" and report["passes"] == 0.01
+    (name, seconds), = report["seconds"].items()
+    assert "no sharing" in name
+    assert set(seconds) == {"alone", "one busy process, started 3 s after"}
+    assert all(s > 0 for s in seconds.values())
     assert min(r["alone"] for r in report["ratio_to_fastest_alone"].values()) == 1.0
 
 
