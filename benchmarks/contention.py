@@ -13,7 +13,7 @@ same without sharing (``FEWLABELS_SHARE=0``); libgomp's default spinning forced
 (``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one thread. Prints JSON:
 seconds per setting and competitor, the ratio to the same setting alone and to the fastest
 setting alone, and the CPU. Usage: python benchmarks/contention.py [--arm supervised]
-[--epochs 300] [--passes 0.3] [--only WORD ...] [--out FILE]
+[--epochs 300] [--passes 0.3] [--pool N] [--only WORD ...] [--out FILE]
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ arm = {arm!r}
 cfg = load_preset("seed" if arm == "supervised" else "default",
                   {{"supervised": {{"epochs": {epochs}}},
                     "semisupervised": {{"epochs": {passes}, "hard_pool_epochs": {passes}}}}})
-ds = load_dataset("mnist")
+ds = load_dataset("mnist").subset(train={pool})
 labeled = draw_labels(ds.train_labels, 600, 0)
 # the semi-supervised arm starts from an encoder: a new one costs the same a step (its pool
 # starts unconfident, "hard": hard_pool_epochs holds the passes too)
@@ -90,6 +90,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=300, help="the supervised arm's epochs")
     ap.add_argument("--passes", type=float, default=0.3,
                     help="the semi-supervised arm's passes over the pool")
+    ap.add_argument("--pool", type=int, default=None,
+                    help="the first N training images only (a quick check; default: all)")
     ap.add_argument("--only", nargs="*", default=[], metavar="WORD",
                     help="only the settings and competitors whose names hold each word's "
                          "setting or competitor part (e.g. default after): a subset")
@@ -120,8 +122,9 @@ def main() -> None:
     result = {"cpu": cpu_name(), "cpus_available": cpus, "arm": args.arm,
               "epochs": args.epochs if args.arm == "supervised" else None,
               "passes": args.passes if args.arm == "semisupervised" else None,
+              "pool": args.pool,
               "seconds": {}, "wait_policy": {}, "ratio_to_alone": {}}
-    run_code = RUN.format(arm=args.arm, epochs=args.epochs, passes=args.passes)
+    run_code = RUN.format(arm=args.arm, epochs=args.epochs, passes=args.passes, pool=args.pool)
     for name in [n for n in settings if not args.only or any(w in n for w in args.only)]:
         env = settings[name]
         seconds, policies = {}, {}
