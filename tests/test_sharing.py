@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from fewlabels import sharing
 from fewlabels.sharing import ThreadShare, others_busy
 
 
@@ -12,6 +13,30 @@ def two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(before)
+    sharing._last["crowded"] = False  # what a test's looks found stays in the test
+
+
+def test_a_phase_that_starts_after_a_crowded_look_starts_on_one_thread(two_threads,
+                                                                       monkeypatch):
+    monkeypatch.delenv("FEWLABELS_SHARE", raising=False)
+    now = [0.0]
+    loads = iter([None, 1.5])
+    first = ThreadShare(sample=lambda: next(loads), interval=5, clock=lambda: now[0])
+    now[0] = 5.0
+    first()
+    assert torch.get_num_threads() == 1
+    first.restore()  # the phase ends: back to its threads ...
+    assert torch.get_num_threads() == 2
+    loads = iter([None, 0.1])
+    second = ThreadShare(sample=lambda: next(loads), interval=5, clock=lambda: now[0])
+    assert torch.get_num_threads() == 1  # ... and the next starts where the last look left it
+    now[0] = 10.0
+    second()  # its own look finds the CPUs clear: back to two
+    assert torch.get_num_threads() == 2 and second.changes == [(0.1, 2)]
+    second.restore()
+    third = ThreadShare(sample=lambda: None, interval=5, clock=lambda: now[0])
+    assert torch.get_num_threads() == 2  # the last look was clear
+    third.restore()
 
 
 def test_crowded_then_clear_goes_to_one_thread_and_back(two_threads, monkeypatch):

@@ -20,6 +20,7 @@ from .data import as_float, split_indices
 from .encoders import ClassifierNet
 from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
 from .runtime import Runtime
+from .sharing import ThreadShare
 from .train import (
     SCHEDULES,
     History,
@@ -39,11 +40,16 @@ def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
     was_training = encoder.training
     encoder.eval()
     out = []
-    with torch.no_grad(), runtime.autocast():
-        for part in images.split(chunk):
-            x = part.to(runtime.device)
-            x = as_float(x) if x.dtype == torch.uint8 else x.float()
-            out.append(encoder.forward_features(x).float())
+    share = ThreadShare()  # a pass over 60,000 images is a phase of its own
+    try:
+        with torch.no_grad(), runtime.autocast():
+            for part in images.split(chunk):
+                x = part.to(runtime.device)
+                x = as_float(x) if x.dtype == torch.uint8 else x.float()
+                out.append(encoder.forward_features(x).float())
+                share()
+    finally:
+        share.restore()
     encoder.train(was_training)
     return torch.cat(out)
 

@@ -44,9 +44,16 @@ def others_busy(cpus: set[int]) -> Callable[[], float | None]:
     return sample
 
 
+_last = {"crowded": False}  # what the last look of this process found
+
+
 class ThreadShare:
-    """Called once a step: every ``interval`` seconds it samples the others' load and sets
-    torch's threads to 1 (crowded) or back to the threads it started with (clear)."""
+    """Called once a step (or a chunk of work): every ``interval`` seconds it samples the
+    others' load and sets torch's threads to 1 (crowded) or back to the threads it started
+    with (clear). One phase of work hands the next what it found: a phase that starts while
+    the last look found the CPUs crowded starts on one thread, not on its threads for a
+    whole interval (a run's phases — pretraining's stages, neighbour mining, an arm's
+    head fit, its pool predictions, its training — each spun for 5 s beside a competitor)."""
 
     def __init__(self, sample: Callable[[], float | None] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic):
@@ -62,6 +69,8 @@ class ThreadShare:
         self.changes: list[tuple[float, int]] = []  # (others' load, threads set)
         if self.sample is not None:
             self.sample()  # the first look starts the window
+            if _last["crowded"]:
+                torch.set_num_threads(1)
 
     def __call__(self) -> None:
         if self.sample is None or self.clock() < self.next:
@@ -72,6 +81,7 @@ class ThreadShare:
             return
         now = torch.get_num_threads()
         want = 1 if others >= CROWDED else self.threads if others < CLEAR else now
+        _last["crowded"] = want == 1
         if want != now:
             torch.set_num_threads(want)
             self.changes.append((round(others, 2), want))
