@@ -335,11 +335,18 @@ def test_budgets_that_cannot_be_drawn_are_refused_before_the_run_folder(capsys, 
     assert code == 2 and message in err and not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("content", ['{"runs": []}', '{"summary": 3}', "[]"])
-def test_report_on_a_results_file_missing_keys_is_one_line(capsys, tmp_path, content):
+ONE_RUN = ('{"runs": [{"dataset": "mnist", "arm": "probe", "labels": 600, "seed": 0, '
+           '"test_accuracy": 0.98}]}')
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"runs": []}', "holds no runs"), ('{"summary": 3}', "holds no runs"),
+    ("[]", "holds no runs"), (ONE_RUN, "does not hold what a report needs")])
+def test_report_on_a_results_file_missing_keys_is_one_line(capsys, tmp_path, content,
+                                                           message):
     (tmp_path / "results.json").write_text(content)
     code, _, err = run_cli(capsys, "report", str(tmp_path))
-    assert code == 2 and "does not hold what a report needs" in err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
 def test_probe_refuses_zero_epochs_before_any_work(capsys, tiny_encoder):
@@ -402,7 +409,7 @@ def test_probe_refuses_a_repeated_seed(capsys, tiny_encoder):
 
 
 def test_compare_never_writes_into_a_foreign_or_busy_folder(capsys, tmp_path):
-    import subprocess
+    from lock_holder import lock_held
 
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -412,14 +419,9 @@ def test_compare_never_writes_into_a_foreign_or_busy_folder(capsys, tmp_path):
     assert (foreign / "report.md").read_text() == "someone's notes"
     busy = tmp_path / "busy"
     busy.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    try:
-        (busy / ".lock").write_text(str(holder.pid))
+    with lock_held(busy) as pid:
         code, _, err = run_cli(capsys, "compare", "--out", str(busy), *TINY)
-    finally:
-        holder.kill()
-        holder.wait()
-    assert code == 2 and f"is being written by process {holder.pid}" in err
+    assert code == 2 and f"is being written by process {pid}" in err
     assert sorted(p.name for p in busy.iterdir()) == [".lock"]
 
 

@@ -227,3 +227,4 @@ def test_an_interrupted_fit_resumes_its_pretraining(tmp_path, monkeypatch):
     fit(tmp_path / "d.npz", out, log=said.append, **options)
     assert any("resuming the interrupted pretraining" in line for line in said)
     assert out.exists() and not state.exists()
+

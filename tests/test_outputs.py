@@ -1,13 +1,12 @@
 """Output paths checked before any work, and one writer at a time in a run folder."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from fewlabels.errors import UsageError
 from fewlabels.outputs import LOCK, check_output_file, run_folder_lock
+from lock_holder import start_holder
 
 
 def test_an_output_file_is_checked_before_any_work(tmp_path):
@@ -33,25 +32,10 @@ def test_a_read_only_folder_is_refused(tmp_path):
         check_output_file(ro / "m.model", "--out")
 
 
-HOLD = """
-import sys, time
-from pathlib import Path
-from fewlabels.outputs import run_folder_lock
-from fewlabels.errors import UsageError
-try:
-    with run_folder_lock(Path(sys.argv[1])):
-        print("held", flush=True)
-        end = time.time() + 60
-        while not Path(sys.argv[2]).exists() and time.time() < end:  # until told to let go
-            time.sleep(0.05)
-except UsageError:
-    print("refused", flush=True)
-"""
 
 
 def test_a_run_folder_has_one_writer_and_a_killed_one_is_taken_over(tmp_path):
-    other = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path), "never"],
-                             stdout=subprocess.PIPE, text=True)
+    other = start_holder(tmp_path, tmp_path / "never")
     try:
         assert other.stdout.readline().strip() == "held"
         with pytest.raises(UsageError, match=f"being written by process {other.pid}"), \
@@ -74,8 +58,7 @@ def test_of_runs_started_at_once_on_one_folder_exactly_one_writes(tmp_path):
     read as stale by a second process, and both ran."""
     run, release = tmp_path / "run", tmp_path / "release"
     run.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", HOLD, str(run), str(release)],
-                              stdout=subprocess.PIPE, text=True) for _ in range(6)]
+    procs = [start_holder(run, release) for _ in range(6)]
     answers = [p.stdout.readline().strip() for p in procs]  # each has answered
     release.touch()
     for p in procs:
