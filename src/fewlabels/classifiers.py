@@ -40,16 +40,20 @@ def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
     was_training = encoder.training
     encoder.eval()
     out = []
-    share = ThreadShare()  # a pass over 60,000 images is a phase of its own
+    # a pass over many chunks (60,000 images) is a phase of its own that shares the CPU; one
+    # chunk (a training step's batch) is part of the phase that calls it
+    share = ThreadShare() if len(images) > chunk else None
     try:
         with torch.no_grad(), runtime.autocast():
             for part in images.split(chunk):
                 x = part.to(runtime.device)
                 x = as_float(x) if x.dtype == torch.uint8 else x.float()
                 out.append(encoder.forward_features(x).float())
-                share()
+                if share is not None:
+                    share()
     finally:
-        share.restore()
+        if share is not None:
+            share.restore()
     encoder.train(was_training)
     return torch.cat(out)
 

@@ -287,14 +287,16 @@ def _cmd_predict(args) -> int:
         raise UsageError(f"no image found in {' '.join(args.paths)}: give files, folders, "
                          "globs or - (paths on stdin)")
     _write_predictions(pred, args.format, args.top_k)
-    for path, why in pred.errors.items():
-        print(f"fewlabels: {_one_line(path)}: {why}", file=sys.stderr)
+    _say_unreadable(pred.errors)
     return 1 if pred.errors else 0
 
 
-def _one_line(path: str) -> str:
-    """A file name as it can be shown on one line: quoted when it holds a line break."""
-    return repr(path) if any(c in path for c in "\n\r") else path
+def _say_unreadable(errors: dict[str, str]) -> None:
+    """One line on stderr for each file that could not be read, and why; a name holding a
+    line break is quoted, so each stays one line."""
+    for path, why in errors.items():
+        shown = repr(path) if any(c in path for c in "\n\r") else path
+        print(f"fewlabels: {shown}: {why}", file=sys.stderr)
 
 
 def check_top_k(k: int, classes: int) -> None:
@@ -314,8 +316,7 @@ def _cmd_embed(args) -> int:
         errors[files[i]] = ("its name holds a line break, which the listing (one path a "
                             "line) cannot hold: rename the file")
     feats, files = feats[listed], [files[i] for i in listed]
-    for path, why in errors.items():
-        print(f"fewlabels: {_one_line(path)}: {why}", file=sys.stderr)
+    _say_unreadable(errors)
     if not files:
         raise UsageError(f"no image could be read from {' '.join(args.paths)}, so nothing "
                          f"was written to {args.out}: give files, folders, globs or -")
@@ -335,8 +336,7 @@ def _cmd_export(args) -> int:
     check = None
     if args.check:
         check, _, errors = model.decode(args.check)
-        for path, why in errors.items():
-            print(f"fewlabels: {_one_line(path)}: {why}", file=sys.stderr)
+        _say_unreadable(errors)
         if not len(check):
             raise UsageError(f"no readable image in {' '.join(args.check)} to check the "
                              "export on: give image files or folders")

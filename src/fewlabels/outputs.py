@@ -8,6 +8,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from .errors import UsageError
@@ -25,25 +26,24 @@ def check_output_file(path: str | Path, what: str, force: bool = False) -> Path:
                          "hold: choose another name")
     path = Path(path)
     try:
-        os.stat(path)
+        found = os.stat(path)
     except FileNotFoundError:
-        pass
+        found = None
     except OSError as e:  # a name too long, a loop of links, a component that is a file
         raise UsageError(f"{what} {str(path)!r} cannot be a file ({e.strerror}): choose "
                          "another path") from None
-    name_max = os.pathconf(path.parent if str(path.parent) else ".", "PC_NAME_MAX") \
-        if path.parent.is_dir() else 255
+    parent = path.parent  # "." for a bare name
+    name_max = os.pathconf(parent, "PC_NAME_MAX") if parent.is_dir() else 255
     if len(os.fsencode(path.name)) > name_max:
         raise UsageError(f"{what}: the file name {path.name[:40]!r}... is "
                          f"{len(os.fsencode(path.name))} bytes long, more than the {name_max} "
                          "this file system allows: choose a shorter name")
-    if path.is_dir():
+    if found is not None and stat.S_ISDIR(found.st_mode):
         raise UsageError(f"{what} {str(path)!r} is a folder: give a file name, e.g. "
                          f"{str(path / 'model.model')!r}")
-    if path.exists() and not force:
+    if found is not None and not force:
         raise UsageError(f"{what} {str(path)!r} exists: pass --force to replace it, or "
                          "choose another name")
-    parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise UsageError(f"{what} {str(path)!r}: its folder {str(parent)!r} does not exist "
                          "or is not a folder: create it or choose another path")
@@ -66,7 +66,7 @@ def _holder(lock: Path) -> int:
         return 0
 
 
-_held: dict[Path, int] = {}  # run folders this process holds: how many blocks hold each
+_held: set[Path] = set()  # the locks this process holds
 
 
 def _take(lock: Path) -> int | None:
@@ -97,12 +97,8 @@ def run_folder_lock(folder: Path):
     """Hold ``folder``'s lock while the block runs; refuse with one line when another live
     process holds it. Taking it again in the process that holds it is a no-op."""
     lock = (Path(folder) / LOCK).absolute()
-    if lock in _held:
-        _held[lock] += 1
-        try:
-            yield
-        finally:
-            _held[lock] -= 1
+    if lock in _held:  # the outer block lets go of it
+        yield
         return
     fd = _take(lock)
     if fd is None:
@@ -110,10 +106,10 @@ def run_folder_lock(folder: Path):
         raise UsageError(f"{str(folder)!r} is being written by "
                          + (f"process {holder}" if holder else "another process")
                          + ": wait for it to end, or choose another --out folder")
-    _held[lock] = 1
+    _held.add(lock)
     try:
         yield
     finally:
-        del _held[lock]
+        _held.discard(lock)
         lock.unlink(missing_ok=True)
         os.close(fd)
