@@ -120,3 +120,19 @@ def test_stage_profile_counts_each_stage_of_the_default_comparison():
     # each of supervised and finetune, a draw: two rates on 480 labels (8 batches of 64 an
     # epoch, 100 epochs), then the chosen one on all 600 (10 batches)
     assert counts["supervised / finetune step"] == 2 * 3 * (2 * 100 * 8 + 100 * 10)
+
+
+@pytest.mark.usefixtures("mnist")
+def test_stage_encoders_are_kept_one_a_stage(tmp_path):
+    sets = ["pretrain.epochs=0.005", "pretrain.refine_epochs=0", "pretrain.self_label_epochs=0",
+            "pretrain.encoder_options.width=4"]
+    subprocess.run([sys.executable, str(BENCHMARKS / "pretrain_stages.py"), "--out",
+                    str(tmp_path), *[a for s in sets for a in ("--set", s)]],
+                   check=True, capture_output=True, text=True,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    rows = [json.loads(line) for line in (tmp_path / "stages.jsonl").read_text().splitlines()]
+    assert [r["stage"] for r in rows] == ["simclr"] and rows[0]["seconds"] > 0
+    from fewlabels.pretrain import load_encoder
+
+    _, meta = load_encoder(tmp_path / rows[0]["encoder"])
+    assert meta["pretrain"]["encoder_options"] == {"width": 4}

@@ -35,8 +35,15 @@ def test_refine_stage_mines_neighbors_and_continues_the_history(mnist_slice):
                          neighbors=5, self_label_epochs=1, self_label_threshold=0.5)
     rt = resolve("cpu", "fp32")
     monitor = draw_labels(mnist_slice.train_labels, 200, 0)
-    encoder, method, history = pretrain(mnist_slice, cfg, rt, monitor, progress=False)
+    seen = []
+    encoder, method, history = pretrain(
+        mnist_slice, cfg, rt, monitor, progress=False,
+        after_stage=lambda stage, m, h: seen.append((stage.name, type(m).__name__,
+                                                     len(h.records))))
     assert type(method).__name__ == "SelfLabelLoss" and method.encoder is encoder
+    assert [name for name, _, _ in seen] == ["vicreg", "scan round 1", "self-label"]
+    assert seen[-1][1] == "SelfLabelLoss" and seen[-1][2] == len(history.records)
+    assert seen[0][2] < seen[1][2] < seen[2][2]  # each told after its own stage trained
     steps, knn = history.series("knn")
     assert steps == [4, 8, 12] and len(knn) == 3
     phases = [r["phase"] for r in history.records]

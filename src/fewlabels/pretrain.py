@@ -309,7 +309,7 @@ class _Pretraining:
 def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
              monitor_labels: torch.Tensor | None = None, progress: bool = True,
              method: nn.Module | None = None, state_path: str | Path | None = None,
-             save_every: int = 200):
+             save_every: int = 200, after_stage=None):
     """Pretrain an encoder on the training images of ``ds`` (labels unread): each of
     ``stages(cfg)`` in turn.
 
@@ -320,7 +320,8 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
     SIGINT / SIGTERM (model, optimizer, step, generators, batch order, history); if it
     holds the state of an interrupted run of the same recipe and data, training continues
     from there and ends, on a CPU, bit-identical to a run that never stopped. It is
-    removed when pretraining ends.
+    removed when pretraining ends. ``after_stage(stage, method, history)``, if given, is
+    called when each stage has trained (e.g. to keep every stage's encoder).
     Returns (encoder, method of the last stage, history of all stages).
     """
     cfg.validate()
@@ -334,6 +335,8 @@ def pretrain(ds: Dataset, cfg: PretrainConfig, rt: Runtime,
             distributed.convert_batchnorm(method)
         if number >= run.resuming_at:  # else finished before the interruption
             run.run(stage, number, method)
+        if after_stage is not None:
+            after_stage(stage, method, run.history)
     if state_path is not None and distributed.is_main():
         Path(state_path).unlink(missing_ok=True)
     method.encoder.eval()
