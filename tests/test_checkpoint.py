@@ -86,10 +86,9 @@ def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkey
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(checkpoint, "save_file", full)
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
     with pytest.raises(OSError):
         checkpoint.save(path, {"w": torch.ones(2)}, "model", {})
-    monkeypatch.setattr(checkpoint.os, "fsync", full)
     with pytest.raises(OSError):
         checkpoint.atomic_write_text(tmp_path / "results.json", "{}")
     assert path.read_bytes() == before
@@ -135,3 +134,23 @@ def test_a_full_disk_while_a_run_is_logged_keeps_the_finished_runs(tmp_path, mon
     monkeypatch.undo()
     kept = RunLog(tmp_path).done
     assert kept[first.key()] == first
+
+
+def test_a_header_in_any_key_order_is_written_in_one_order():
+    import json
+
+    from safetensors.torch import load, save
+
+    data = save({"w": torch.arange(6.0), "b": torch.ones(2)},
+                metadata={"kind": "model", "meta": "{}", "format": "x", "sha256": "y"})
+    n = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + n])
+    shuffled = {k: header[k] for k in reversed(header)}
+    shuffled["__metadata__"] = {k: header["__metadata__"][k]
+                                for k in reversed(header["__metadata__"])}
+    text = json.dumps(shuffled, separators=(",", ":")).encode()
+    other = data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
+    assert other != data  # the same file, its header in another order
+    assert checkpoint.in_key_order(other) == checkpoint.in_key_order(data)
+    tensors = load(checkpoint.in_key_order(other))
+    assert torch.equal(tensors["w"], torch.arange(6.0)) and torch.equal(tensors["b"], torch.ones(2))

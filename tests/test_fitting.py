@@ -228,3 +228,39 @@ def test_an_interrupted_fit_resumes_its_pretraining(tmp_path, monkeypatch):
     assert any("resuming the interrupted pretraining" in line for line in said)
     assert out.exists() and not state.exists()
 
+
+
+def test_fit_killed_during_pretraining_ends_with_the_same_model(tmp_path):
+    import signal
+    import time
+
+    images, labels = digits_arrays()
+    y = np.where(np.arange(len(labels)) % 10 == 0, labels, -1)
+    np.savez(tmp_path / "d.npz", x_train=images[:600], y_train=y[:600])
+    sets = ["--set", "pretrain.epochs=0.3", "--set", "pretrain.refine_epochs=0",
+            "--set", "pretrain.self_label_epochs=0", "--set", "pretrain.encoder_options.width=8"]
+
+    def command(out):
+        return [sys.executable, "-m", "fewlabels", "fit", str(tmp_path / "d.npz"), "--out",
+                str(out), "--arms", "probe", "--quick", "--save-every", "2", "--device", "cpu",
+                "--precision", "fp32", *sets]
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    (tmp_path / "whole").mkdir()
+    (tmp_path / "cut").mkdir()
+    whole = tmp_path / "whole" / "d.model"  # the same name: a model records its own
+    subprocess.run(command(whole), env=env, check=True, capture_output=True, timeout=300)
+    cut = tmp_path / "cut" / "d.model"
+    state = tmp_path / "cut" / "d.model.pretraining-state"
+    proc = subprocess.Popen(command(cut), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not state.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # no clean-up runs: the last save stands
+    proc.wait(timeout=60)
+    assert state.exists() and not cut.exists(), "killed during pretraining, its state on disk"
+    r = subprocess.run(command(cut), env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "resuming the interrupted pretraining" in r.stdout + r.stderr
+    assert not state.exists()
+    assert cut.read_bytes() == whole.read_bytes()

@@ -72,6 +72,9 @@ def test_a_folders_other_files_are_named_and_a_line_break_in_a_name_is_not_liste
     out = capsys.readouterr()
     assert len(json.loads(out.out)) == 3
     assert "skipped 1 file(s)" in out.err and "notes.txt" in out.err  # not skipped silently
+    assert main(["predict", str(path), str(folder)]) == 0  # the table: one line a file
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and any(repr(str(folder / "new\nline.png")) in x for x in lines)
     code = main(["embed", str(path), str(folder), "--out", str(tmp_path / "f.npy")])
     err = capsys.readouterr().err
     listing = (tmp_path / "f.files.txt").read_text().splitlines()

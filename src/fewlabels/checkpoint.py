@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save as save_bytes
 
 from .errors import UsageError
 
@@ -67,13 +67,21 @@ def save(path: str | Path, tensors: dict[str, torch.Tensor], kind: str, meta: di
     meta_json = json.dumps(meta)
     header = {"format": FORMAT, "kind": kind, "meta": meta_json,
               "sha256": digest(tensors, kind, meta_json)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=header)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write_bytes(path, in_key_order(save_bytes(tensors, metadata=header)))
     return path
+
+
+def in_key_order(data: bytes) -> bytes:
+    """safetensors ``data`` with its JSON header's keys sorted. The writer orders the
+    metadata as a hash map iterates, differently in every process; sorted, the same
+    tensors and metadata are the same bytes (a resumed run's file equals an uninterrupted
+    one's). The offsets are unchanged: only the header's order moves."""
+    n = int.from_bytes(data[:8], "little")
+    text = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode()
+    if len(text) > n:  # not expected (the same JSON, reordered): keep the writer's
+        return data
+    return data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
 
 
 # kinds an older fewlabels wrote that this one no longer reads, with what to do instead

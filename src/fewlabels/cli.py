@@ -250,7 +250,7 @@ def _cmd_fit(args) -> int:
     fit(args.data, args.out, arms=args.arms, image_size=args.image_size, preset=args.preset,
         overrides=parse_set(args.set or []), quick_run=args.quick,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        precision=args.precision, force=args.force)
+        precision=args.precision, force=args.force, save_every=args.save_every)
     return 0
 
 
@@ -269,11 +269,12 @@ def _write_predictions(pred, fmt: str, k: int) -> None:
             top = [v for t in row.get("top", []) for v in (t["class"], t["probability"])]
             w.writerow([row["file"], row["class"], row["probability"], *top])
     else:
-        width = max([len(r["file"]) for r in rows] + [4])
-        for row in rows:
-            others = "  ".join(f"{t['class']} {t['probability']:.3f}"
+        names = [one_line(r["file"]) for r in rows]  # one line a file, whatever its name
+        width = max([len(n) for n in names] + [4])
+        for name, row in zip(names, rows, strict=True):
+            others = "  ".join(f"{one_line(t['class'])} {t['probability']:.3f}"
                                for t in row.get("top", [])[1:])
-            print(f"{row['file']:<{width}}  {row['class']}  {row['probability']:.3f}"
+            print(f"{name:<{width}}  {one_line(row['class'])}  {row['probability']:.3f}"
                   + (f"   ({others})" if others else ""))
 
 
@@ -291,12 +292,16 @@ def _cmd_predict(args) -> int:
     return 1 if pred.errors else 0
 
 
+def one_line(name: str) -> str:
+    """``name`` as shown in a line of text: quoted (Python's escapes) when it holds a line
+    break or another control character, so that one name stays one line."""
+    return repr(name) if any(ord(c) < 32 or ord(c) == 127 for c in name) else name
+
+
 def _say_unreadable(errors: dict[str, str]) -> None:
-    """One line on stderr for each file that could not be read, and why; a name holding a
-    line break is quoted, so each stays one line."""
+    """One line on stderr for each file that could not be read, and why."""
     for path, why in errors.items():
-        shown = repr(path) if any(c in path for c in "\n\r") else path
-        print(f"fewlabels: {shown}: {why}", file=sys.stderr)
+        print(f"fewlabels: {one_line(path)}: {why}", file=sys.stderr)
 
 
 def check_top_k(k: int, classes: int) -> None:
@@ -490,6 +495,9 @@ def _fit_parser(sub) -> None:
     p.add_argument("--quick", action="store_true", help="reduced epochs for a first look")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
+    p.add_argument("--save-every", type=int, default=200,
+                   help="steps between saves of the pretraining state, kept beside --out "
+                        "(default 200); fit run again after an interruption resumes from it")
     p.set_defaults(func=_cmd_fit)
 
 
