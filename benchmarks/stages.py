@@ -151,8 +151,8 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
 def per_comparison(cfg, pool: int = 60_000, labels: int = 600, draws: int = 3) -> dict:
     """How many times the default comparison (MNIST, ``labels`` labels, ``draws`` draws,
     every arm) runs each measured stage, from the preset: a stage's seconds times this is
-    its share of the wall. The supervised and finetune arms train each candidate rate on
-    the validation split's complement, then the chosen one on every label."""
+    its share of the wall. The supervised and finetune arms, given more than one rate,
+    train each on the validation split's complement, then the chosen one on every label."""
     p, s, sup, fin = cfg.pretrain, cfg.semisupervised, cfg.supervised, cfg.finetune
     per_epoch = steps_per_epoch(pool, p.batch)
     rounds = p.refine_rounds if p.refine and p.refine_epochs > 0 else 0

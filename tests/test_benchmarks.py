@@ -117,9 +117,14 @@ def test_stage_profile_counts_each_stage_of_the_default_comparison():
     assert counts["pretrain self-label step"] == 2 * per_epoch
     assert counts["pretrain neighbour mining: kNN of the pool"] == 3
     assert all(counts[p] == 3 * 8 * (60_000 // 224) for p in SEMI_PARTS)
-    # each of supervised and finetune, a draw: two rates on 480 labels (8 batches of 64 an
-    # epoch, 100 epochs), then the chosen one on all 600 (10 batches)
-    assert counts["supervised / finetune step"] == 2 * 3 * (2 * 100 * 8 + 100 * 10)
+    # each of supervised and finetune, a draw: one rate on all 600 labels (10 batches of 64
+    # an epoch, 100 epochs)
+    assert counts["supervised / finetune step"] == 2 * 3 * 100 * 10
+    # given two rates, each is first trained on 480 labels (8 batches an epoch)
+    cfg = load_preset("default")
+    cfg.supervised.lrs = [1e-3, 3e-3]
+    twice = per_comparison(cfg, pool=60_000, labels=600, draws=3)["supervised / finetune step"]
+    assert twice == 3 * (2 * 100 * 8 + 100 * 10) + 3 * 100 * 10
 
 
 @pytest.mark.usefixtures("mnist")

@@ -115,7 +115,7 @@ class CompareConfig:
 
 def quick(cfg: CompareConfig) -> CompareConfig:
     """The same protocol on reduced epochs, for a look in a minute or two: shorter
-    pretraining, fewer epochs per arm, one learning rate instead of a choice, a smaller
+    pretraining, fewer epochs per arm, one learning rate where a list is given, a smaller
     feature map."""
     p = cfg.pretrain
     p.epochs = min(p.epochs, max(1, p.epochs // 8))
