@@ -13,8 +13,9 @@ from .errors import UsageError  # noqa: E402
 from .fitting import fit  # noqa: E402
 from .notebook import AutoEncoder, Classifier  # noqa: E402
 from .predictor import Model  # noqa: E402
+from .suggesting import suggest  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["AutoEncoder", "Classifier", "Dataset", "Model", "UsageError", "draw_labels", "fit",
-           "load_dataset", "parse_label_budget", "__version__"]
+           "load_dataset", "parse_label_budget", "suggest", "__version__"]
 

@@ -533,6 +533,58 @@ def _export_parser(sub) -> None:
     p.set_defaults(func=_cmd_export)
 
 
+def _suggest_parser(sub) -> None:
+    from .selection import STRATEGIES
+
+    p = sub.add_parser("suggest", help="which images of a folder to label next, chosen in an "
+                       "encoder's embedding without any label")
+    p.add_argument("folder", help="DIR: images to choose from in DIR/unlabeled/ (or anywhere "
+                   "outside DIR/labeled/); DIR/labeled/<class>/ count as chosen already")
+    p.add_argument("--budget", type=int, required=True, help="how many images to suggest")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--encoder", help="an .encoder from `pretrain` or `compare`")
+    which.add_argument("--model", help="a .model from `fit`")
+    p.add_argument("--strategy", default="typical", choices=STRATEGIES,
+                   help="typical (TypiClust, default), coverage (ProbCover) or random")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--classes", type=int, help="classes to expect (coverage's radius; "
+                   "default: DIR/labeled's class folders, or 10)")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--links", help="also write a folder of links to the suggested images, "
+                   "numbered in order (a new or empty folder)")
+    p.set_defaults(func=_cmd_suggest)
+
+
+def _cmd_suggest(args) -> int:
+    import csv
+
+    from .errors import check_seed
+    from .suggesting import check_links, suggest, write_links
+
+    check_seed("--seed", args.seed)
+    if args.classes is not None:
+        check_positive("--classes", args.classes, integer=True)
+    if args.links:
+        check_links(args.links)  # before the images are read
+    r = suggest(args.folder, args.budget, args.encoder or args.model, strategy=args.strategy,
+                seed=args.seed, classes=args.classes, progress=True)
+    _say_unreadable(r["unreadable"])
+    if args.format == "json":
+        print(json.dumps(r["files"], indent=1))
+    elif args.format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(["order", "file"])
+        w.writerows(enumerate(r["files"], 1))
+    else:
+        for n, f in enumerate(r["files"], 1):
+            print(f"{n:>5}  {one_line(f)}")
+    print(f"fewlabels: {len(r['files'])} of {r['candidates']} images suggested by "
+          f"{args.strategy} ({r['labeled']} labeled already) in {r['seconds']:.1f} s"
+          + (f"; links in {write_links(args.folder, r['files'], args.links)}"
+             if args.links else ""), file=sys.stderr)
+    return 0
+
+
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test accuracy of a model file (`fit`'s .model or "
                        "the notebook's .classifier) on its dataset's test split")
@@ -550,7 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_data_parser, _compare_parser, _report_parser, _methods_parser, _pretrain_parser,
                 _probe_parser, _fit_parser, _predict_parser, _embed_parser, _export_parser,
-                _evaluate_parser):
+                _evaluate_parser, _suggest_parser):
         add(sub)
     return p
 

@@ -1,0 +1,63 @@
+"""`fewlabels suggest` on a folder of real handwritten digits (scikit-learn's 8×8 set)."""
+
+import json
+import os
+
+import pytest
+from digits_folder import write_digits_folder
+
+from fewlabels.cli import main
+from fewlabels.errors import UsageError
+from fewlabels.suggesting import suggest
+
+
+@pytest.fixture
+def digits(tmp_path):
+    root = tmp_path / "digits"
+    write_digits_folder(root, per_class=2, test=0)
+    return root
+
+
+@pytest.mark.parametrize("strategy", ["typical", "coverage", "random"])
+def test_suggests_unlabeled_images_only_in_a_stable_order(digits, tiny_encoder, strategy):
+    r = suggest(digits, 12, tiny_encoder, strategy=strategy, seed=1)
+    files = r["files"]
+    assert len(files) == 12 == len(set(files)) and r["labeled"] == 20
+    assert all(f.startswith("unlabeled" + os.sep) for f in files)
+    assert r["candidates"] == 1797 - 20
+    again = suggest(digits, 12, tiny_encoder, strategy=strategy, seed=1)["files"]
+    assert again == files
+
+
+def test_without_labeled_images_every_image_is_a_candidate(tmp_path, tiny_encoder, digits):
+    (digits / "labeled").rename(tmp_path / "elsewhere")
+    r = suggest(digits, 5, tiny_encoder)
+    assert r["labeled"] == 0 and r["candidates"] == 1797 - 20 and len(r["files"]) == 5
+
+
+def test_the_command_prints_the_list_and_writes_links(digits, tiny_encoder, tmp_path, capsys):
+    links = tmp_path / "to-label"
+    assert main(["suggest", str(digits), "--budget", "4", "--encoder", str(tiny_encoder),
+                 "--format", "json", "--links", str(links)]) == 0
+    out = capsys.readouterr()
+    files = json.loads(out.out)
+    assert len(files) == 4 and "4 of 1777 images suggested by typical" in out.err
+    made = sorted(links.iterdir())
+    assert [p.name[:5] for p in made] == ["0001-", "0002-", "0003-", "0004-"]
+    assert [p.resolve() for p in made] == [(digits / f).resolve() for f in files]
+    # the links folder is never written into twice
+    assert main(["suggest", str(digits), "--budget", "4", "--encoder", str(tiny_encoder),
+                 "--links", str(links)]) == 2
+    assert "is not an empty folder" in capsys.readouterr().err and len(list(links.iterdir())) == 4
+
+
+@pytest.mark.parametrize("budget", [0, 1778])
+def test_a_budget_out_of_range_names_the_range(digits, tiny_encoder, budget):
+    with pytest.raises(UsageError, match=r"--budget .* out of range: use 1\.\.1777"):
+        suggest(digits, budget, tiny_encoder)
+
+
+def test_a_folder_with_nothing_to_choose_from_is_one_line(tmp_path, tiny_encoder):
+    (tmp_path / "d" / "unlabeled").mkdir(parents=True)
+    assert main(["suggest", str(tmp_path / "d"), "--budget", "3", "--encoder",
+                 str(tiny_encoder)]) == 2
