@@ -585,6 +585,51 @@ def _cmd_suggest(args) -> int:
     return 0
 
 
+def _label_parser(sub) -> None:
+    from .selection import STRATEGIES
+
+    p = sub.add_parser("label", help="a labeling page in the browser: answers go at once into "
+                       "DIR/labeled/<class>/ (copies; the originals are never changed)")
+    p.add_argument("folder", help="DIR: the images to label (DIR/unlabeled/ or anywhere "
+                   "outside DIR/labeled/)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--encoder", help="an .encoder: show the images `suggest` chooses, in "
+                       "its order (default: every image, in name order)")
+    which.add_argument("--model", help="a .model from `fit`, to suggest with")
+    p.add_argument("--budget", type=int, default=100, help="images to suggest (default 100)")
+    p.add_argument("--strategy", default="typical", choices=STRATEGIES)
+    p.add_argument("--port", type=int, default=0, help="default: a free one")
+    p.add_argument("--no-browser", action="store_true", help="print the address only")
+    p.set_defaults(func=_cmd_label)
+
+
+def _cmd_label(args) -> int:
+    import webbrowser
+
+    from .labeling import serve
+    from .suggesting import suggest
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port} is out of range: use 0..65535 (0: a free one)")
+    queue = None
+    if args.encoder or args.model:
+        queue = suggest(args.folder, args.budget, args.encoder or args.model,
+                        strategy=args.strategy, progress=True)["files"]
+
+    def ready(url: str) -> None:
+        print(f"fewlabels: labeling {args.folder} at {url} — Ctrl-C to stop (every answer is "
+              "saved as it is given)", file=sys.stderr, flush=True)
+        if not args.no_browser:
+            webbrowser.open(url)
+
+    try:
+        serve(args.folder, queue, args.port, ready)
+    except KeyboardInterrupt:
+        print(f"fewlabels: stopped; the answers are in {Path(args.folder, 'labeled')}/: run "
+              "the same command to go on", file=sys.stderr)
+    return 0
+
+
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test accuracy of a model file (`fit`'s .model or "
                        "the notebook's .classifier) on its dataset's test split")
@@ -602,7 +647,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for add in (_data_parser, _compare_parser, _report_parser, _methods_parser, _pretrain_parser,
                 _probe_parser, _fit_parser, _predict_parser, _embed_parser, _export_parser,
-                _evaluate_parser, _suggest_parser):
+                _evaluate_parser, _suggest_parser, _label_parser):
         add(sub)
     return p
 

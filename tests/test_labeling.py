@@ -1,0 +1,165 @@
+"""The labeling page: answers written at once and taken back, bad requests refused, and the
+page itself in a real headless browser (skipped, with the reason, where none is installed)."""
+
+import json
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fewlabels.errors import UsageError
+from fewlabels.labeling import Conflict, Session, check_class_name, serve
+
+
+@pytest.fixture
+def folder(tmp_path):
+    root = tmp_path / "pets"
+    (root / "unlabeled").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)).save(
+            root / "unlabeled" / f"{i}.png")
+    return root
+
+
+def test_an_answer_is_a_copy_written_at_once_and_undo_takes_it_back(folder):
+    s = Session(folder)
+    assert s.view()["todo"][0] == "unlabeled/0.png" and len(s.view()["todo"]) == 8
+    s.answer("unlabeled/0.png", "cat", seen=0)
+    copy = folder / "labeled" / "cat" / "0.png"
+    assert copy.read_bytes() == (folder / "unlabeled" / "0.png").read_bytes()  # a copy
+    assert (folder / "unlabeled" / "0.png").exists()  # the original stays
+    s.answer("unlabeled/1.png", None, seen=1)  # skipped: not sure
+    view = s.view()
+    assert (view["labeled"], view["skipped"], len(view["todo"])) == (1, 1, 6)
+    assert Session(folder).view() == view  # a new page, the same state: nothing lost
+    s.undo(seen=2)
+    s.undo(seen=1)
+    assert not copy.exists() and Session(folder).view()["todo"][0] == "unlabeled/0.png"
+
+
+@pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\ny", "a\\b", "z" * 101])
+def test_a_class_name_that_is_not_one_folder_name_is_refused(name):
+    with pytest.raises(UsageError):
+        check_class_name(name)
+
+
+def test_bad_answers_touch_nothing(folder):
+    s = Session(folder)
+    for rel, label in [("../../etc/passwd", "cat"), ("unlabeled/0.png", "../../evil"),
+                       ("/etc/passwd", "cat"), ("unlabeled/nine.png", "cat")]:
+        with pytest.raises(UsageError):
+            s.answer(rel, label, seen=0)
+    with pytest.raises(Conflict, match="another page"):  # a page that has not seen the last
+        s.answer("unlabeled/0.png", "cat", seen=5)
+    assert not (folder / "labeled").exists() and not s.answers
+
+
+def _server(folder):
+    ready = threading.Event()
+    where = {}
+
+    def up(url):
+        where["url"] = url
+        ready.set()
+
+    threading.Thread(target=serve, args=(folder,), kwargs={"ready": up}, daemon=True).start()
+    assert ready.wait(30)
+    return where["url"]
+
+
+def _post(url, body):
+    req = urllib.request.Request(url, json.dumps(body).encode(),
+                                 {"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_the_server_refuses_paths_outside_the_folder_and_stale_pages(folder):
+    url = _server(folder)
+    with urllib.request.urlopen(url) as r:
+        assert b"fewlabels" in r.read()
+    with urllib.request.urlopen(url + "image?file=unlabeled/3.png") as r:
+        assert r.read() == (folder / "unlabeled" / "3.png").read_bytes()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(url + "image?file=../../../etc/passwd")
+    assert e.value.code == 403
+    status, body = _post(url + "api/label", {"file": "unlabeled/0.png", "class": "a/b",
+                                             "seen": 0})
+    assert status == 400 and "not one folder name" in body["error"]
+    assert _post(url + "api/label", {"file": "unlabeled/0.png", "class": "dog", "seen": 0})[0] \
+        == 200
+    status, body = _post(url + "api/label", {"file": "unlabeled/1.png", "class": "dog",
+                                             "seen": 0})  # a second page, one answer behind
+    assert status == 409 and "reload" in body["error"]
+    assert sorted(p.name for p in (folder / "labeled" / "dog").iterdir()) == ["0.png"]
+    other = subprocess.run([sys.executable, "-m", "fewlabels", "label", str(folder),
+                            "--no-browser"], capture_output=True, text=True, timeout=120)
+    assert other.returncode == 2 and "being written by" in other.stderr  # one server a folder
+
+
+def _browser():
+    """A headless Chromium driven by Selenium, or a skip naming what is missing."""
+    try:
+        from selenium import webdriver
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install selenium)")
+    binary = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    if not binary or not driver:
+        pytest.skip("no Chromium with its driver here (Debian: apt-get install chromium "
+                    "chromium-driver; `make browser` does it)")
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_label_five_by_keyboard_undo_one_reload_and_go_on(folder, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    for name in ("cat", "dog"):
+        (folder / "labeled" / name).mkdir(parents=True)
+    url = _server(folder)
+    browser = _browser()
+    try:
+        wait = WebDriverWait(browser, 20)
+
+        def progress():
+            return browser.find_element(By.ID, "progress").text
+
+        browser.get(url)
+        wait.until(lambda b: "8 to go" in progress())
+        body = browser.find_element(By.TAG_NAME, "body")
+        for n, key in enumerate("12121", 1):  # cat, dog, cat, dog, cat
+            body.send_keys(key)
+            wait.until(lambda b, n=n: f"{8 - n} to go" in progress())
+        body.send_keys("u")  # the fifth answer taken back
+        wait.until(lambda b: "4 labeled" in progress() and "4 to go" in progress())
+        browser.save_screenshot(str(tmp_path / "page.png"))
+        browser.refresh()  # closing and opening the page loses nothing
+        wait.until(lambda b: "4 labeled" in progress())
+        browser.find_element(By.ID, "classname").send_keys("bird", Keys.ENTER)
+        wait.until(lambda b: "bird" in b.find_element(By.ID, "classes").text)
+        browser.find_element(By.TAG_NAME, "body").send_keys("3")  # the new class, by its key
+        wait.until(lambda b: "5 labeled" in progress())
+    finally:
+        browser.quit()
+    on_disk = {d.name: sorted(p.name for p in d.iterdir())
+               for d in (folder / "labeled").iterdir()}
+    assert on_disk == {"cat": ["0.png", "2.png"], "dog": ["1.png", "3.png"], "bird": ["4.png"]}
+    assert len(list((folder / "unlabeled").glob("*.png"))) == 8  # the originals stay
