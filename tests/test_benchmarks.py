@@ -141,3 +141,20 @@ def test_stage_encoders_are_kept_one_a_stage(tmp_path):
 
     _, meta = load_encoder(tmp_path / rows[0]["encoder"])
     assert meta["pretrain"]["encoder_options"] == {"width": 4}
+
+
+@pytest.mark.usefixtures("mnist")
+def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_path,
+                                                                           tiny_encoder):
+    out = tmp_path / "selection.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--encoder",
+                    str(tiny_encoder), "--pool", "2000", "--budgets", "20", "--seeds", "0", "1",
+                    "--strategies", "random", "typical", "balanced", "--out", str(out)],
+                   check=True, capture_output=True, text=True, timeout=600,
+                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(out.read_text())
+    assert {(r["arm"], r["seed"]) for r in result["runs"]} == {
+        (a, s) for a in ("random", "typical", "balanced") for s in (0, 1)}
+    assert all(r["classes_hit"] == 10 for r in result["runs"] if r["arm"] == "balanced")
+    pairs = {d["a"]: d for d in result["paired_against_random"]}
+    assert set(pairs) == {"typical", "balanced"} and all(d["n"] == 2 for d in pairs.values())

@@ -1,0 +1,99 @@
+"""Which images to label: test accuracy of an arm on the labels each strategy chooses.
+
+For every budget and draw, ``random``, ``typical`` and ``coverage`` (``fewlabels.selection``,
+in the encoder's embedding of the training images, never reading a label) and the
+``balanced`` oracle (the same count of each class: it reads the labels of images nobody
+has labeled, so no user can do it) choose the images whose labels the arm trains on; the
+arm is scored on the dataset's test split. Nothing is chosen here — the strategies' only
+constants are their papers' — so the figures are reports, on reported draws (seeds under
+100). Paired differences against ``random`` over draws, 95% intervals (``fewlabels.stats``).
+
+    python benchmarks/selection.py --encoder runs/X/mnist.encoder --budgets 10 20 40 100 \\
+        --seeds 0 1 2 3 4 --out benchmarks/results/selection-mnist-probe.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from fewlabels.arms import ARMS
+from fewlabels.classifiers import features
+from fewlabels.config import load_preset
+from fewlabels.data import draw_labels, load_dataset
+from fewlabels.development import check_reported_draws
+from fewlabels.pretrain import load_encoder
+from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve
+from fewlabels.selection import select
+from fewlabels.stats import paired_differences, summarize
+
+STRATEGIES = ("random", "typical", "coverage", "balanced")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--encoder", required=True)
+    p.add_argument("--dataset", default="mnist")
+    p.add_argument("--arm", default="probe", choices=sorted(a for a in ARMS
+                                                            if ARMS[a].pretrained))
+    p.add_argument("--budgets", nargs="+", type=int, default=[10, 20, 40, 100])
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
+    p.add_argument("--pool", type=int, help="the first N training images only (a quick check)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args(argv)
+    check_reported_draws(args.seeds)
+    cfg = load_preset("default")
+    rt = resolve(cfg.device, cfg.precision)
+    ds = load_dataset(args.dataset)
+    if args.pool:
+        ds = ds.subset(train=args.pool, test=len(ds.test_labels))
+    encoder, _ = load_encoder(args.encoder)
+    encoder.to(rt.device).eval()
+    t = time.perf_counter()
+    feats = features(encoder, ds.train_images, rt).cpu()  # labels unread
+    embed_seconds = time.perf_counter() - t
+    runs = []
+    for budget in args.budgets:
+        for seed in args.seeds:
+            for strategy in args.strategies:
+                t = time.perf_counter()
+                if strategy == "balanced":
+                    labeled = draw_labels(ds.train_labels, budget, seed, "balanced")
+                else:
+                    labeled = select(feats, budget, strategy, seed,
+                                     classes=ds.num_classes).sort().values
+                chosen_seconds = time.perf_counter() - t
+                outcome = ARMS[args.arm].run(cfg.context(ds, labeled, seed, encoder, rt),
+                                             cfg.settings(args.arm))
+                accuracy = float((outcome.predict(ds.test_images) == ds.test_labels)
+                                 .float().mean())
+                row = {"arm": strategy, "model": args.arm, "dataset": args.dataset,
+                       "labels": budget, "seed": seed, "test_accuracy": accuracy,
+                       "classes_hit": len(set(ds.train_labels[labeled].tolist())),
+                       "selection_seconds": round(chosen_seconds, 1)}
+                runs.append(row)
+                print(json.dumps(row), flush=True)
+    paired = [d for d in paired_differences(runs, first=list(STRATEGIES)[::-1])
+              if d["b"] == "random"]
+    result = {"encoder": Path(args.encoder).name, "dataset": args.dataset, "arm": args.arm,
+              "embedding_seconds": round(embed_seconds, 1), "runs": runs,
+              "summary": summarize(runs), "paired_against_random": paired,
+              "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
+              "threads": torch.get_num_threads()}
+    for d in paired:
+        print(f"{d['labels']:>4} labels  {d['a']:<9} − random  {d['mean']:+.4f}  "
+              f"95% [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  n={d['n']}")
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
