@@ -106,3 +106,30 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, mon
     with pytest.raises(UsageError, match="is a file, not a folder"):
         compare(_small_config(), tmp_path / "afile", datasets={"mnist": small},
                 log=lambda _: None)
+
+
+def test_typical_labels_are_chosen_in_the_runs_embedding_without_reading_a_label(mnist,
+                                                                                tmp_path):
+    import json
+
+    import torch
+
+    from fewlabels.classifiers import features
+    from fewlabels.runtime import resolve
+    from fewlabels.selection import select
+
+    small = dataclasses.replace(mnist.subset(train=1200, test=200), name="mnist")
+    g = torch.Generator().manual_seed(0)
+    shuffled = dataclasses.replace(  # the same images under other labels
+        small, train_labels=small.train_labels[torch.randperm(1200, generator=g)])
+    cfg = _small_config(label_sampling="typical", arms=["probe", "pixels-logreg"], labels=["20"])
+    chosen = {}
+    for name, ds in (("a", small), ("b", shuffled)):
+        compare(cfg, tmp_path / name, datasets={"mnist": ds}, log=lambda _: None)
+        chosen[name] = [json.loads((tmp_path / name / "labels" / f"mnist-20-seed{s}.json")
+                                   .read_text()) for s in (0, 1)]
+    assert chosen["a"] == chosen["b"]  # labels shuffled, the same images chosen
+    encoder, _ = load_encoder(tmp_path / "a" / "mnist.encoder")
+    feats = features(encoder, small.train_images, resolve("cpu", "fp32"))
+    assert chosen["a"][1] == select(feats, 20, "typical", 1, classes=10).sort().values.tolist()
+    assert chosen["a"][0] != chosen["a"][1]  # each draw's seed is its selection's

@@ -380,7 +380,9 @@ def _compare_parser(sub) -> None:
     p.add_argument("--arms", nargs="+", help="which arms to run (default: all but the "
                    "ceiling, which is asked for by name): " + "; ".join(
         f"{name}: {arm.about}" for name, arm in ARMS.items()))
-    p.add_argument("--label-sampling", help="balanced | random (default: balanced)")
+    p.add_argument("--label-sampling", help="balanced (the same count a class: an oracle, it "
+                   "reads labels no user has; default) | random | typical | coverage (chosen "
+                   "in the run's pretrained embedding, without labels)")
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
     p.add_argument("--epochs", type=int,

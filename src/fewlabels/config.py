@@ -17,6 +17,9 @@ from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
 from .semisupervised import SemiSupervisedConfig
 
+SAMPLINGS = ("balanced", "random", "typical", "coverage")
+SELECTED = ("typical", "coverage")  # samplings that need the pretrained encoder
+
 
 @dataclass
 class CompareConfig:
@@ -34,7 +37,10 @@ class CompareConfig:
     # longer than all of them together) is asked for by name, once per dataset
     arms: list[str] = field(default_factory=lambda: [a for a, arm in ARMS.items()
                                                      if not arm.every_label])
-    label_sampling: str = "balanced"  # balanced | random
+    # which images of a draw are labeled: balanced (the same count a class: an oracle, it
+    # reads labels no user has), random (uniform), or typical / coverage (chosen in the
+    # run's pretrained embedding without labels: fewlabels.selection)
+    label_sampling: str = "balanced"
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     # pretraining runs per dataset, one per seed: every label draw is evaluated on each
@@ -101,7 +107,7 @@ class CompareConfig:
             raise UsageError("no arm given: pass at least one, e.g. --arms probe supervised")
         for arm in self.arms:
             check_choice("arm", arm, ARMS)
-        check_choice("label_sampling", self.label_sampling, ("balanced", "random"))
+        check_choice("label_sampling", self.label_sampling, SAMPLINGS)
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         check_non_negative("tune", self.tune, integer=True, hint=": a number of trials")

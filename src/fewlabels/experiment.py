@@ -22,7 +22,7 @@ import torch
 from . import checkpoint
 from .arms import ARMS, TUNED
 from .classifiers import features
-from .config import CompareConfig, to_dict
+from .config import SELECTED, CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
 from .errors import UsageError
 from .metrics import Metrics
@@ -37,6 +37,7 @@ from .results import (
     tsne_map,
 )
 from .runtime import Runtime, environment, resolve
+from .selection import select
 from .stats import confusion_matrix, unit_name
 from .tuning import tune
 
@@ -61,7 +62,8 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
     pool = min(recipe.pool or len(ds.train_images), len(ds.train_images))
     log(f"{ds.name}: pretraining {recipe.name()} on {pool} unlabeled images"
         + (f" (pretraining seed {seed})" if several else ""))
-    monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0], cfg.label_sampling)
+    monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0],
+                          "random" if cfg.label_sampling in SELECTED else cfg.label_sampling)
     t = time.perf_counter()
     encoder, method, history = pretrain(ds, recipe, rt, monitor,
                                         state_path=path.with_name(f"{path.name}.state"),
@@ -79,6 +81,19 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
                                    np.stack([to_uint8(x), to_uint8(recon)]))
         metrics.images(torch.cat([x, recon]).cpu(), f"{ds.name}/reconstructions (top: truth)")
     return encoder, seconds
+
+
+def _draws(ds: Dataset, budgets: list[int], cfg: CompareConfig, encoders: dict, rt) -> dict:
+    """{(count, seed): the indices labeled}: drawn by ``cfg.label_sampling``, or — typical /
+    coverage — chosen in the embedding of the first pretraining run's encoder, never
+    reading a label (the seed is the selection's)."""
+    if cfg.label_sampling not in SELECTED:
+        return {(count, seed): draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
+                for count in budgets for seed in cfg.seeds}
+    feats = features(encoders[cfg.pretraining_seeds()[0]], ds.train_images, rt).cpu()
+    return {(count, seed): select(feats, count, cfg.label_sampling, seed,
+                                  classes=ds.num_classes).sort().values
+            for count in budgets for seed in cfg.seeds}
 
 
 def _encoders(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int, out_dir: Path,
@@ -206,7 +221,8 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
                                  f"classes, so some class would have no label: use at least "
                                  f"{ds.num_classes} (one a class)")
-            draw_labels(ds.train_labels, count, cfg.seeds[0], cfg.label_sampling)
+            if cfg.label_sampling not in SELECTED:
+                draw_labels(ds.train_labels, count, cfg.seeds[0], cfg.label_sampling)
     if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
         shape = load_encoder(pretrained)[1].get("image_shape")
         ds = next(iter(loaded.values()))
@@ -275,8 +291,7 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
             metrics.embedding(f, labels, f"{name}/features")
         if pretrain_only:
             continue
-        draws = {(count, seed): draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
-                 for count in budgets[name] for seed in cfg.seeds}
+        draws = _draws(ds, budgets[name], cfg, encoders, rt)
         for (count, seed), labeled in draws.items():
             checkpoint.atomic_write_text(
                 out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
