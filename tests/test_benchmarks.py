@@ -158,3 +158,15 @@ def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_p
     assert all(r["classes_hit"] == 10 for r in result["runs"] if r["arm"] == "balanced")
     pairs = {d["a"]: d for d in result["paired_against_random"]}
     assert set(pairs) == {"typical", "balanced"} and all(d["n"] == 2 for d in pairs.values())
+
+
+@pytest.mark.usefixtures("mnist")
+def test_suggest_benchmark_times_each_strategy_on_a_folder(tiny_encoder):
+    r = subprocess.run([sys.executable, str(BENCHMARKS / "suggest_folder.py"), "--encoder",
+                        str(tiny_encoder), "--train", "800", "--budget", "10", "--strategies",
+                        "typical", "random"], check=True, capture_output=True, text=True,
+                       timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(r.stdout)
+    assert [x["strategy"] for x in result["runs"]] == ["typical", "random"]
+    assert all(x["images"] == 800 and x["seconds"] > 0 and 1 <= x["classes_in_suggestion"] <= 10
+               for x in result["runs"])
