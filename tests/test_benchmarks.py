@@ -163,10 +163,10 @@ def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_p
 @pytest.mark.usefixtures("mnist")
 def test_suggest_benchmark_times_each_strategy_on_a_folder(tiny_encoder):
     r = subprocess.run([sys.executable, str(BENCHMARKS / "suggest_folder.py"), "--encoder",
-                        str(tiny_encoder), "--train", "800", "--budget", "10", "--strategies",
+                        str(tiny_encoder), "--train", "2000", "--budget", "10", "--strategies",
                         "typical", "random"], check=True, capture_output=True, text=True,
                        timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
     result = json.loads(r.stdout)
     assert [x["strategy"] for x in result["runs"]] == ["typical", "random"]
-    assert all(x["images"] == 800 and x["seconds"] > 0 and 1 <= x["classes_in_suggestion"] <= 10
+    assert all(x["images"] == 2000 and x["seconds"] > 0 and 1 <= x["classes_in_suggestion"] <= 10
                for x in result["runs"])
