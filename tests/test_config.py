@@ -80,6 +80,7 @@ BAD = [
     ("labels=0", "label budget '0' is out of range"),
     ("seeds=", "no seeds given"),
     ("label_sampling=stratified", "unknown label_sampling 'stratified'"),
+    ("label_sampling=[random, typical, random]", "label_sampling"),
     ("device=tpu", "unknown device 'tpu'"),
     ("precision=fp8", "unknown precision 'fp8'"),
     ("tune=-1", "tune=-1 is not allowed"),

@@ -133,3 +133,30 @@ def test_typical_labels_are_chosen_in_the_runs_embedding_without_reading_a_label
     feats = features(encoder, small.train_images, resolve("cpu", "fp32"))
     assert chosen["a"][1] == select(feats, 20, "typical", 1, classes=10).sort().values.tolist()
     assert chosen["a"][0] != chosen["a"][1]  # each draw's seed is its selection's
+
+
+def test_several_samplings_are_columns_of_one_comparison_paired_with_the_first(mnist,
+                                                                              tmp_path):
+    from fewlabels.cli import build_parser, compare_config
+
+    small = dataclasses.replace(mnist.subset(train=1200, test=200), name="mnist")
+    cfg = _small_config(label_sampling=["random", "typical", "balanced"],
+                        arms=["probe", "pixels-logreg"], labels=["20"])
+    results = compare(cfg, tmp_path / "run", datasets={"mnist": small}, log=lambda _: None)
+    names = {r["arm"] for r in results["runs"]}
+    assert names == {"probe", "pixels-logreg", "probe@typical", "pixels-logreg@typical",
+                     "probe@balanced", "pixels-logreg@balanced"}
+    pairs = {(d["a"], d["b"]): d for d in results["paired"]}
+    acc = {(r["arm"], r["seed"]): r["test_accuracy"] for r in results["runs"]}
+    d = pairs["probe@typical", "probe"] if ("probe@typical", "probe") in pairs else None
+    d = d or pairs["probe", "probe@typical"]
+    sign = 1 if d["a"] == "probe@typical" else -1
+    assert d["differences"] == pytest.approx(
+        [sign * (acc["probe@typical", s] - acc["probe", s]) for s in (0, 1)])
+    files = sorted(p.name for p in (tmp_path / "run" / "labels").iterdir())
+    assert files == ["mnist-20-seed0-balanced.json", "mnist-20-seed0-typical.json",
+                     "mnist-20-seed0.json", "mnist-20-seed1-balanced.json",
+                     "mnist-20-seed1-typical.json", "mnist-20-seed1.json"]
+    assert "probe@typical" in (tmp_path / "run" / "report.md").read_text()
+    one = compare_config(build_parser().parse_args(["compare", "--label-sampling", "random"]))
+    assert one.label_sampling == "random"  # one sampling keeps the config's plain form

@@ -35,3 +35,12 @@ def test_workers_split_the_plan_between_them_without_overlap():
     together = [r.key() for p in parts for r in p]
     assert len(together) == len(runs) and set(together) == {r.key() for r in runs}
     assert shard_of(runs, None) == runs
+
+
+def test_each_further_label_sampling_repeats_the_drawn_arms_under_its_name():
+    runs = _plan(arms=["ceiling", "supervised"], pretrain_seeds=[0],
+                 samplings=("random", "typical"))
+    names = [r.name for r in runs if r.labels == 100 and r.seed == 0]
+    assert names == ["supervised", "supervised@typical"]
+    assert [r.name for r in runs].count("ceiling") == 1  # every-label arms: once, unsampled
+    assert len({r.key() for r in runs}) == len(runs)

@@ -33,6 +33,7 @@ from .runtime import Runtime
 from .semisupervised import SemiSupervisedConfig, train_semisupervised
 
 TUNED = "-tuned"  # suffix of a run tuned with an equal budget: ``probe-tuned``
+SAMPLED = "@"  # a run on another label sampling than the comparison's first: ``probe@typical``
 
 
 @dataclass(frozen=True)
@@ -298,8 +299,9 @@ ARMS: dict[str, Arm] = {a.name: a for a in (
 
 
 def arm_of(run_name: str) -> Arm:
-    """The registered arm behind a run's name (``probe-tuned`` → ``probe``)."""
-    return ARMS[run_name.removesuffix(TUNED)]
+    """The registered arm behind a run's name (``probe-tuned`` → ``probe``; a run on another
+    label sampling than the first, ``probe@typical`` → ``probe``)."""
+    return ARMS[run_name.split(SAMPLED)[0].removesuffix(TUNED)]
 
 
 def colour(run_name: str) -> str:

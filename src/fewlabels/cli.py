@@ -38,6 +38,8 @@ def compare_config(args):
     for key in ("datasets", "labels", "seeds", "pretrain_seeds", "arms", "device", "precision",
                 "label_sampling", "tune"):
         value = getattr(args, key)
+        if key == "label_sampling" and value is not None and len(value) == 1:
+            value = value[0]  # one sampling: the config's plain form
         if value is not None:
             overrides[key] = value
     cfg = load_preset(args.preset, overrides, validate=False)
@@ -380,9 +382,11 @@ def _compare_parser(sub) -> None:
     p.add_argument("--arms", nargs="+", help="which arms to run (default: all but the "
                    "ceiling, which is asked for by name): " + "; ".join(
         f"{name}: {arm.about}" for name, arm in ARMS.items()))
-    p.add_argument("--label-sampling", help="balanced (the same count a class: an oracle, it "
+    p.add_argument("--label-sampling", nargs="+",
+                   help="balanced (the same count a class: an oracle, it "
                    "reads labels no user has; default) | random | typical | coverage (chosen "
-                   "in the run's pretrained embedding, without labels)")
+                   "in the run's pretrained embedding, without labels); several: each a "
+                   "column of the comparison, paired with the first over draws")
     p.add_argument("--device", help="auto | cpu | cuda (default: auto)")
     p.add_argument("--precision", help="auto | bf16 | fp16 | fp32 (default: auto)")
     p.add_argument("--epochs", type=int,

@@ -40,7 +40,9 @@ class CompareConfig:
     # which images of a draw are labeled: balanced (the same count a class: an oracle, it
     # reads labels no user has), random (uniform), or typical / coverage (chosen in the
     # run's pretrained embedding without labels: fewlabels.selection)
-    label_sampling: str = "balanced"
+    # several: each a column of the same comparison (runs on the second and later are named
+    # ``<arm>@<sampling>``), paired with the first over draws
+    label_sampling: str | list[str] = "balanced"
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto | bf16 | fp16 | fp32
     # pretraining runs per dataset, one per seed: every label draw is evaluated on each
@@ -79,6 +81,11 @@ class CompareConfig:
                        self.semisupervised.most_steps(len(data.train_images))
                        if self.ceiling.at_least_semisupervised else 0)
 
+    def samplings(self) -> list[str]:
+        """The label samplings, the first the comparison's own (its runs unsuffixed)."""
+        s = self.label_sampling
+        return [s] if isinstance(s, str) else list(s)
+
     def pretraining_seeds(self) -> list[int]:
         """The seed of each pretraining run of a dataset."""
         return list(self.pretrain_seeds) or [self.pretrain.seed]
@@ -107,7 +114,9 @@ class CompareConfig:
             raise UsageError("no arm given: pass at least one, e.g. --arms probe supervised")
         for arm in self.arms:
             check_choice("arm", arm, ARMS)
-        check_choice("label_sampling", self.label_sampling, SAMPLINGS)
+        for s in self.samplings():
+            check_choice("label_sampling", s, SAMPLINGS)
+        check_unique("label_sampling", self.samplings())
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         check_non_negative("tune", self.tune, integer=True, hint=": a number of trials")

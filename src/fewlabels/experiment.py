@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .arms import ARMS, TUNED
+from .arms import ARMS, SAMPLED
 from .classifiers import features
 from .config import SELECTED, CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
@@ -62,8 +62,9 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
     pool = min(recipe.pool or len(ds.train_images), len(ds.train_images))
     log(f"{ds.name}: pretraining {recipe.name()} on {pool} unlabeled images"
         + (f" (pretraining seed {seed})" if several else ""))
+    first = cfg.samplings()[0]
     monitor = draw_labels(ds.train_labels, budget, cfg.seeds[0],
-                          "random" if cfg.label_sampling in SELECTED else cfg.label_sampling)
+                          "random" if first in SELECTED else first)
     t = time.perf_counter()
     encoder, method, history = pretrain(ds, recipe, rt, monitor,
                                         state_path=path.with_name(f"{path.name}.state"),
@@ -84,16 +85,24 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
 
 
 def _draws(ds: Dataset, budgets: list[int], cfg: CompareConfig, encoders: dict, rt) -> dict:
-    """{(count, seed): the indices labeled}: drawn by ``cfg.label_sampling``, or — typical /
-    coverage — chosen in the embedding of the first pretraining run's encoder, never
-    reading a label (the seed is the selection's)."""
-    if cfg.label_sampling not in SELECTED:
-        return {(count, seed): draw_labels(ds.train_labels, count, seed, cfg.label_sampling)
-                for count in budgets for seed in cfg.seeds}
-    feats = features(encoders[cfg.pretraining_seeds()[0]], ds.train_images, rt).cpu()
-    return {(count, seed): select(feats, count, cfg.label_sampling, seed,
-                                  classes=ds.num_classes).sort().values
-            for count in budgets for seed in cfg.seeds}
+    """{(count, seed, sampling): the indices labeled}, for each of ``cfg.samplings()`` (the
+    first keyed ""): drawn, or — typical / coverage — chosen in the embedding of the first
+    pretraining run's encoder, never reading a label (the seed is the selection's)."""
+    out = {}
+    feats = None
+    for i, sampling in enumerate(cfg.samplings()):
+        for count in budgets:
+            for seed in cfg.seeds:
+                if sampling in SELECTED:
+                    if feats is None:
+                        feats = features(encoders[cfg.pretraining_seeds()[0]],
+                                         ds.train_images, rt).cpu()
+                    chosen = select(feats, count, sampling, seed,
+                                    classes=ds.num_classes).sort().values
+                else:
+                    chosen = draw_labels(ds.train_labels, count, seed, sampling)
+                out[count, seed, sampling if i else ""] = chosen
+    return out
 
 
 def _encoders(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int, out_dir: Path,
@@ -113,11 +122,12 @@ def _encoders(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int, out_dir
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
              cfg: CompareConfig, encoder, metrics: Metrics, rt: Runtime, *,
              settings=None, tuning: dict | None = None, extra_seconds: float = 0.0,
-             pretrain_seed: int | None = None) -> Run:
+             pretrain_seed: int | None = None, name: str | None = None) -> Run:
     """Train and test one arm on one label draw (and pretraining run); log its curve.
     ``settings``: the arm's config section (its section of ``cfg`` unless tuned);
-    ``tuning`` records how it was tuned (the run is then named ``<arm>-tuned``)."""
-    name = arm + (TUNED if tuning else "")
+    ``tuning`` records how it was tuned; ``name``: the run's (its planned name; default
+    the arm's)."""
+    name = name or arm
     t = time.perf_counter()
     o = ARMS[arm].run(cfg.context(ds.without_test(), labeled, seed, encoder, rt),
                       settings or cfg.settings(arm))
@@ -139,32 +149,33 @@ def _line(run: Run, cfg: CompareConfig) -> str:
             f"test accuracy {run.test_accuracy:.4f}  ({run.train_seconds:.1f} s)")
 
 
-def _tuned_run(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
-               cfg: CompareConfig, encoder, metrics: Metrics, rt: Runtime, log,
-               out_dir: Path, pretrain_seed: int | None = None) -> Run:
-    """Tune ``arm`` on a validation split of its labels (cfg.tune trials), then train it
-    on all of them with the chosen values and test it once."""
+def _tuned_run(item: PlannedRun, ds: Dataset, labeled: torch.Tensor, cfg: CompareConfig,
+               encoder, metrics: Metrics, rt: Runtime, log, out_dir: Path) -> Run:
+    """Tune the planned run's arm on a validation split of its labels (cfg.tune trials),
+    then train it on all of them with the chosen values and test it once."""
+    arm, seed, count, pretrain_seed = item.arm, item.seed, item.labels, item.pretrain_seed
     t = time.perf_counter()
-    study = f"{ds.name}-{arm}-{count}-seed{unit_name(seed, pretrain_seed)}"
+    drawn = arm + (SAMPLED + item.sampling if item.sampling else "")
+    study = f"{ds.name}-{drawn}-{count}-seed{unit_name(seed, pretrain_seed)}"
     chosen, info = tune(arm, ds, labeled, seed, cfg, encoder, cfg.tune,
                         out_dir / "tuning.db", study, rt)
     log(f"{ds.name:>13} {arm:>21}  tuned: {info['params']} "
         f"(validation accuracy {info['val_accuracy']:.4f}, {info['trials']} trials)")
     return _run_arm(arm, ds, labeled, seed, count, cfg, encoder, metrics, rt,
                     settings=chosen, tuning=info, extra_seconds=time.perf_counter() - t,
-                    pretrain_seed=pretrain_seed)
+                    pretrain_seed=pretrain_seed, name=item.name)
 
 
 def _execute(item: PlannedRun, ds: Dataset, draws: dict, cfg: CompareConfig, encoder,
              metrics: Metrics, rt: Runtime, log, out_dir: Path) -> Run:
-    """Make the planned run ``item`` now, on its draw in ``draws`` ((labels, seed) → the
-    labeled indices) or, for an every-label arm, on every training image."""
-    labeled = torch.arange(item.labels) if item.every_label else draws[item.labels, item.seed]
+    """Make the planned run ``item`` now, on its draw in ``draws`` ((labels, seed,
+    sampling) → the labeled indices) or, for an every-label arm, on every training image."""
+    labeled = (torch.arange(item.labels) if item.every_label
+               else draws[item.labels, item.seed, item.sampling])
     if item.tuned:
-        return _tuned_run(item.arm, ds, labeled, item.seed, item.labels, cfg, encoder,
-                          metrics, rt, log, out_dir, item.pretrain_seed)
+        return _tuned_run(item, ds, labeled, cfg, encoder, metrics, rt, log, out_dir)
     return _run_arm(item.arm, ds, labeled, item.seed, item.labels, cfg, encoder, metrics, rt,
-                    pretrain_seed=item.pretrain_seed)
+                    pretrain_seed=item.pretrain_seed, name=item.name)
 
 
 def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
@@ -221,8 +232,8 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
                                  f"classes, so some class would have no label: use at least "
                                  f"{ds.num_classes} (one a class)")
-            if cfg.label_sampling not in SELECTED:
-                draw_labels(ds.train_labels, count, cfg.seeds[0], cfg.label_sampling)
+            for sampling in set(cfg.samplings()) - set(SELECTED):
+                draw_labels(ds.train_labels, count, cfg.seeds[0], sampling)
     if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
         shape = load_encoder(pretrained)[1].get("image_shape")
         ds = next(iter(loaded.values()))
@@ -268,7 +279,8 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
     (out_dir / "labels").mkdir(exist_ok=True)
     planned = plan_runs(list(loaded), budgets, {n: len(ds.train_labels)
                                                 for n, ds in loaded.items()},
-                        cfg.seeds, cfg.arms, cfg.pretraining_seeds(), cfg.tune > 0)
+                        cfg.seeds, cfg.arms, cfg.pretraining_seeds(), cfg.tune > 0,
+                        tuple(cfg.samplings()))
     checkpoint.atomic_write_text(out_dir / "plan.json",
                                  json.dumps(as_records(planned), indent=1))
     finished = RunLog(out_dir, shard)
@@ -292,10 +304,10 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
         if pretrain_only:
             continue
         draws = _draws(ds, budgets[name], cfg, encoders, rt)
-        for (count, seed), labeled in draws.items():
+        for (count, seed, sampling), labeled in draws.items():
             checkpoint.atomic_write_text(
-                out_dir / "labels" / f"{name}-{count}-seed{seed}.json",
-                json.dumps(labeled.tolist()))
+                out_dir / "labels" / f"{name}-{count}-seed{seed}"
+                f"{'-' + sampling if sampling else ''}.json", json.dumps(labeled.tolist()))
         for item in planned:
             if item.dataset != name:
                 continue

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .arms import ARMS, TUNED
+from .arms import ARMS, SAMPLED, TUNED
 from .results import run_key
 
 
@@ -21,10 +21,12 @@ class PlannedRun:
     seed: int  # the label draw's seed
     pretrain_seed: int | None = None  # the pretraining run, for an arm that needs one
     tuned: bool = False  # tuned on its labels first (the run is then ``<arm>-tuned``)
+    sampling: str = ""  # the draw's label sampling when not the comparison's first
 
     @property
     def name(self) -> str:
-        return self.arm + (TUNED if self.tuned else "")
+        return (self.arm + (TUNED if self.tuned else "")
+                + (SAMPLED + self.sampling if self.sampling else ""))
 
     @property
     def every_label(self) -> bool:
@@ -36,25 +38,31 @@ class PlannedRun:
 
 def plan_runs(datasets: list[str], budgets: dict[str, list[int]],
               train_sizes: dict[str, int], seeds: list[int], arms: list[str],
-              pretrain_seeds: list[int], tune: bool) -> list[PlannedRun]:
+              pretrain_seeds: list[int], tune: bool,
+              samplings: tuple[str, ...] = ("",)) -> list[PlannedRun]:
     """Every run, in the order they run: per dataset, per budget and draw, each arm (one
     run per pretraining run for an arm that needs the encoder), then each tunable arm
-    tuned; last, each every-label arm once per dataset (on the first draw's seed)."""
+    tuned, then the same on each further label sampling (``samplings[1:]``: its runs are
+    named ``<arm>@<sampling>``); last, each every-label arm once per dataset (on the first
+    draw's seed)."""
     runs: list[PlannedRun] = []
 
-    def add(dataset: str, arm: str, count: int, seed: int, tuned: bool = False) -> None:
+    def add(dataset: str, arm: str, count: int, seed: int, tuned: bool = False,
+            sampling: str = "") -> None:
         for p in pretrain_seeds if ARMS[arm].pretrained else [None]:
-            runs.append(PlannedRun(dataset, arm, count, seed, p, tuned))
+            runs.append(PlannedRun(dataset, arm, count, seed, p, tuned, sampling))
 
     drawn = [a for a in arms if not ARMS[a].every_label]
     tunable = [a for a in drawn if ARMS[a].space is not None] if tune else []
     for name in datasets:
         for count in budgets[name]:
             for seed in seeds:
-                for arm in drawn:
-                    add(name, arm, count, seed)
-                for arm in tunable:
-                    add(name, arm, count, seed, tuned=True)
+                for i, sampling in enumerate(samplings):
+                    extra = sampling if i > 0 else ""
+                    for arm in drawn:
+                        add(name, arm, count, seed, sampling=extra)
+                    for arm in tunable:
+                        add(name, arm, count, seed, tuned=True, sampling=extra)
         for arm in arms:
             if ARMS[arm].every_label:
                 add(name, arm, train_sizes[name], seeds[0])
