@@ -4,9 +4,11 @@ For every budget and draw, ``random``, ``typical`` and ``coverage`` (``fewlabels
 in the encoder's embedding of the training images, never reading a label) and the
 ``balanced`` oracle (the same count of each class: it reads the labels of images nobody
 has labeled, so no user can do it) choose the images whose labels the arm trains on; the
-arm is scored on the dataset's test split. Nothing is chosen here — the strategies' only
-constants are their papers' — so the figures are reports, on reported draws (seeds under
-100). Paired differences against ``random`` over draws, 95% intervals (``fewlabels.stats``).
+arm is scored on the dataset's test split. Nothing is chosen from these figures — they are
+reports, on reported draws (seeds under 100). A change to a strategy is chosen with
+``--development``: the pool is the training images less the development split, the arm is
+scored on the development split, and the draws are development draws (100 and up). Paired
+differences against ``random`` over draws, 95% intervals (``fewlabels.stats``).
 
     python benchmarks/selection.py --encoder runs/X/mnist.encoder --budgets 10 20 40 100 \\
         --seeds 0 1 2 3 4 --out benchmarks/results/selection-mnist-probe.json
@@ -26,10 +28,14 @@ from fewlabels.arms import ARMS
 from fewlabels.classifiers import features
 from fewlabels.config import load_preset
 from fewlabels.data import draw_labels, load_dataset
-from fewlabels.development import check_reported_draws
+from fewlabels.development import (
+    check_development_draws,
+    check_reported_draws,
+    development_data,
+)
 from fewlabels.pretrain import load_encoder
 from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve
-from fewlabels.selection import select
+from fewlabels.selection import KMEANS_RESTARTS, select
 from fewlabels.stats import paired_differences, summarize
 
 STRATEGIES = ("random", "typical", "coverage", "balanced")
@@ -46,14 +52,21 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
     p.add_argument("--pool", type=int, help="the first N training images only (a quick check)")
+    p.add_argument("--development", action="store_true",
+                   help="choose, not report: the development split and development draws")
+    p.add_argument("--restarts", type=int, default=KMEANS_RESTARTS,
+                   help="typical's k-means runs, the tightest kept")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    check_reported_draws(args.seeds)
+    (check_development_draws if args.development else check_reported_draws)(args.seeds)
     cfg = load_preset("default")
     rt = resolve(cfg.device, cfg.precision)
     ds = load_dataset(args.dataset)
     if args.pool:
         ds = ds.subset(train=args.pool, test=len(ds.test_labels))
+    dev = development_data(ds) if args.development else None
+    if dev is not None:
+        ds = dev.train  # its test split withheld: the score is the development split's
     encoder, _ = load_encoder(args.encoder)
     encoder.to(rt.device).eval()
     t = time.perf_counter()
@@ -67,15 +80,17 @@ def main(argv=None) -> int:
                 if strategy == "balanced":
                     labeled = draw_labels(ds.train_labels, budget, seed, "balanced")
                 else:
-                    labeled = select(feats, budget, strategy, seed,
-                                     classes=ds.num_classes).sort().values
+                    labeled = select(feats, budget, strategy, seed, classes=ds.num_classes,
+                                     restarts=args.restarts).sort().values
                 chosen_seconds = time.perf_counter() - t
                 outcome = ARMS[args.arm].run(cfg.context(ds, labeled, seed, encoder, rt),
                                              cfg.settings(args.arm))
-                accuracy = float((outcome.predict(ds.test_images) == ds.test_labels)
-                                 .float().mean())
+                accuracy = (dev.score(outcome.predict)["dev_accuracy"] if dev is not None
+                            else float((outcome.predict(ds.test_images) == ds.test_labels)
+                                       .float().mean()))
                 row = {"arm": strategy, "model": args.arm, "dataset": args.dataset,
                        "labels": budget, "seed": seed, "test_accuracy": accuracy,
+                       "split": "development" if dev is not None else "test",
                        "classes_hit": len(set(ds.train_labels[labeled].tolist())),
                        "selection_seconds": round(chosen_seconds, 1)}
                 runs.append(row)
@@ -83,6 +98,8 @@ def main(argv=None) -> int:
     paired = [d for d in paired_differences(runs, first=list(STRATEGIES)[::-1])
               if d["b"] == "random"]
     result = {"encoder": Path(args.encoder).name, "dataset": args.dataset, "arm": args.arm,
+              "split": "development" if dev is not None else "test",
+              "typical_kmeans_restarts": args.restarts,
               "embedding_seconds": round(embed_seconds, 1), "runs": runs,
               "summary": summarize(runs), "paired_against_random": paired,
               "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
