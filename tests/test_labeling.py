@@ -163,3 +163,9 @@ def test_label_five_by_keyboard_undo_one_reload_and_go_on(folder, tmp_path):
                for d in (folder / "labeled").iterdir()}
     assert on_disk == {"cat": ["0.png", "2.png"], "dog": ["1.png", "3.png"], "bird": ["4.png"]}
     assert len(list((folder / "unlabeled").glob("*.png"))) == 8  # the originals stay
+
+
+def test_the_queue_is_what_suggest_chooses_from_unlabeled_not_test(folder):
+    (folder / "test" / "cat").mkdir(parents=True)
+    shutil.copy(folder / "unlabeled" / "0.png", folder / "test" / "cat" / "t.png")
+    assert all(f.startswith("unlabeled/") for f in Session(folder).view()["todo"])

@@ -26,6 +26,7 @@ from . import images
 from .checkpoint import atomic_write_bytes
 from .errors import UsageError
 from .outputs import run_folder_lock
+from .suggesting import candidates
 
 STATE = ".fewlabels"  # beside the images: the queue and the journal of answers
 MAX_CLASS_NAME = 100
@@ -70,12 +71,10 @@ class Session:
                          if line.strip()] if self.journal.is_file() else [])
 
     def _unlabeled(self) -> list[str]:
-        """Every image outside labeled/ (and the state folder), in name order."""
+        """The images ``suggest`` would choose from, in name order."""
         skipped: dict[str, str] = {}
-        found = images.expand([str(self.root)], skipped)
-        return sorted(os.path.relpath(f, self.root) for f in found
-                      if not Path(f).resolve().is_relative_to(self.labeled)
-                      and not Path(f).resolve().is_relative_to(self.state))
+        return sorted(os.path.relpath(f, self.root)
+                      for f in images.expand(candidates(self.root), skipped))
 
     def _inside(self, rel: str) -> Path | None:
         """The file ``rel`` names inside the folder, or None for a path outside it."""

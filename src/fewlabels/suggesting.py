@@ -21,8 +21,10 @@ from .predictor import load_for_embedding
 from .selection import select
 
 
-def _candidates(root: Path) -> list[str]:
-    """The images to choose from: ``unlabeled/``'s, or every image outside ``labeled/``."""
+def candidates(root: Path) -> list[str]:
+    """What holds the images to choose from (and to label): ``unlabeled/``, or every image
+    outside ``labeled/`` (hidden folders, the labeling page's state among them, are never
+    read)."""
     if (root / "unlabeled").is_dir():
         return [str(root / "unlabeled")]
     skipped: dict[str, str] = {}
@@ -48,7 +50,7 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
     labeled_dir = root / "labeled"
     known = sorted(d.name for d in labeled_dir.iterdir() if d.is_dir()
                    and not d.name.startswith(".")) if labeled_dir.is_dir() else []
-    inputs = ([str(labeled_dir)] if known else []) + _candidates(root)
+    inputs = ([str(labeled_dir)] if known else []) + candidates(root)
     if not inputs[len(known) > 0:]:
         raise UsageError(f"no image to choose from in {str(root)!r}: put them in "
                          f"{root}/unlabeled/")
