@@ -2,6 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fewlabels import semisupervised
 from fewlabels.augment import AugmentConfig
 from fewlabels.classifiers import with_fitted_head
 from fewlabels.encoders import ConvEncoder
@@ -159,3 +160,35 @@ def test_flexible_thresholds_apply_under_the_labels_a_class_and_are_seeded(mnist
     assert flags == [True, True, False]
     assert all(torch.equal(v, states[1][k]) for k, v in states[0].items())
     assert any(not torch.equal(v, states[2][k]) for k, v in states[0].items())
+
+
+@pytest.mark.parametrize("confident_only", [False, True])
+def test_the_student_computes_only_counted_strong_views_when_asked(mnist_slice, monkeypatch,
+                                                                   confident_only):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:96], mnist_slice.train_labels[:96]  # 6 × 16
+    net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
+    pool = mnist_slice.train_images[:480]
+    start, _ = pool_predictions(net, pool, rt)
+    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, hard_share=0,
+                               threshold=start.median().item(),  # about half count at first
+                               ema=0, align=False, flexible_below=0,
+                               confident_only=confident_only)
+    seen, counted = [], []  # images in each training-mode forward; counted pool images
+    net.register_forward_hook(lambda m, i, o: seen.append(len(o)) if m.training else None)
+    real_pseudo_labels = semisupervised.pseudo_labels
+
+    def recording(*args, **kwargs):
+        mask, confidence, pseudo = real_pseudo_labels(*args, **kwargs)
+        counted.append(int(mask.sum()))
+        return mask, confidence, pseudo
+
+    monkeypatch.setattr(semisupervised, "pseudo_labels", recording)
+    history, _ = train_semisupervised(net, images, labels, pool, cfg, rt, AugmentConfig(),
+                                      seed=0)
+    assert len(seen) == len(counted) == 10  # 480 pool images, 48 a step
+    assert any(0 < c < 48 for c in counted), counted  # steps where some pool images do not count
+    expected = [16 + c for c in counted] if confident_only else [16 + 48] * 10
+    assert seen == expected
+    assert len(history.records) == 10

@@ -51,6 +51,9 @@ class SemiSupervisedConfig:
     # threshold; the claims start from the fitted head's predictions. Chosen on the MNIST
     # development split: at 10 labels a class they lift it, at 60 they do not
     flexible_below: float = 20.0
+    # the student computes only the strong views whose pseudo-label counts (the others add
+    # nothing to the loss; they change only the batch-norm statistics of the step)
+    confident_only: bool = False
     strong: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
 
     def pool_epochs(self, share: float) -> float:
@@ -91,17 +94,14 @@ class SemiSupervisedConfig:
         return self
 
 
-def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
-                     threshold: float | torch.Tensor, prior: torch.Tensor | None = None,
-                     running: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """FixMatch's unlabeled term: cross entropy of the strong views against the weak
-    views' argmax, counted only where the weak prediction's confidence is ≥ ``threshold``
-    (one number, or one per class: the pseudo-label's), averaged over the whole batch. No
-    gradient flows through the weak views. With ``prior`` and ``running`` (class
-    distributions), the weak probabilities are first multiplied by prior / running and
-    renormalised (distribution alignment).
-    Returns (loss, mask of the pseudo-labels that counted, confidence, pseudo-labels)."""
+def pseudo_labels(logits_weak: torch.Tensor, threshold: float | torch.Tensor,
+                  prior: torch.Tensor | None = None, running: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The weak views' argmax and whether it counts: its confidence must reach
+    ``threshold`` (one number, or one per class: the pseudo-label's). With ``prior`` and
+    ``running`` (class distributions), the weak probabilities are first multiplied by
+    prior / running and renormalised (distribution alignment). No gradient.
+    Returns (mask of the pseudo-labels that count, confidence, pseudo-labels)."""
     with torch.no_grad():
         p = F.softmax(logits_weak.float(), 1)
         if prior is not None and running is not None:
@@ -109,6 +109,18 @@ def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
             p = p / p.sum(1, keepdim=True)
         confidence, pseudo = p.max(1)
         mask = confidence >= (threshold[pseudo] if torch.is_tensor(threshold) else threshold)
+    return mask, confidence, pseudo
+
+
+def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
+                     threshold: float | torch.Tensor, prior: torch.Tensor | None = None,
+                     running: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """FixMatch's unlabeled term: cross entropy of the strong views against the weak
+    views' ``pseudo_labels``, counted only where those count, averaged over the whole
+    batch. No gradient flows through the weak views.
+    Returns (loss, mask of the pseudo-labels that counted, confidence, pseudo-labels)."""
+    mask, confidence, pseudo = pseudo_labels(logits_weak, threshold, prior, running)
     per_image = F.cross_entropy(logits_strong.float(), pseudo, reduction="none")
     return (per_image * mask).mean(), mask, confidence, pseudo
 
@@ -185,19 +197,30 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             teacher.eval()
             logits_weak = teacher(weak).float()
             net.train()
-        logits = net(torch.cat([augment(x[idx_l], aug, g),
-                                strong_augment(xu, cfg.strong, g, aug.flip)])).float()
-        logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
         if cfg.align:
             with torch.no_grad():
                 running = 0.999 * running + 0.001 * F.softmax(logits_weak, 1).mean(0)
         threshold = (flexible_thresholds(claims, k, cfg.threshold) if claims is not None
                      else cfg.threshold)
-        unlabeled, mask, confidence, pseudo = consistency_loss(
-            logits_weak, logits_strong, threshold, prior if cfg.align else None, running)
+        mask, confidence, pseudo = pseudo_labels(
+            logits_weak, threshold, prior if cfg.align else None, running)
         if claims is not None:
             sure = confidence >= cfg.threshold
             claims[idx_u[sure]] = pseudo[sure]
+        # a pool image whose pseudo-label does not count adds nothing to the loss: with
+        # ``confident_only`` its strong view is not computed at all
+        kept = mask.nonzero().squeeze(1) if cfg.confident_only else None
+        views = augment(x[idx_l], aug, g)
+        strong = xu if kept is None else xu[kept]
+        if len(strong):
+            strong = strong_augment(strong, cfg.strong, g, aug.flip)
+        logits = net(torch.cat([views, strong])).float()
+        logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
+        if kept is None:
+            per_image = F.cross_entropy(logits_strong, pseudo, reduction="none") * mask
+        else:
+            per_image = F.cross_entropy(logits_strong, pseudo[kept], reduction="none")
+        unlabeled = per_image.sum() / max(1, len(idx_u))
         labeled = F.cross_entropy(logits_l, y[idx_l])
         accuracy = (logits_l.argmax(1) == y[idx_l]).float().mean().item()
         return labeled + cfg.unlabeled_weight * unlabeled, {
