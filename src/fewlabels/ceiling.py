@@ -32,7 +32,7 @@ from .augment import AugmentConfig
 from .classifiers import check_lr_list, classification_loss, predict
 from .data import as_float, split_indices
 from .encoders import ClassifierNet
-from .errors import UsageError, check_non_negative, check_positive
+from .errors import UsageError, check_epochs, check_non_negative, check_positive
 from .runtime import Runtime
 from .train import History, loop, shuffled_batches, steps_per_epoch
 
@@ -57,12 +57,12 @@ class CeilingConfig:
         check_positive(f"{where}val_size", self.val_size, integer=True)
         check_positive(f"{where}batch", self.batch, integer=True)
         check_lr_list(f"{where}lrs", self.lrs)
-        check_positive(f"{where}choose_epochs", self.choose_epochs)
+        check_epochs(f"{where}choose_epochs", self.choose_epochs)
         check_non_negative(f"{where}weight_decay", self.weight_decay)
         check_non_negative(f"{where}warmup_steps", self.warmup_steps, integer=True)
         check_positive(f"{where}patience", self.patience, integer=True)
         check_non_negative(f"{where}decays", self.decays, integer=True)
-        check_positive(f"{where}max_epochs", self.max_epochs, integer=True)
+        check_epochs(f"{where}max_epochs", self.max_epochs, integer=True)
         if not self.augments or any(a not in AUGMENTS for a in self.augments):
             raise UsageError(f"{where}augments={self.augments!r} is out of range: give one "
                              f"or more of {', '.join(AUGMENTS)}")

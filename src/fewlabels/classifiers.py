@@ -18,7 +18,14 @@ from torch import nn
 from .augment import AugmentConfig, augment
 from .data import as_float, split_indices
 from .encoders import ClassifierNet
-from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
+from .errors import (
+    UsageError,
+    check_choice,
+    check_epochs,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+)
 from .runtime import Runtime
 from .sharing import ThreadShare
 from .train import (
@@ -97,7 +104,7 @@ class ProbeConfig:
     augment: bool = False  # train on augmented views (features recomputed every epoch)
 
     def validate(self, where: str = "probe.") -> ProbeConfig:
-        check_positive(f"{where}epochs", self.epochs, integer=True)
+        check_epochs(f"{where}epochs", self.epochs, integer=True)
         check_positive(f"{where}lr", self.lr)
         check_batch(f"{where}batch", self.batch)
         check_lr_list(f"{where}weight_decays", self.weight_decays, zero=True)
@@ -261,7 +268,7 @@ class SupervisedConfig:
     augment: bool = True  # train on views augmented by the pretraining policy
 
     def validate(self, where: str = "supervised.") -> SupervisedConfig:
-        check_positive(f"{where}epochs", self.epochs, integer=True)
+        check_epochs(f"{where}epochs", self.epochs, integer=True)
         check_batch(f"{where}batch", self.batch)
         check_lr_list(f"{where}lrs", self.lrs)
         check_non_negative(f"{where}weight_decay", self.weight_decay)
@@ -284,7 +291,7 @@ class FinetuneConfig(SupervisedConfig):
     def validate(self, where: str = "finetune.") -> FinetuneConfig:
         super().validate(where)
         check_positive(f"{where}encoder_lr_scale", self.encoder_lr_scale)
-        check_positive(f"{where}head_epochs", self.head_epochs, integer=True)
+        check_epochs(f"{where}head_epochs", self.head_epochs, integer=True)
         return self
 
 

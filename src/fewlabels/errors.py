@@ -48,6 +48,19 @@ def check_positive(name: str, value: float, *, integer: bool = False, hint: str 
         raise UsageError(f"{name}={value!r} is not allowed: it must be {kind} (> 0){hint}")
 
 
+MOST_EPOCHS = 1_000_000  # far past any recipe: a typo (1e12) would otherwise run for ever
+
+
+def check_epochs(name: str, value: float, *, integer: bool = False,
+                 zero: bool = False) -> None:
+    """Raise UsageError unless ``value`` is a count of passes over the data: above 0 (or 0
+    with ``zero``), at most ``MOST_EPOCHS``, and whole when ``integer``."""
+    (check_non_negative if zero else check_positive)(name, value, integer=integer)
+    if value > MOST_EPOCHS:
+        raise UsageError(f"{name}={value!r} is out of range: at most {MOST_EPOCHS:,} passes "
+                         "over the data; give fewer")
+
+
 def check_non_negative(name: str, value: float, *, integer: bool = False,
                        hint: str = "") -> None:
     """Raise UsageError unless ``value`` is a number >= 0 (an integer when ``integer``)."""

@@ -33,7 +33,7 @@ from .classifiers import (
 )
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget
 from .encoders import build_encoder
-from .errors import UsageError, check_positive
+from .errors import UsageError, check_epochs, check_positive
 from .predictor import KIND as MODEL_KIND
 from .predictor import model_meta
 from .pretrain import PretrainConfig, build_method, encoder_meta, pretrain
@@ -273,7 +273,7 @@ class Classifier:
         are checked to be unchanged. The test set is read once, after training, for
         ``self.test_accuracy``; nothing during training looks at it.
         """
-        check_positive("epochs", epochs, integer=True)
+        check_epochs("epochs", epochs, integer=True)
         images = self.dataset.train_images[self.labeled]
         labels = self.dataset.train_labels[self.labeled]
         seed, lr = self.config["seed"], self.config["lr"]

@@ -18,7 +18,14 @@ from .augment import AugmentConfig, augment, check_augment
 from .classifiers import features, knn_accuracy
 from .data import Dataset, as_float, split_indices
 from .encoders import ENCODERS, build_encoder
-from .errors import UsageError, check_choice, check_fraction, check_non_negative, check_positive
+from .errors import (
+    UsageError,
+    check_choice,
+    check_epochs,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+)
 from .methods import METHODS, check_method
 from .methods.scan import SelfLabelLoss
 from .runtime import Runtime
@@ -70,15 +77,16 @@ class PretrainConfig:
         check_choice(f"{where}method", self.method, METHODS)
         check_choice(f"{where}encoder", self.encoder, ENCODERS)
         check_choice(f"{where}schedule", self.schedule, SCHEDULES)
-        check_positive(f"{where}epochs", self.epochs)
+        check_epochs(f"{where}epochs", self.epochs)
         check_positive(f"{where}batch", self.batch, integer=True)
         check_positive(f"{where}lr", self.lr)
         check_positive(f"{where}refine_lr", self.refine_lr)
         check_positive(f"{where}neighbors", self.neighbors, integer=True)
         check_non_negative(f"{where}weight_decay", self.weight_decay)
-        check_non_negative(f"{where}warmup_epochs", self.warmup_epochs)
-        check_non_negative(f"{where}refine_epochs", self.refine_epochs, integer=True)
-        check_non_negative(f"{where}self_label_epochs", self.self_label_epochs, integer=True)
+        check_epochs(f"{where}warmup_epochs", self.warmup_epochs, zero=True)
+        check_epochs(f"{where}refine_epochs", self.refine_epochs, integer=True, zero=True)
+        check_epochs(f"{where}self_label_epochs", self.self_label_epochs, integer=True,
+                     zero=True)
         check_positive(f"{where}refine_rounds", self.refine_rounds, integer=True)
         check_non_negative(f"{where}pool", self.pool, integer=True,
                            hint=": a number of images, or 0 for all of them")

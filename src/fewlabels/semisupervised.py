@@ -22,7 +22,7 @@ from torch import nn
 from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
 from .classifiers import features, param_groups
 from .data import as_float
-from .errors import check_fraction, check_non_negative, check_positive
+from .errors import check_epochs, check_fraction, check_non_negative, check_positive
 from .runtime import Runtime
 from .train import History, loop, shuffled_batches, warmup_cosine
 
@@ -77,8 +77,8 @@ class SemiSupervisedConfig:
         return self.steps(pool, max(self.epochs, self.hard_pool_epochs))
 
     def validate(self, where: str = "semisupervised.") -> SemiSupervisedConfig:
-        check_positive(f"{where}epochs", self.epochs)
-        check_positive(f"{where}hard_pool_epochs", self.hard_pool_epochs)
+        check_epochs(f"{where}epochs", self.epochs)
+        check_epochs(f"{where}hard_pool_epochs", self.hard_pool_epochs)
         check_fraction(f"{where}hard_share", self.hard_share, zero=True, one=True)
         check_positive(f"{where}batch", self.batch, integer=True)
         check_positive(f"{where}ratio", self.ratio, integer=True)
@@ -88,7 +88,7 @@ class SemiSupervisedConfig:
         check_fraction(f"{where}threshold", self.threshold, one=True)
         check_non_negative(f"{where}unlabeled_weight", self.unlabeled_weight)
         check_fraction(f"{where}ema", self.ema, zero=True)
-        check_positive(f"{where}head_epochs", self.head_epochs, integer=True)
+        check_epochs(f"{where}head_epochs", self.head_epochs, integer=True)
         check_non_negative(f"{where}flexible_below", self.flexible_below)
         self.strong.validate(f"{where}strong.")
         return self
