@@ -162,3 +162,68 @@ def test_output_paths(tmp_path_factory, name):
         except UsageError as e:
             assert "\n" not in str(e).replace(repr(name), "")
     assert sorted(folder.iterdir()) == before
+
+
+def _png(side: int, mode: str, seed: int) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    channels = {"L": 1, "RGB": 3, "RGBA": 4, "16-bit": 1}[mode]
+    shape = (side, side + seed % 3) + ((channels,) if channels > 1 else ())
+    if mode == "16-bit":
+        image = Image.fromarray(rng.integers(0, 65535, shape).astype(np.uint16))
+    else:
+        image = Image.fromarray(rng.integers(0, 255, shape).astype(np.uint8), mode)
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
+FILE = st.tuples(
+    st.sampled_from(["labeled/a", "labeled/b", "labeled/.hidden", "labeled", "unlabeled",
+                     "unlabeled/deep/er", "test/a", "test/c", "test/.x", "", "other"]),
+    st.text(alphabet="ab .-_é\n", min_size=1, max_size=6),
+    st.sampled_from([".png", ".PNG", ".jpg", ".txt", ".gif", ""]),
+    st.one_of(st.binary(max_size=40).map(lambda b: ("bytes", b)),
+              st.tuples(st.integers(1, 12), st.sampled_from(["L", "RGB", "RGBA", "16-bit"]),
+                        st.integers(0, 5), st.booleans()).map(lambda t: ("png", t))))
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(files=st.lists(FILE, max_size=12), size=st.none() | st.integers(4, 16))
+def test_image_folder_reader(tmp_path_factory, files, size):
+    """Any folder of files under the names the reader looks for (real PNGs of any mode and
+    size, truncated ones, random bytes, odd names, hidden folders): a dataset whose images,
+    labels and classes agree, or one clear error; and the same dataset read a second time
+    (from the cache)."""
+    from fewlabels.userdata import UNLABELED, load_user_data
+
+    root = tmp_path_factory.mktemp("folder")
+    for place, stem, ext, (kind, content) in files:
+        folder = root / place
+        folder.mkdir(parents=True, exist_ok=True)
+        if kind == "png":
+            side, mode, seed, truncate = content
+            data = _png(side, mode, seed)
+            content = data[: len(data) // 2] if truncate else data
+        target = folder / (stem + ext)
+        if not target.is_dir():
+            target.write_bytes(content)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        try:
+            ds, _ = load_user_data(root, size, progress=False, warn=lambda message: None)
+        except (DataError, UsageError) as e:
+            assert "\n" not in str(e)
+            return
+        again, _ = load_user_data(root, size, progress=False, warn=lambda message: None)
+    assert ds.train_images.dtype == torch.uint8 and ds.train_images.ndim == 4
+    assert len(ds.train_images) == len(ds.train_labels)
+    labels = ds.train_labels[ds.train_labels != UNLABELED]
+    assert len(labels) > 0 and 0 <= labels.min() and labels.max() < ds.num_classes
+    assert not any(c.startswith(".") for c in ds.classes)
+    if size is not None:
+        assert ds.image_shape[1:] == (size, size)
+    assert torch.equal(again.train_images, ds.train_images)
+    assert torch.equal(again.train_labels, ds.train_labels)

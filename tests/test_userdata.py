@@ -145,6 +145,21 @@ def test_links_that_dangle_or_loop_and_pipes_are_listed_and_skipped(tmp_path):
     assert len(again.train_images) == len(ds.train_images)
 
 
+def test_a_skipped_file_whose_name_holds_a_line_break_stays_one_line(tmp_path):
+    root = tmp_path / "digits"
+    write_digits_folder(root, per_class=3, test=0)
+    (root / "labeled" / "3" / "two\nlines.png").write_bytes(b"not a picture")
+    _, skipped, _ = quiet(root)
+    lines = skipped.summary().splitlines()
+    assert len(lines) == 2 and "'" in lines[1] and "two\\nlines.png" in lines[1]
+    nothing = tmp_path / "nothing"
+    (nothing / "labeled" / "a").mkdir(parents=True)
+    (nothing / "labeled" / "a" / "bad\nname.png").write_bytes(b"")
+    with pytest.raises(UsageError, match="1 file.s. could not be used: .*bad.*empty") as e:
+        quiet(nothing)
+    assert "\n" not in str(e.value)
+
+
 def test_a_built_in_name_given_to_fit_points_to_compare(tmp_path):
     with pytest.raises(UsageError, match=r"'mnist' is a built-in dataset: `fewlabels compare "
                                          r"--dataset mnist`"):

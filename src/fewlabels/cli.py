@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Terminated, UsageError, check_positive, check_unique
+from .errors import Terminated, UsageError, check_positive, check_unique, one_line
 
 
 def _cmd_data(args) -> int:
@@ -292,12 +292,6 @@ def _cmd_predict(args) -> int:
     _write_predictions(pred, args.format, args.top_k)
     _say_unreadable(pred.errors)
     return 1 if pred.errors else 0
-
-
-def one_line(name: str) -> str:
-    """``name`` as shown in a line of text: quoted (Python's escapes) when it holds a line
-    break or another control character, so that one name stays one line."""
-    return repr(name) if any(ord(c) < 32 or ord(c) == 127 for c in name) else name
 
 
 def _say_unreadable(errors: dict[str, str]) -> None:

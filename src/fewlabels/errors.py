@@ -22,6 +22,12 @@ def is_finite_number(value) -> bool:
             and math.isfinite(value))
 
 
+def one_line(name: str) -> str:
+    """``name`` as shown in a line of text: quoted (Python's escapes) when it holds a line
+    break or another control character, so that one name stays one line."""
+    return repr(name) if any(ord(c) < 32 or ord(c) == 127 for c in name) else name
+
+
 def check_unique(name: str, values) -> None:
     """Raise UsageError naming the first value given twice."""
     seen = set()

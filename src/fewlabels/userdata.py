@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import images
 from .checkpoint import atomic_write_bytes
 from .data import Dataset, cache_dir
-from .errors import DataError, UsageError, check_positive
+from .errors import DataError, UsageError, check_positive, one_line
 
 CACHE_VERSION = 2  # 2: the files that fail to decode are kept relative to the folder
 UNLABELED = -1
@@ -51,10 +51,16 @@ class Skipped:
         if not self.files:
             return ""
         lines = [f"fewlabels: skipped {len(self.files)} file(s) that could not be used:"]
-        lines += [f"  {path}: {why}" for path, why in self.files[:limit]]
+        lines += [f"  {one_line(path)}: {why}" for path, why in self.files[:limit]]
         if len(self.files) > limit:
             lines.append(f"  ... and {len(self.files) - limit} more")
         return "\n".join(lines)
+
+    def brief(self, limit: int = 3) -> str:
+        """The summary on one line, for an error message."""
+        shown = "; ".join(f"{one_line(path)}: {why}" for path, why in self.files[:limit])
+        more = f"; and {len(self.files) - limit} more" if len(self.files) > limit else ""
+        return f"{len(self.files)} file(s) could not be used: {shown}{more}"
 
 
 def is_user_data(name: str) -> bool:
@@ -320,7 +326,7 @@ def _from_folder(root: Path, size: int | None, progress: bool) -> tuple[Dataset,
     if not readable:
         failed = Skipped(skipped.files + [(str(root / f), why) for f, why in undecodable.files])
         raise UsageError(f"no readable image under {str(root)!r}: "
-                         + (failed.summary(5) if failed.files else "the folders are empty"))
+                         + (failed.brief() if failed.files else "the folders are empty"))
     grey = sum(g for _, g in heads.values())
     channels = 1 if grey * 2 >= len(heads) else 3
     side = size or images.default_size([s for s, _ in heads.values()])
