@@ -82,3 +82,27 @@ def test_a_folders_other_files_are_named_and_a_line_break_in_a_name_is_not_liste
     assert np.load(tmp_path / "f.npy").shape[0] == 2  # a row for each listed file, no more
     assert "line break" in err and "'" + str(folder / "new\\nline.png") + "'" in err
     assert all("line break" in line or "new" not in line for line in err.splitlines())
+
+
+def test_an_export_onto_a_full_disk_leaves_the_previous_file_and_no_part(tmp_path,
+                                                                       monkeypatch):
+    pytest.importorskip("onnxruntime")
+    import errno
+
+    _model_file(tmp_path / "m.model")
+    model = Model.load(tmp_path / "m.model")
+    samples = torch.randint(0, 256, (4, 1, 28, 28), dtype=torch.uint8)
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"an earlier export")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint.os, "fsync", full)
+        with pytest.raises(OSError, match="No space"):
+            model.export_onnx(out, samples)
+    assert out.read_bytes() == b"an earlier export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.model", "m.onnx"]
+    result = model.export_onnx(out, samples)  # with room, the whole file replaces it
+    assert result["same_classes"] and out.read_bytes()[:2] != b"an"

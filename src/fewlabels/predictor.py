@@ -9,6 +9,7 @@ data had a test split) accuracy, the data's hash and the fewlabels version.
 from __future__ import annotations
 
 import copy
+import io
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -275,22 +276,24 @@ class Model:
         wrapped = _Probabilities(copy.deepcopy(self.net).cpu()).eval()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        onnx = io.BytesIO()  # checked in memory, then written whole or not at all
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(wrapped, (x[:2],), str(path), input_names=["images"],
+            torch.onnx.export(wrapped, (x[:2],), onnx, input_names=["images"],
                               output_names=["probabilities"], dynamo=False,
                               dynamic_axes={"images": {0: "batch"},
                                             "probabilities": {0: "batch"}})
             expected = wrapped(x).numpy()
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(onnx.getvalue(),
+                                               providers=["CPUExecutionProvider"])
         got = session.run(None, {"images": x.numpy()})[0]
         result = {"images": len(x), "max_abs_difference": float(np.abs(got - expected).max()),
                   "same_classes": bool((got.argmax(1) == expected.argmax(1)).all())}
-        if not result["same_classes"] or result["max_abs_difference"] > tolerance:
+        if not result["same_classes"] or not result["max_abs_difference"] <= tolerance:
             raise UsageError(f"the ONNX model disagrees with PyTorch on {len(x)} images "
                              f"(max difference {result['max_abs_difference']:.2e}, tolerance "
-                             f"{tolerance}); it was written to {str(path)!r} but should not be "
-                             "trusted: report this")
+                             f"{tolerance}); nothing was written to {str(path)!r}: report this")
+        checkpoint.atomic_write_bytes(path, onnx.getvalue())
         return result
 
 
