@@ -4,13 +4,17 @@ balanced draw (``--labels``, ``--seed``, the same draw ``compare`` makes) in
 ``test/<digit>/``; then the default recipe through the folder path, as a user runs it.
 Prints JSON: the chosen arm, every candidate's validation accuracy, the test accuracy,
 seconds, the CPU. Compare its test accuracy with ``compare``'s on the same draw.
-Usage: python benchmarks/fit_folder.py [--labels 600] [--seed 0] [--arms ...] [--out FILE]
+``--digits``: the README's example instead, scikit-learn's 1,797 digits written by
+``examples/digits_folder.py`` (10 labeled a class, 300 for test).
+Usage: python benchmarks/fit_folder.py [--digits] [--labels 600] [--seed 0] [--arms ...]
+[--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,28 +48,37 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--arms", nargs="+")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--digits", action="store_true", help="the README's digits example")
     ap.add_argument("--out")
     args = ap.parse_args()
     from fewlabels.fitting import CANDIDATES, fit
     from fewlabels.runtime import cpu_name
 
     with tempfile.TemporaryDirectory(prefix="fewlabels-mnist-folder-") as tmp:
-        root = Path(tmp) / "mnist"
+        root = Path(tmp) / ("digits" if args.digits else "mnist")
         t = time.perf_counter()
-        write_folder(root, args.labels, args.seed)
+        if args.digits:
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+            from digits_folder import write_digits_folder
+
+            write_digits_folder(root)
+        else:
+            write_folder(root, args.labels, args.seed)
         written = time.perf_counter() - t
         os.environ.setdefault("XDG_CACHE_HOME", str(Path(tmp) / "cache"))
         t = time.perf_counter()
-        model = fit(root, Path(tmp) / "mnist.model", arms=args.arms or CANDIDATES,
+        model = fit(root, Path(tmp) / "fitted.model", arms=args.arms or CANDIDATES,
                     seed=args.seed, quick_run=args.quick)
         seconds = time.perf_counter() - t
-        # the ONNX export (needs fewlabels[onnx]), checked on the first 1,000 test images
+        # the ONNX export (needs fewlabels[onnx]), checked on real test images
         from fewlabels.data import load_dataset
 
-        exported = model.export_onnx(Path(tmp) / "mnist.onnx",
-                                     check=load_dataset("mnist").test_images[:1000])
+        check = (model.decode([str(root / "test")])[0] if args.digits
+                 else load_dataset("mnist").test_images[:1000])
+        exported = model.export_onnx(Path(tmp) / "fitted.onnx", check=check)
     m = model.meta
-    result = {"cpu": cpu_name(), "labels": args.labels, "seed": args.seed,
+    result = {"cpu": cpu_name(), "data": "digits" if args.digits else "mnist",
+              "labels": m["labeled_images"], "seed": args.seed,
               "arm": m["arm"], "validation_accuracy": m["validation_accuracy"],
               "test_accuracy": m["test_accuracy"], "seconds_fit": round(seconds, 1),
               "seconds_writing_pngs": round(written, 1), "quick": args.quick,
