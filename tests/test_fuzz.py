@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as nps
 
@@ -192,6 +192,8 @@ FILE = st.tuples(
 @settings(max_examples=60, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(files=st.lists(FILE, max_size=12), size=st.none() | st.integers(4, 16))
+@example(files=[("labeled", "\n", ".png", ("bytes", b""))], size=None)  # found by it
+@example(files=[("labeled/a", "\n", ".png", ("bytes", b""))], size=None)
 def test_image_folder_reader(tmp_path_factory, files, size):
     """Any folder of files under the names the reader looks for (real PNGs of any mode and
     size, truncated ones, random bytes, odd names, hidden folders): a dataset whose images,

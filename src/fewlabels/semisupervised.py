@@ -121,8 +121,16 @@ def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
     batch. No gradient flows through the weak views.
     Returns (loss, mask of the pseudo-labels that counted, confidence, pseudo-labels)."""
     mask, confidence, pseudo = pseudo_labels(logits_weak, threshold, prior, running)
+    return counted_cross_entropy(logits_strong, pseudo, mask, len(mask)), mask, confidence, pseudo
+
+
+def counted_cross_entropy(logits_strong: torch.Tensor, pseudo: torch.Tensor,
+                          mask: torch.Tensor, batch: int) -> torch.Tensor:
+    """Cross entropy of strong views against their pseudo-labels where ``mask`` counts
+    them, summed and divided by the ``batch`` of pool images (so a view left out because
+    it would not count changes nothing)."""
     per_image = F.cross_entropy(logits_strong.float(), pseudo, reduction="none")
-    return (per_image * mask).mean(), mask, confidence, pseudo
+    return (per_image * mask).sum() / max(1, batch)
 
 
 def flexible_thresholds(claims: torch.Tensor, classes: int, threshold: float) -> torch.Tensor:
@@ -216,11 +224,9 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             strong = strong_augment(strong, cfg.strong, g, aug.flip)
         logits = net(torch.cat([views, strong])).float()
         logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
-        if kept is None:
-            per_image = F.cross_entropy(logits_strong, pseudo, reduction="none") * mask
-        else:
-            per_image = F.cross_entropy(logits_strong, pseudo[kept], reduction="none")
-        unlabeled = per_image.sum() / max(1, len(idx_u))
+        unlabeled = (counted_cross_entropy(logits_strong, pseudo, mask, len(idx_u))
+                     if kept is None else
+                     counted_cross_entropy(logits_strong, pseudo[kept], mask[kept], len(idx_u)))
         labeled = F.cross_entropy(logits_l, y[idx_l])
         accuracy = (logits_l.argmax(1) == y[idx_l]).float().mean().item()
         return labeled + cfg.unlabeled_weight * unlabeled, {

@@ -262,8 +262,9 @@ def _listing(root: Path) -> tuple[list[tuple[Path, str, int]], list[str], Skippe
     loose = sorted(f.name for f in labeled.iterdir() if f.is_file()
                    and f.suffix.lower() in images.EXTENSIONS)
     if loose:
-        raise UsageError(f"{len(loose)} image(s) lie directly in labeled/ ({loose[0]}, ...): "
-                         "put each in labeled/<its class>/, the folder's name is the label")
+        raise UsageError(f"{len(loose)} image(s) lie directly in labeled/ "
+                         f"({one_line(loose[0])}, ...): put each in labeled/<its class>/, "
+                         "the folder's name is the label")
     test_classes = sorted(d.name for d in (root / "test").iterdir() if d.is_dir()
                           and not d.name.startswith(".")) if (root / "test").is_dir() else []
     extra = sorted(set(test_classes) - set(classes))
