@@ -289,6 +289,7 @@ class Model:
         got = session.run(None, {"images": x.numpy()})[0]
         result = {"images": len(x), "max_abs_difference": float(np.abs(got - expected).max()),
                   "same_classes": bool((got.argmax(1) == expected.argmax(1)).all())}
+        # "not <=" so that a NaN difference is refused too
         if not result["same_classes"] or not result["max_abs_difference"] <= tolerance:
             raise UsageError(f"the ONNX model disagrees with PyTorch on {len(x)} images "
                              f"(max difference {result['max_abs_difference']:.2e}, tolerance "

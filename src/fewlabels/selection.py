@@ -115,8 +115,8 @@ def typicality(x: torch.Tensor, neighbors: int = TYPICALITY_NEIGHBORS) -> torch.
 
 
 def _typical(x, budget, labeled, g, restarts: int = 1) -> torch.Tensor:
-    k = min(len(labeled) + budget, MAX_CLUSTERS)
-    assign = kmeans(x, k, g, restarts=restarts if k <= RESTART_CLUSTERS else 1)
+    clusters = min(len(labeled) + budget, MAX_CLUSTERS)
+    assign = kmeans(x, clusters, g, restarts=restarts if clusters <= RESTART_CLUSTERS else 1)
     k = int(assign.max()) + 1
     sizes = torch.bincount(assign, minlength=k)
     held = torch.bincount(assign[labeled], minlength=k)  # labeled or chosen, per cluster

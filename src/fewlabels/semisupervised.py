@@ -217,16 +217,14 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             claims[idx_u[sure]] = pseudo[sure]
         # a pool image whose pseudo-label does not count adds nothing to the loss: with
         # ``confident_only`` its strong view is not computed at all
-        kept = mask.nonzero().squeeze(1) if cfg.confident_only else None
+        kept = mask.nonzero().squeeze(1) if cfg.confident_only else slice(None)
         views = augment(x[idx_l], aug, g)
-        strong = xu if kept is None else xu[kept]
+        strong = xu[kept]
         if len(strong):
             strong = strong_augment(strong, cfg.strong, g, aug.flip)
         logits = net(torch.cat([views, strong])).float()
         logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
-        unlabeled = (counted_cross_entropy(logits_strong, pseudo, mask, len(idx_u))
-                     if kept is None else
-                     counted_cross_entropy(logits_strong, pseudo[kept], mask[kept], len(idx_u)))
+        unlabeled = counted_cross_entropy(logits_strong, pseudo[kept], mask[kept], len(idx_u))
         labeled = F.cross_entropy(logits_l, y[idx_l])
         accuracy = (logits_l.argmax(1) == y[idx_l]).float().mean().item()
         return labeled + cfg.unlabeled_weight * unlabeled, {

@@ -51,16 +51,20 @@ class Skipped:
         if not self.files:
             return ""
         lines = [f"fewlabels: skipped {len(self.files)} file(s) that could not be used:"]
-        lines += [f"  {one_line(path)}: {why}" for path, why in self.files[:limit]]
+        lines += [f"  {entry}" for entry in self._entries(limit)]
         if len(self.files) > limit:
             lines.append(f"  ... and {len(self.files) - limit} more")
         return "\n".join(lines)
 
     def brief(self, limit: int = 3) -> str:
         """The summary on one line, for an error message."""
-        shown = "; ".join(f"{one_line(path)}: {why}" for path, why in self.files[:limit])
         more = f"; and {len(self.files) - limit} more" if len(self.files) > limit else ""
-        return f"{len(self.files)} file(s) could not be used: {shown}{more}"
+        return (f"{len(self.files)} file(s) could not be used: "
+                f"{'; '.join(self._entries(limit))}{more}")
+
+    def _entries(self, limit: int) -> list[str]:
+        """'path: why' for the first ``limit`` files, each name on one line."""
+        return [f"{one_line(path)}: {why}" for path, why in self.files[:limit]]
 
 
 def is_user_data(name: str) -> bool:
