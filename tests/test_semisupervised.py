@@ -192,3 +192,26 @@ def test_the_student_computes_only_counted_strong_views_when_asked(mnist_slice, 
     expected = [16 + c for c in counted] if confident_only else [16 + 48] * 10
     assert seen == expected
     assert len(history.records) == 10
+
+
+def test_frozen_layers_keep_their_pretrained_weights_and_the_rest_trains(mnist_slice):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:100], mnist_slice.train_labels[:100]
+    net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
+    before = {k: v.clone() for k, v in net.encoder.named_parameters()}
+    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.5, hard_share=0,
+                               frozen_layers=2)
+    train_semisupervised(net, images, labels, mnist_slice.train_images[:480], cfg, rt,
+                         AugmentConfig(), seed=0)
+    after = dict(net.encoder.named_parameters())
+    # net.0/1: the first convolution and its BatchNorm; net.3/4 the second; net.6 the third
+    for name in ("net.0.weight", "net.1.weight", "net.1.bias", "net.3.weight", "net.4.bias"):
+        assert torch.equal(before[name], after[name]), name
+    for name in ("net.6.weight", "net.9.weight"):
+        assert not torch.equal(before[name], after[name]), name
+    too_many = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, frozen_layers=5)
+    with pytest.raises(Exception, match=r"semisupervised.frozen_layers=5 is out of range: "
+                                        r"this encoder has 4 weight layers"):
+        train_semisupervised(net, images, labels, mnist_slice.train_images[:480], too_many,
+                             rt, AugmentConfig(), seed=0)

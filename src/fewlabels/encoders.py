@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .errors import check_positive
+from .errors import UsageError, check_positive
 
 
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
@@ -80,6 +80,23 @@ class ClassifierNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
+
+
+def freeze_first_layers(encoder: nn.Module, layers: int, where: str = "") -> None:
+    """Keep the first ``layers`` weight layers of ``encoder`` (convolutions or linear
+    layers, each with the normalisation after it) at their weights: no gradient, so a step
+    pays no backward pass through them, nor their input's gradient in the next layer."""
+    seen = 0
+    for module in encoder.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            seen += 1
+            if seen > layers:
+                return
+        if seen and not any(module.children()):
+            module.requires_grad_(False)
+    if seen < layers:
+        raise UsageError(f"{where}frozen_layers={layers} is out of range: this encoder has "
+                         f"{seen} weight layers; freeze at most {seen}")
 
 
 class _SpatialMean(torch.autograd.Function):

@@ -22,6 +22,7 @@ from torch import nn
 from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
 from .classifiers import features, param_groups
 from .data import as_float
+from .encoders import freeze_first_layers
 from .errors import check_epochs, check_fraction, check_non_negative, check_positive
 from .runtime import Runtime
 from .train import History, loop, shuffled_batches, warmup_cosine
@@ -54,6 +55,9 @@ class SemiSupervisedConfig:
     # the student computes only the strong views whose pseudo-label counts (the others add
     # nothing to the loss; they change only the batch-norm statistics of the step)
     confident_only: bool = False
+    # the encoder's first weight layers kept at their pretrained weights: the student's
+    # backward pass stops above them (0: the whole network trains)
+    frozen_layers: int = 0
     strong: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
 
     def pool_epochs(self, share: float) -> float:
@@ -90,6 +94,7 @@ class SemiSupervisedConfig:
         check_fraction(f"{where}ema", self.ema, zero=True)
         check_epochs(f"{where}head_epochs", self.head_epochs, integer=True)
         check_non_negative(f"{where}flexible_below", self.flexible_below)
+        check_non_negative(f"{where}frozen_layers", self.frozen_layers, integer=True)
         self.strong.validate(f"{where}strong.")
         return self
 
@@ -231,6 +236,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             "accuracy": accuracy, "confident": mask.float().mean().item()}
 
     net.encoder.requires_grad_(True)
+    freeze_first_layers(net.encoder, cfg.frozen_layers, "semisupervised.")
     net.train()
     history = loop(param_groups(net, cfg.encoder_lr_scale), loss_fn, batches(), steps=steps,
                   lr=cfg.lr, weight_decay=cfg.weight_decay, runtime=rt,
