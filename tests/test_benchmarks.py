@@ -114,7 +114,7 @@ def test_stage_profile_counts_each_stage_of_the_default_comparison():
     per_epoch = 235  # ceil(60,000 / 256)
     assert counts["pretrain simclr step"] == 4 * per_epoch
     assert counts["pretrain refine step"] == 3 * 2 * per_epoch  # three rounds of two epochs
-    assert counts["pretrain self-label step"] == 2 * per_epoch
+    assert counts["pretrain self-label step"] == 0  # off in the default recipe
     assert counts["pretrain neighbour mining: kNN of the pool"] == 3
     assert all(counts[p] == 3 * 8 * (60_000 // 224) for p in SEMI_PARTS)
     # each of supervised and finetune, a draw: one rate on all 600 labels (10 batches of 64

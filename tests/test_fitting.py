@@ -264,3 +264,29 @@ def test_fit_killed_during_pretraining_ends_with_the_same_model(tmp_path):
     assert r.returncode == 0 and "resuming the interrupted pretraining" in r.stdout + r.stderr
     assert not state.exists()
     assert cut.read_bytes() == whole.read_bytes()
+
+
+def test_an_arm_the_held_out_labels_cannot_separate_is_decided_by_validation_loss():
+    from fewlabels.fitting import choose_arm
+
+    every = torch.ones(20, dtype=torch.bool)
+    losses = {"probe": 0.30, "finetune": 0.12, "semisupervised": 0.05, "supervised": 0.40}
+    best, why = choose_arm({a: every for a in losses}, losses)
+    assert best == "semisupervised"  # a four-way tie at 1.0 goes to the lowest loss
+    assert "cannot be told apart on 20 held-out images" in why and "0.0500" in why
+    # one wrong image out of 20 does not separate an arm either
+    one_wrong = every.clone()
+    one_wrong[3] = False
+    best, _ = choose_arm({"probe": every, "semisupervised": one_wrong},
+                         {"probe": 0.3, "semisupervised": 0.05})
+    assert best == "semisupervised"
+
+
+def test_an_arm_the_held_out_labels_separate_wins_whatever_its_loss():
+    from fewlabels.fitting import choose_arm
+
+    probe = torch.arange(200) < 190  # 0.95
+    supervised = torch.arange(200) < 150  # 0.75: 40 images where only the probe is right
+    best, why = choose_arm({"supervised": supervised, "probe": probe},
+                           {"supervised": 0.01, "probe": 0.5})
+    assert best == "probe" and "separable on the 200 held-out images" in why

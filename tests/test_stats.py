@@ -1,6 +1,7 @@
 import math
 
 import pytest
+import torch
 
 from fewlabels.stats import describe, paired_differences, summarize
 
@@ -120,3 +121,16 @@ def test_both_arms_on_pretraining_runs_pair_by_draw_means():
     assert x["differences"] == pytest.approx([0.02, 0.025]) and x["n"] == 2
     assert [d["difference"] for d in x["per_pretraining_run"]] == pytest.approx(
         [0.02, 0.02, 0.01, 0.04])
+
+
+def test_mcnemar_exact_by_hand():
+    from fewlabels.stats import mcnemar_p
+
+    a = torch.tensor([True] * 10 + [False] * 2 + [True] * 8)
+    b = torch.tensor([False] * 10 + [True] * 2 + [True] * 8)
+    # 12 discordant images, 10 for a and 2 for b: p = 2 · (C(12,0)+C(12,1)+C(12,2)) / 2^12
+    assert mcnemar_p(a, b) == pytest.approx(2 * (1 + 12 + 66) / 4096)
+    assert mcnemar_p(a, b) == mcnemar_p(b, a)
+    assert mcnemar_p(a, a) == 1.0  # no image where they disagree
+    # 5 against 5: the largest possible p is capped at 1
+    assert mcnemar_p(torch.arange(10) < 5, torch.arange(10) >= 5) == 1.0

@@ -15,8 +15,10 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from .arms import ARMS
+from .classifiers import features
 from .config import CompareConfig, load_preset, quick
 from .data import Dataset
 from .errors import (
@@ -31,6 +33,7 @@ from .outputs import check_output_file
 from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
+from .stats import mcnemar_p
 from .userdata import UNLABELED, has_test, load_user_data
 
 CANDIDATES = ("probe", "finetune", "semisupervised", "supervised")  # arms that train a network
@@ -83,6 +86,27 @@ def _check_options(arms, val_fraction: float, seed: int, out, force: bool,
         check_output_file(out, "--out", force)
 
 
+def choose_arm(right: dict[str, torch.Tensor], losses: dict[str, float],
+               alpha: float = 0.05) -> tuple[str, str]:
+    """The arm to keep, and why, from each arm's per-image "was right" on the same held-out
+    labeled images and its validation loss (mean cross entropy there). The most accurate
+    arm wins when the images separate it from every other (exact McNemar test, p <
+    ``alpha``); the arms they cannot separate from it — a tie at 1.0 on 20 images, say —
+    are decided by the lower validation loss, which every image informs, not only those
+    the arms disagree on. Ties in accuracy go to the first arm given."""
+    accuracy = {arm: r.float().mean().item() for arm, r in right.items()}
+    top = max(right, key=lambda a: accuracy[a])
+    close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= alpha]
+    n = len(right[top])
+    if len(close) == 1:
+        return top, (f"the highest validation accuracy, {accuracy[top]:.4f}, separable on "
+                     f"the {n} held-out images from every other arm (McNemar p < {alpha:g})")
+    best = min(close, key=lambda a: losses[a])
+    listed = ", ".join(f"{a} {accuracy[a]:.4f}" for a in close)
+    return best, (f"{listed} cannot be told apart on {n} held-out images (McNemar p >= "
+                  f"{alpha:g}); of those, the lowest validation loss, {losses[best]:.4f}")
+
+
 def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES,
         image_size: int | None = None, preset: str = "default", overrides: dict | None = None,
         quick_run: bool = False, val_fraction: float = 0.2, seed: int = 0,
@@ -127,23 +151,29 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
                                        state_path=state, save_every=save_every)
         log(f"pretrained in {history.seconds:.0f} s")
     hidden = ds.without_test()
-    scores = {}
+    right, losses = {}, {}
     for arm in arms:
         t = time.perf_counter()
         outcome = ARMS[arm].run(cfg.context(hidden, train, seed, encoder, rt),
                                 cfg.settings(arm))
-        scores[arm] = (outcome.predict(ds.train_images[val]) == labels[val]).float().mean().item()
-        log(f"  {arm:<15} validation accuracy {scores[arm]:.4f} on {len(val)} held-out labeled "
-            f"images ({time.perf_counter() - t:.0f} s)")
-    best = max(arms, key=lambda a: scores[a])  # ties: the first given (the cheapest)
-    log(f"chosen: {best}; training it again on all {len(labeled)} labeled images")
+        logits = outcome.net.forward_head(features(outcome.net, ds.train_images[val], rt)
+                                          ).float().cpu()
+        right[arm] = logits.argmax(1) == labels[val]
+        losses[arm] = F.cross_entropy(logits, labels[val]).item()
+        log(f"  {arm:<15} validation accuracy {right[arm].float().mean().item():.4f}, loss "
+            f"{losses[arm]:.4f} on {len(val)} held-out labeled images "
+            f"({time.perf_counter() - t:.0f} s)")
+    scores = {arm: right[arm].float().mean().item() for arm in arms}
+    best, why = choose_arm(right, losses)
+    log(f"chosen: {best} ({why}); training it again on all {len(labeled)} labeled images")
     net = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
                          cfg.settings(best)).net.cpu().float().eval()
     meta = {**model_meta(ds.classes, ds.image_shape, best, cfg.pretrain.encoder,
                          cfg.pretrain.encoder_options),
             "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
                        best: dataclasses.asdict(cfg.settings(best))},
-            "validation_accuracy": scores, "validation_images": len(val),
+            "validation_accuracy": scores, "validation_loss": losses, "choice": why,
+            "validation_images": len(val),
             "labeled_images": len(labeled), "unlabeled_images": unlabeled,
             "seed": seed, "data": ds.provenance(), "source": ds.source,
             "fewlabels": version("fewlabels")}  # no timings: the same fit, the same bytes

@@ -144,6 +144,19 @@ def _per_pretraining_run(a: list[dict], b: list[dict], seeds: list[int]) -> list
     return out
 
 
+def mcnemar_p(right_a: torch.Tensor, right_b: torch.Tensor) -> float:
+    """Exact two-sided McNemar test of two classifiers on the same images (boolean
+    "was right" per image): only the images where they disagree count; under the null
+    each of those is a fair coin, p = min(1, 2 · P(Binomial(n, ½) ≤ min(b, c)))."""
+    b = int((right_a & ~right_b).sum())
+    c = int((~right_a & right_b).sum())
+    n = b + c
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, k: int) -> np.ndarray:
     """(k, k) counts: row = true class, column = predicted class."""
     flat = labels.long() * k + predictions.long().cpu()
