@@ -13,6 +13,7 @@ choice was made on. Each variant prints one JSON line and appends it to ``--tabl
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 import torch
 
 from fewlabels.arms import ARMS
+from fewlabels.classifiers import predict, recalibrate_batchnorm
 from fewlabels.config import load_preset, parse_set
 from fewlabels.data import load_dataset, parse_label_budget
 from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
@@ -42,6 +44,10 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--name", default="", help="a label for the table")
     p.add_argument("--table", type=Path, help="append each result (JSON line) here")
+    p.add_argument("--also-recalibrated", action="store_true",
+                   help="a second row a draw: the same trained network with its BatchNorm "
+                        "statistics re-estimated on the clean pool (what "
+                        "semisupervised.recalibrate=true does after training)")
     args = p.parse_args(argv)
     try:
         check_development_draws(args.seeds)
@@ -69,10 +75,21 @@ def main(argv=None) -> int:
                "encoder": Path(args.encoder).name if args.encoder else None,  # not its path
                "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
                "threads": torch.get_num_threads()}
-        print(json.dumps(row), flush=True)
-        if args.table:
-            with args.table.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+        rows = [row]
+        if args.also_recalibrated and outcome.net is not None:
+            start = time.perf_counter()
+            net = copy.deepcopy(outcome.net)
+            recalibrate_batchnorm(net, dev.train.train_images, rt)
+            rows.append({**row, "name": f"{args.name} + BatchNorm recalibrated on the clean pool",
+                         "set": [*args.set, "semisupervised.recalibrate=true"],
+                         **dev.score(lambda images, net=net: predict(net.encoder, net.head,
+                                                                     images, rt)),
+                         "seconds": round(seconds + time.perf_counter() - start, 1)})
+        for r in rows:
+            print(json.dumps(r), flush=True)
+            if args.table:
+                with args.table.open("a") as f:
+                    f.write(json.dumps(r) + "\n")
     return 0
 
 

@@ -71,3 +71,22 @@ def test_finetune_changes_the_encoder_and_the_probe_does_not(mnist_slice):
     assert all(torch.equal(v, pretrained.state_dict()[k]) for k, v in before.items())
     assert r["lr"] in cfg.lrs and set(r["val_scores"]) == {"0.001", "0.003"}
     assert probe["head"].out_features == 10
+
+
+def test_batchnorm_recalibration_measures_the_images_it_is_given():
+    from fewlabels.classifiers import recalibrate_batchnorm
+    from fewlabels.encoders import ClassifierNet
+
+    torch.manual_seed(0)
+    net = ClassifierNet(ConvEncoder(width=4), 10).eval()
+    first_bn = net.encoder.net[1]
+    first_bn.running_mean.fill_(5.0)  # statistics of other inputs
+    first_bn.running_var.fill_(9.0)
+    images = torch.randint(0, 256, (64, 1, 28, 28), dtype=torch.uint8)
+    rt = resolve("cpu", "fp32")
+    recalibrate_batchnorm(net, images, rt, chunk=64)
+    assert not net.training
+    with torch.no_grad():
+        conv = net.encoder.net[0](images.float() / 255)  # the first convolution's output
+    assert torch.allclose(first_bn.running_mean, conv.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(first_bn.running_var, conv.var((0, 2, 3), unbiased=True), atol=1e-5)

@@ -215,3 +215,18 @@ def test_frozen_layers_keep_their_pretrained_weights_and_the_rest_trains(mnist_s
                                         r"this encoder has 4 weight layers"):
         train_semisupervised(net, images, labels, mnist_slice.train_images[:480], too_many,
                              rt, AugmentConfig(), seed=0)
+
+
+def test_recalibration_leaves_the_final_model_with_the_clean_pools_statistics(mnist_slice):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:100], mnist_slice.train_labels[:100]
+    pool = mnist_slice.train_images[:480]
+    net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
+    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.5, hard_share=0,
+                               recalibrate=True)
+    train_semisupervised(net, images, labels, pool, cfg, rt, AugmentConfig(), seed=0)
+    with torch.no_grad():  # the first convolution on the clean pool, in chunks of 256
+        chunks = [net.encoder.net[0](part.float() / 255).mean((0, 2, 3))
+                  for part in pool.split(256)]
+    assert torch.allclose(net.encoder.net[1].running_mean, sum(chunks) / len(chunks), atol=1e-5)

@@ -65,6 +65,21 @@ def features(encoder: nn.Module, images: torch.Tensor, runtime: Runtime,
     return torch.cat(out)
 
 
+def recalibrate_batchnorm(net: nn.Module, images: torch.Tensor, runtime: Runtime,
+                          chunk: int = 256) -> None:
+    """Re-estimate every BatchNorm's running mean and variance in ``net`` from ``images``
+    (uint8 or float; no label read): the statistics reset, then one pass in training mode
+    without gradient, each chunk's batch statistics averaged with equal weight a chunk
+    (torch's ``update_bn``). For a network whose running statistics were gathered on other
+    inputs (strong augmentations) than it will see (clean images). Leaves ``net`` in eval
+    mode."""
+    device = next(net.parameters()).device
+    with runtime.autocast():
+        torch.optim.swa_utils.update_bn(
+            (as_float(part.to(device)) for part in images.split(chunk)), net)
+    net.eval()
+
+
 def knn_accuracy(ref: torch.Tensor, ref_labels: torch.Tensor, query: torch.Tensor,
                  query_labels: torch.Tensor, k: int = 5) -> float:
     """Accuracy of a k-nearest-neighbour vote (cosine similarity) of ``query`` in ``ref``."""

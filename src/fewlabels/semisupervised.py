@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
-from .classifiers import features, param_groups
+from .classifiers import features, param_groups, recalibrate_batchnorm
 from .data import as_float
 from .encoders import freeze_first_layers
 from .errors import check_epochs, check_fraction, check_non_negative, check_positive
@@ -58,6 +58,9 @@ class SemiSupervisedConfig:
     # the encoder's first weight layers kept at their pretrained weights: the student's
     # backward pass stops above them (0: the whole network trains)
     frozen_layers: int = 0
+    # after training, the final model's BatchNorm statistics re-estimated on the clean pool
+    # (the moving averages held the student's batches: mostly strong views)
+    recalibrate: bool = False
     strong: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
 
     def pool_epochs(self, share: float) -> float:
@@ -245,6 +248,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     if average is not None:
         average.update_parameters(net)
         net.load_state_dict(average.module.state_dict())
+    if cfg.recalibrate:
+        recalibrate_batchnorm(net, u, rt)
     net.eval()
     return history, {"epochs": epochs, "confident_share_at_start": round(share, 4),
                      "flexible": flexible}
