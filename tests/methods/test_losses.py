@@ -100,30 +100,6 @@ def test_scan_consistency_keeps_a_gradient_for_pairs_far_apart():
     assert torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0.5
 
 
-def test_scan_without_the_neighbours_gradient_trains_the_anchor_only():
-    from fewlabels.encoders import ConvEncoder
-    from fewlabels.methods.scan import SCANLoss
-
-    torch.manual_seed(0)
-    both = SCANLoss(ConvEncoder(width=4), clusters=3).eval()  # eval: no BatchNorm coupling
-    anchor_only = SCANLoss(ConvEncoder(width=4), clusters=3, neighbor_grad=False).eval()
-    anchor_only.load_state_dict(both.state_dict())
-    x = torch.randn(2, 6, 1, 28, 28)
-    losses, grads = [], []
-    for loss_fn in (both, anchor_only):
-        views = [x[0].clone().requires_grad_(), x[1].clone().requires_grad_()]
-        loss = loss_fn(views, x[0])
-        loss.backward()
-        losses.append(loss.item())
-        grads.append([v.grad for v in views])
-    assert losses[0] == pytest.approx(losses[1], rel=1e-5)  # the same loss value
-    assert grads[0][1].abs().sum() > 0  # trained through both, the neighbour has a gradient
-    assert grads[1][1] is None and grads[1][0].abs().sum() > 0  # here the anchor only
-    assert torch.allclose(grads[1][0], grads[0][0], atol=1e-6)  # the anchor's path is unchanged
-    with pytest.raises(Exception, match="neighbor_grad='no' is not allowed"):
-        SCANLoss(ConvEncoder(width=4), clusters=3, neighbor_grad="no")
-
-
 class _Flatten(torch.nn.Module):
     num_features = 3
 

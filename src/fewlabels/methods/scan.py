@@ -28,24 +28,16 @@ def neg_entropy(p: torch.Tensor) -> torch.Tensor:
 
 
 class SCANLoss(nn.Module):
-    """Encoder → standardisation → linear cluster head (softmax over ``clusters``) → SCAN.
-
-    With ``neighbor_grad=False`` the neighbour's prediction is a target: its forward pass
-    runs without a graph (in training mode, so BatchNorm sees it), and only the anchor is
-    back-propagated — a step costs about two thirds of one that trains through both."""
+    """Encoder → standardisation → linear cluster head (softmax over ``clusters``) → SCAN."""
 
     views = 2
 
-    def __init__(self, encoder: nn.Module, clusters: int = 50, entropy_weight: float = 5.0,
-                 neighbor_grad: bool = True):
+    def __init__(self, encoder: nn.Module, clusters: int = 50, entropy_weight: float = 5.0):
         super().__init__()
         if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 2:
             raise UsageError(f"clusters={clusters!r} is not allowed: it must be an integer "
                              ">= 2, e.g. the number of classes")
         check_non_negative("entropy_weight", entropy_weight)
-        if not isinstance(neighbor_grad, bool):
-            raise UsageError(f"neighbor_grad={neighbor_grad!r} is not allowed: use true or false")
-        self.neighbor_grad = neighbor_grad
         self.encoder = encoder
         # standardised features let the new head learn as fast as the encoder moves
         self.head = nn.Sequential(nn.BatchNorm1d(encoder.num_features, affine=False),
@@ -53,18 +45,11 @@ class SCANLoss(nn.Module):
         self.entropy_weight = entropy_weight
 
     def forward(self, views: list[torch.Tensor], clean: torch.Tensor) -> torch.Tensor:
-        if self.neighbor_grad:
-            logits_a, logits_n = self.logits(torch.cat(views)).chunk(2)
-        else:
-            logits_a = self.logits(views[0])
-            with torch.no_grad():
-                logits_n = self.logits(views[1])
+        logits_a, logits_n = self.head(self.encoder.forward_features(torch.cat(views))
+                                       ).float().chunk(2)
         logits_a, logits_n = gather(logits_a), gather(logits_n)  # the whole batch's
         return (consistency(logits_a, logits_n)
                 + self.entropy_weight * neg_entropy(F.softmax(logits_a, 1)))
-
-    def logits(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder.forward_features(images)).float()
 
 
 class SelfLabelLoss(nn.Module):
