@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from fewlabels.arms import ARMS
-from fewlabels.classifiers import predict, recalibrate_batchnorm
+from fewlabels.arms import ARMS, network_outcome
+from fewlabels.classifiers import recalibrate_batchnorm
 from fewlabels.config import load_preset, parse_set
 from fewlabels.data import load_dataset, parse_label_budget
 from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
@@ -82,8 +82,7 @@ def main(argv=None) -> int:
             recalibrate_batchnorm(net, dev.train.train_images, rt)
             rows.append({**row, "name": f"{args.name} + BatchNorm recalibrated on the clean pool",
                          "set": [*args.set, "semisupervised.recalibrate=true"],
-                         **dev.score(lambda images, net=net: predict(net.encoder, net.head,
-                                                                     images, rt)),
+                         **dev.score(network_outcome(net, rt).predict),
                          "seconds": round(seconds + time.perf_counter() - start, 1)})
         for r in rows:
             print(json.dumps(r), flush=True)

@@ -335,6 +335,15 @@ def test_budgets_that_cannot_be_drawn_are_refused_before_the_run_folder(capsys, 
     assert code == 2 and message in err and not (tmp_path / "run").exists()
 
 
+@pytest.mark.usefixtures("mnist")
+def test_too_many_frozen_layers_are_refused_before_the_run_folder(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "compare", "--arms", "semisupervised", "--set",
+                           "semisupervised.frozen_layers=9", "--out", str(tmp_path / "run"))
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert ("semisupervised.frozen_layers=9 is out of range: this encoder has 4 weight "
+            "layers; freeze at most 4") in err
+
+
 ONE_RUN = ('{"runs": [{"dataset": "mnist", "arm": "probe", "labels": 600, "seed": 0, '
            '"test_accuracy": 0.98}]}')
 

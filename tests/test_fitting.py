@@ -157,7 +157,8 @@ def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch
 
                 @staticmethod
                 def run(ctx, settings):
-                    seen.append(isinstance(ctx.data.test_images, Withheld))
+                    seen.append((isinstance(ctx.data.test_images, Withheld),
+                                 len(ctx.data.train_images), len(ctx.labeled)))
                     return arm.run(ctx, settings)
 
             return Wrapped
@@ -169,7 +170,26 @@ def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch
              x_test=images[1500:], y_test=labels[1500:])
     model = fit(tmp_path / "d.npz", arms=["supervised"], quick_run=True,
                 overrides={"supervised": {"epochs": 3}}, log=lambda m: None, progress=False)
-    assert seen == [True, True] and model.meta["test_accuracy"] is not None
+    # the candidate trains on the labels less the held-out ones, in a pool without them;
+    # the chosen arm again on all 150 in the whole pool
+    y_train = torch.as_tensor(y[:1500])
+    train, val = stratified_split(y_train, (y_train >= 0).nonzero().flatten(), 0.2, 0)
+    assert len(val) > 20
+    assert seen == [(True, 1500 - len(val), len(train)), (True, 1500, 150)]
+    assert model.meta["test_accuracy"] is not None
+
+
+def test_without_images_drops_the_held_out_images_and_renumbers_the_rest():
+    from fewlabels.data import Dataset
+    from fewlabels.fitting import without_images
+
+    images = torch.arange(8, dtype=torch.uint8).view(8, 1, 1, 1)
+    ds = Dataset("toy", images, torch.tensor([0, -1, 1, -1, 0, 1, -1, 0]), images[:0],
+                 torch.zeros(0, dtype=torch.long), ["a", "b"])
+    smaller, train = without_images(ds, torch.tensor([2, 4]), torch.tensor([0, 5, 7]))
+    assert smaller.train_images.flatten().tolist() == [0, 1, 3, 5, 6, 7]
+    assert smaller.train_labels.tolist() == [0, -1, -1, 1, -1, 0]
+    assert smaller.train_images[train].flatten().tolist() == [0, 5, 7]
 
 
 def test_stratified_split_holds_out_a_fraction_of_each_class():

@@ -121,7 +121,7 @@ def network_maker(encoder: str, options: dict, image_shape, num_classes: int,
                                   num_classes, seed)
 
 
-def _network(net: ClassifierNet, rt: Runtime, **fields) -> Outcome:
+def network_outcome(net: ClassifierNet, rt: Runtime, **fields) -> Outcome:
     """An Outcome whose predictor is ``net``."""
     return Outcome(lambda images: predict(net.encoder, net.head, images, rt), net=net,
                    **fields)
@@ -129,7 +129,7 @@ def _network(net: ClassifierNet, rt: Runtime, **fields) -> Outcome:
 
 def _trained(r: dict, rt: Runtime, method: str | None = None) -> Outcome:
     """The Outcome of ``train_network``'s result ``r``: its network as the predictor."""
-    return _network(r["net"], rt, method=method, history=r["history"].records,
+    return network_outcome(r["net"], rt, method=method, history=r["history"].records,
                     chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
 
 
@@ -147,7 +147,7 @@ def _ceiling(ctx: Context, c: CeilingConfig) -> Outcome:
     chosen = {k: r[k] for k in ("augment", "lr", "val_scores", "epochs", "best_epoch",
                                 "val_accuracy", "steps", "min_steps", "lr_drops",
                                 "candidates")}
-    return _network(r["net"], ctx.runtime, history=r["history"].records, chosen=chosen)
+    return network_outcome(r["net"], ctx.runtime, history=r["history"].records, chosen=chosen)
 
 
 def _finetune(ctx: Context, f: FinetuneConfig) -> Outcome:
@@ -164,7 +164,7 @@ def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
                            s.head_epochs, ctx.runtime, ctx.seed)
     history, chosen = train_semisupervised(net, ctx.images, ctx.labels, ctx.data.train_images,
                                            s, ctx.runtime, ctx.augment, ctx.seed)
-    return _network(net, ctx.runtime, method=ctx.method, history=history.records,
+    return network_outcome(net, ctx.runtime, method=ctx.method, history=history.records,
                     chosen=chosen)
 
 
@@ -185,7 +185,7 @@ def _probe(ctx: Context, p: ProbeConfig) -> Outcome:
                      ctx.seed, num_classes=ctx.data.num_classes)
     net = new_classifier(lambda: ctx.encoder, ctx.data.num_classes, ctx.seed)  # RNG forked
     net.head = r["head"]
-    return _network(net, ctx.runtime, method=ctx.method, history=r["history"].records,
+    return network_outcome(net, ctx.runtime, method=ctx.method, history=r["history"].records,
                     chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
 
 

@@ -12,6 +12,7 @@ import yaml
 from .arms import ARMS, Context, KNNConfig, LabelSpreadingConfig, LogRegConfig, network_maker
 from .ceiling import CeilingConfig
 from .classifiers import FinetuneConfig, ProbeConfig, SupervisedConfig
+from .encoders import build_encoder, check_frozen_layers
 from .errors import UsageError, check_choice, check_non_negative, check_seed, check_unique
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
@@ -80,6 +81,14 @@ class CompareConfig:
                        encoder, p.name(),
                        self.semisupervised.most_steps(len(data.train_images))
                        if self.ceiling.at_least_semisupervised else 0)
+
+    def check_data(self, image_shape) -> None:
+        """The settings whose range the data sets, checked before any work:
+        ``semisupervised.frozen_layers`` against the encoder built for ``image_shape``."""
+        p = self.pretrain
+        if self.semisupervised.frozen_layers:
+            check_frozen_layers(build_encoder(p.encoder, image_shape, **p.encoder_options),
+                                self.semisupervised.frozen_layers, "semisupervised.")
 
     def samplings(self) -> list[str]:
         """The label samplings, the first the comparison's own (its runs unsuffixed)."""

@@ -82,10 +82,20 @@ class ClassifierNet(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
+def check_frozen_layers(encoder: nn.Module, layers: int, where: str = "") -> None:
+    """Refuse a ``frozen_layers`` count above ``encoder``'s weight layers (convolutions or
+    linear layers)."""
+    count = sum(isinstance(m, (nn.Conv2d, nn.Linear)) for m in encoder.modules())
+    if layers > count:
+        raise UsageError(f"{where}frozen_layers={layers} is out of range: this encoder has "
+                         f"{count} weight layers; freeze at most {count}")
+
+
 def freeze_first_layers(encoder: nn.Module, layers: int, where: str = "") -> None:
     """Keep the first ``layers`` weight layers of ``encoder`` (convolutions or linear
     layers, each with the normalisation after it) at their weights: no gradient, so a step
     pays no backward pass through them, nor their input's gradient in the next layer."""
+    check_frozen_layers(encoder, layers, where)
     seen = 0
     for module in encoder.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -94,9 +104,6 @@ def freeze_first_layers(encoder: nn.Module, layers: int, where: str = "") -> Non
                 return
         if seen and not any(module.children()):
             module.requires_grad_(False)
-    if seen < layers:
-        raise UsageError(f"{where}frozen_layers={layers} is out of range: this encoder has "
-                         f"{seen} weight layers; freeze at most {seen}")
 
 
 class _SpatialMean(torch.autograd.Function):

@@ -227,6 +227,7 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
     budgets = {name: [parse_label_budget(b, len(ds.train_labels)) for b in cfg.labels]
                for name, ds in loaded.items()}
     for name, ds in loaded.items():  # every draw can be made, before anything is written
+        cfg.check_data(ds.image_shape)
         for count in budgets[name]:
             if count < ds.num_classes and any(not ARMS[a].every_label for a in cfg.arms):
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "

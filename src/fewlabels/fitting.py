@@ -1,7 +1,8 @@
 """``fit``: the default recipe on the user's images, one classifier file out.
 
 Pretrain on every training image (labeled and not); hold out a stratified validation
-split of the labels; train each candidate arm on the rest and score it there; retrain
+split of the labels; train each candidate arm on the rest (the held-out images out of its
+unlabeled pool too) and score it there; retrain
 the best on all the labels; measure it on the test split if the data has one (only
 then); save one ``Model``. Nothing reads the test split before the final predictions.
 """
@@ -53,6 +54,19 @@ def stratified_split(labels: torch.Tensor, indices: torch.Tensor, fraction: floa
         val.append(members[:cut])
         train.append(members[cut:])
     return torch.cat(train).sort().values, torch.cat(val).sort().values
+
+
+def without_images(ds: Dataset, held_out: torch.Tensor, indices: torch.Tensor
+                   ) -> tuple[Dataset, torch.Tensor]:
+    """``ds`` without the training images ``held_out``, and ``indices`` (none of them held
+    out) renumbered into it: the candidates' data, whose unlabeled pool must not hold the
+    validation images they are scored on (the semi-supervised arm would have trained on
+    them, labels hidden, and scored optimistically)."""
+    keep = torch.ones(len(ds.train_labels), dtype=torch.bool)
+    keep[held_out] = False
+    renumber = keep.long().cumsum(0) - 1
+    return (dataclasses.replace(ds, train_images=ds.train_images[keep],
+                                train_labels=ds.train_labels[keep]), renumber[indices])
 
 
 def adapt(cfg: CompareConfig, ds: Dataset) -> CompareConfig:
@@ -127,6 +141,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
                                                                progress=progress)[0]
     cfg = adapt(cfg, ds)
     cfg.validate()
+    cfg.check_data(ds.image_shape)
     rt = resolve(device, precision)
     start = time.perf_counter()
     labels = ds.train_labels
@@ -151,19 +166,19 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
                                        state_path=state, save_every=save_every)
         log(f"pretrained in {history.seconds:.0f} s")
     hidden = ds.without_test()
-    right, losses = {}, {}
+    scoring, scoring_train = without_images(hidden, val, train)
+    right, losses, scores = {}, {}, {}
     for arm in arms:
         t = time.perf_counter()
-        outcome = ARMS[arm].run(cfg.context(hidden, train, seed, encoder, rt),
+        outcome = ARMS[arm].run(cfg.context(scoring, scoring_train, seed, encoder, rt),
                                 cfg.settings(arm))
         logits = outcome.net.forward_head(features(outcome.net, ds.train_images[val], rt)
                                           ).float().cpu()
         right[arm] = logits.argmax(1) == labels[val]
         losses[arm] = F.cross_entropy(logits, labels[val]).item()
-        log(f"  {arm:<15} validation accuracy {right[arm].float().mean().item():.4f}, loss "
-            f"{losses[arm]:.4f} on {len(val)} held-out labeled images "
-            f"({time.perf_counter() - t:.0f} s)")
-    scores = {arm: right[arm].float().mean().item() for arm in arms}
+        scores[arm] = right[arm].float().mean().item()
+        log(f"  {arm:<15} validation accuracy {scores[arm]:.4f}, loss {losses[arm]:.4f} on "
+            f"{len(val)} held-out labeled images ({time.perf_counter() - t:.0f} s)")
     best, why = choose_arm(right, losses)
     log(f"chosen: {best} ({why}); training it again on all {len(labeled)} labeled images")
     net = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
