@@ -374,16 +374,46 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
               "--set", "feature_map=0", "--precision", "fp32"]
     code, _, _ = run_cli(capsys, "--threads", "1", *common, "--out", str(tmp_path / "one"))
     assert code == 0
+    import time
+
+    started = time.perf_counter()
     code, out, _ = run_cli(capsys, *common, "--workers", "2", "--out", str(tmp_path / "two"))
+    took = time.perf_counter() - started
     assert code == 0
     one = json.loads((tmp_path / "one" / "results.json").read_text())
     two = json.loads((tmp_path / "two" / "results.json").read_text())
     strip = [{k: v for k, v in r.items() if k != "train_seconds"} for r in one["runs"]]
     assert [{k: v for k, v in r.items() if k != "train_seconds"} for r in two["runs"]] == strip
     assert len(strip) == 6
-    assert sorted(p.name for p in (tmp_path / "two").glob("runs*.jsonl")) == [
-        "runs-0-of-2.jsonl", "runs-1-of-2.jsonl"]
+    # each run ran once, in whichever worker claimed it first
+    parts = sorted((tmp_path / "two").glob("runs-*-of-2.jsonl"))
+    assert {p.name for p in parts} <= {"runs-0-of-2.jsonl", "runs-1-of-2.jsonl"}
+    assert sum(len(p.read_text().splitlines()) for p in parts) == 6
+    assert len(list((tmp_path / "two" / "claims").iterdir())) == 6
     assert not list((tmp_path / "two").glob("metrics-*"))
+    # the wall clock of the whole command (workers included), not of its last step
+    assert 0.8 * took <= two["wall_seconds"] <= took
+
+
+def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys):
+    import torch
+
+    from fewlabels.cli import _workers
+    from fewlabels.config import CompareConfig
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0], device="cpu")) == 1
+        assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0, 1],
+                                              device="cpu")) == 2
+        assert _workers("3", CompareConfig()) == 3
+    finally:
+        torch.set_num_threads(threads)
+    code, _, err = run_cli(capsys, "compare", "--workers", "two")
+    assert code == 2 and "--workers='two' is not allowed" in err
+    code, _, err = run_cli(capsys, "compare", "--workers", "0")
+    assert code == 2 and "--workers=0 is not allowed" in err
 
 
 @pytest.mark.usefixtures("mnist")

@@ -225,7 +225,7 @@ def test_an_interrupted_fit_resumes_its_pretraining(tmp_path, monkeypatch):
     np.savez(tmp_path / "d.npz", x_train=images[:600], y_train=y[:600])
     out = tmp_path / "d.model"
     options = dict(arms=["probe"], quick_run=True, progress=False,
-                   overrides={"pretrain": {"epochs": 0.03, "refine_epochs": 0,
+                   overrides={"pretrain": {"epochs": 0.2, "refine_epochs": 0,
                                            "self_label_epochs": 0}})
     real, steps = pre.loop, {"n": 0}
 
@@ -310,3 +310,19 @@ def test_an_arm_the_held_out_labels_separate_wins_whatever_its_loss():
     best, why = choose_arm({"supervised": supervised, "probe": probe},
                            {"supervised": 0.01, "probe": 0.5})
     assert best == "probe" and "separable on the 200 held-out images" in why
+
+
+@pytest.mark.parametrize("pool, scale", [(60_000, 1.0), (20_000, 3.0), (1_500, 16.0)])
+def test_a_small_pool_gets_more_epochs_up_to_the_cap(pool, scale):
+    from fewlabels.config import load_preset
+    from fewlabels.data import Dataset
+    from fewlabels.fitting import adapt
+
+    images = torch.zeros(pool, 1, 8, 8, dtype=torch.uint8)
+    ds = Dataset("toy", images, torch.full((pool,), -1), images[:0],
+                 torch.zeros(0, dtype=torch.long), ["a", "b", "c"])
+    recipe = load_preset("default").pretrain
+    cfg = adapt(load_preset("default"), ds)
+    assert cfg.pretrain.epochs == pytest.approx(recipe.epochs * scale)
+    assert cfg.pretrain.refine_epochs == round(recipe.refine_epochs * scale)
+    assert cfg.pretrain.refine_options["clusters"] == 3

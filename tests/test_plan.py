@@ -1,6 +1,6 @@
 """The run list: every run of a comparison, planned as plain data before anything runs."""
 
-from fewlabels.plan import PlannedRun, plan_runs, shard_of
+from fewlabels.plan import PlannedRun, longest_first, plan_runs
 
 
 def _plan(**kw):
@@ -27,14 +27,28 @@ def test_tuned_runs_follow_their_draw_and_carry_their_own_name():
     assert runs[2].key() == ("mnist", "supervised-tuned", 100, 0, None)
 
 
-def test_workers_split_the_plan_between_them_without_overlap():
-    runs = _plan(tune=True)
-    parts = [shard_of(runs, (i, 3)) for i in range(3)]
-    assert sorted(map(len, parts)) == [len(runs) // 3] * (3 - len(runs) % 3) + \
-        [len(runs) // 3 + 1] * (len(runs) % 3)
-    together = [r.key() for p in parts for r in p]
-    assert len(together) == len(runs) and set(together) == {r.key() for r in runs}
-    assert shard_of(runs, None) == runs
+def test_workers_claim_the_longest_runs_first_and_keep_the_plans_order_within_an_arm():
+    runs = _plan(tune=True, arms=["pixels-knn", "probe", "semisupervised", "ceiling"],
+                 pretrain_seeds=[0])
+    order = longest_first(runs)
+    assert sorted(map(PlannedRun.key, order)) == sorted(map(PlannedRun.key, runs))
+    names = [r.name for r in order]
+    tuned = [n for n in names if n.endswith("-tuned")]
+    assert names[:len(tuned)] == tuned  # N trainings each: first
+    rest = names[len(tuned):]
+    assert rest[0] == "ceiling" and rest[1:5] == ["semisupervised"] * 4
+    assert set(rest[5:]) == {"probe", "pixels-knn"}  # not among the longest: last
+    assert [r.name for r in runs if r.name in ("probe", "pixels-knn")] == rest[5:]  # in order
+    assert [r.seed for r in order if r.name == "probe"] == [0, 1, 0, 1]
+
+
+def test_a_run_is_claimed_by_one_worker_only(tmp_path):
+    from fewlabels.parallel import claim
+
+    key = ("mnist", "probe", 100, 0, None)
+    assert claim(tmp_path, key) and not claim(tmp_path, key)
+    assert claim(tmp_path, ("mnist", "probe", 100, 1, None))
+    assert len(list((tmp_path / "claims").iterdir())) == 2
 
 
 def test_each_further_label_sampling_repeats_the_drawn_arms_under_its_name():

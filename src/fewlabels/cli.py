@@ -59,12 +59,38 @@ def compare_config(args):
     return cfg.validate()
 
 
+def _workers(value: str, cfg) -> int:
+    """``--workers``: a count, or ``auto``: on a CPU, as many one-thread workers as the
+    run has threads (two one-thread processes do more on two cores than one two-thread
+    process: README, "Parallel runs"), but no more than there are runs; one on a GPU."""
+    import torch
+
+    from .plan import plan_runs
+    from .runtime import resolve
+
+    if value != "auto":
+        try:
+            count = int(value)
+        except ValueError:
+            raise UsageError(f"--workers={value!r} is not allowed: it must be a positive "
+                             "integer or auto") from None
+        check_positive("--workers", count, integer=True)
+        return count
+    if resolve(cfg.device, cfg.precision).device.type != "cpu":
+        return 1
+    runs = plan_runs(cfg.datasets, {n: cfg.labels for n in cfg.datasets},
+                     {n: 0 for n in cfg.datasets}, cfg.seeds, cfg.arms,
+                     cfg.pretraining_seeds(), cfg.tune > 0, tuple(cfg.samplings()))
+    return max(1, min(torch.get_num_threads(), len(runs)))
+
+
 def _cmd_compare(args) -> int:
     from .experiment import compare
     from .report import format_table
 
+    started = time.perf_counter()
     cfg = compare_config(args)
-    check_positive("--workers", args.workers, integer=True)
+    workers = _workers(args.workers, cfg)
     check_positive("--save-every", args.save_every, integer=True)
     out = Path(args.out) if args.out else Path("runs") / time.strftime(
         f"%Y%m%d-%H%M%S-{'+'.join(cfg.datasets)}-{cfg.preset}{'-quick' if cfg.quick else ''}")
@@ -76,14 +102,14 @@ def _cmd_compare(args) -> int:
 
             compare(cfg, out, shard=parse_shard(args.shard), **common)
             return 0
-        if args.workers > 1:
+        if workers > 1:
             from .outputs import run_folder_lock
             from .parallel import run_workers
 
             compare(cfg, out, pretrain_only=True, **common)
             with run_folder_lock(out):  # held while the workers write, then to the end
-                run_workers(args.argv, out, args.workers)
-                results = compare(cfg, out, **common)
+                run_workers(args.argv, out, workers)
+                results = compare(cfg, out, started=started, **common)
         else:
             results = compare(cfg, out, **common)
     except KeyboardInterrupt:
@@ -400,9 +426,10 @@ def _compare_parser(sub) -> None:
     p.add_argument("--tune", type=int, metavar="N",
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
-    p.add_argument("--workers", type=int, default=1,
+    p.add_argument("--workers", default="auto",
                    help="independent runs in this many processes, each with its share of "
-                        "the CPUs; one results.json (default 1)")
+                        "the CPUs; one results.json (default auto: on a CPU, one a thread "
+                        "of the run's, one thread each, at most one a run; 1 on a GPU)")
     p.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
     p.add_argument("--save-every", type=int, default=200,
                    help="steps between saves of the pretraining state (default 200); an "

@@ -27,7 +27,8 @@ from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budg
 from .errors import UsageError
 from .metrics import Metrics
 from .outputs import LOCK, run_folder_lock
-from .plan import PlannedRun, as_records, plan_runs, shard_of
+from .parallel import claim
+from .plan import PlannedRun, as_records, longest_first, plan_runs
 from .pretrain import load_encoder, pretrain, save_encoder
 from .results import (
     Run,
@@ -248,15 +249,16 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
             tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
             datasets: dict[str, Dataset] | None = None, shard: tuple[int, int] | None = None,
-            pretrain_only: bool = False) -> dict | None:
+            pretrain_only: bool = False, started: float | None = None) -> dict | None:
     """Run the comparison described by ``cfg`` and write its run folder; return results.
 
     ``datasets``: loaded datasets by name, used instead of loading ``cfg.datasets``.
     Every value is checked, and every dataset loaded, before the folder is made.
     ``pretrain_only``: pretrain (or reuse) every encoder and stop. ``shard=(i, n)``: a
-    worker's part of a parallel comparison (``parallel``): only every n-th run from the
-    i-th, logged to its own file, and no results; the folder's encoders must exist."""
-    start = time.perf_counter()
+    worker's part of a parallel comparison (``parallel``): the runs it claims first, logged
+    to its own file, and no results; the folder's encoders must exist. ``started``: when
+    the whole command started (its wall clock, pretraining and workers included)."""
+    start = started or time.perf_counter()  # the wall clock of the whole command
     cfg.validate()
     rt = resolve(cfg.device, cfg.precision)
     loaded, budgets = _load_and_check(cfg, data_dir, pretrained, datasets)
@@ -287,7 +289,6 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
     finished = RunLog(out_dir, shard)
     if finished.done and shard is None:
         log(f"resuming {out_dir}: {len(finished.done)} finished runs kept")
-    mine = set(shard_of(planned, shard))
     runs: list[Run] = []
     pretrain_seconds, data, maps = {}, {}, {}
     for name, ds in loaded.items():
@@ -309,11 +310,11 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
             checkpoint.atomic_write_text(
                 out_dir / "labels" / f"{name}-{count}-seed{seed}"
                 f"{'-' + sampling if sampling else ''}.json", json.dumps(labeled.tolist()))
-        for item in planned:
+        for item in planned if shard is None else longest_first(planned):
             if item.dataset != name:
                 continue
             run = finished.get(item.key())  # kept from an interrupted run
-            if run is None and item in mine:
+            if run is None and (shard is None or claim(out_dir, item.key())):
                 run = _execute(item, ds, draws, cfg, encoders[item.pretrain_seed], metrics,
                                rt, log, out_dir)
                 finished.add(run)

@@ -1,21 +1,27 @@
 """``compare --workers N``: independent runs in N processes, one results.json.
 
 The parent pretrains (or reuses) every encoder, then starts N workers — the same command
-with ``--shard i/N`` — each with its share of the CPUs as its thread budget. Worker i runs
-every N-th run from the i-th, appending each to its own ``runs-<i>-of-<N>.jsonl`` and its
-curves to its own metrics file; the parent then merges them and writes results.json and
-the report exactly as one process would (it finds every run done). A worker that fails
+with ``--shard i/N`` — each with its share of the CPUs as its thread budget. Each worker
+claims the next run no worker has claimed (a file created exclusively in ``claims/``), the
+longest first, so that the workers finish together; it appends each run to its own
+``runs-<i>-of-<N>.jsonl`` and its curves to its own metrics file; the parent then merges
+them and writes results.json and the report exactly as one process would (it finds every
+run done). A worker that fails
 fails the comparison, and what the others finished is kept: the same command resumes.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from .errors import UsageError
 from .runtime import available_cpus
+
+CLAIMS = "claims"  # the run folder's claims of the workers: one empty file a run
 
 
 def worker_command(argv: list[str], out: Path, shard: int, workers: int,
@@ -34,8 +40,24 @@ def worker_command(argv: list[str], out: Path, shard: int, workers: int,
             "--out", str(out), "--shard", f"{shard}/{workers}"]
 
 
+def claim(out: Path, key: tuple) -> bool:
+    """True for the one worker that claims the run ``key`` first; False for any other.
+    The claim is a file created exclusively, which the file system grants to one caller."""
+    folder = out / CLAIMS
+    folder.mkdir(exist_ok=True)
+    name = "-".join(str(k) for k in key).replace(os.sep, "_")
+    try:
+        os.close(os.open(folder / name, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return False
+    return True
+
+
 def run_workers(argv: list[str], out: Path, workers: int, log=print) -> None:
-    """Start the workers, wait for all, fail with one line if any failed."""
+    """Start the workers, wait for all, fail with one line if any failed. Claims left by
+    an interrupted comparison are cleared first (the caller holds the folder's lock, so no
+    worker of another comparison runs in it): its unfinished runs are claimed again."""
+    shutil.rmtree(out / CLAIMS, ignore_errors=True)
     threads = max(1, available_cpus() // workers)
     log(f"{workers} workers, {threads} thread(s) each")
     procs = [subprocess.Popen(worker_command(argv, out, i, workers, threads))

@@ -1,6 +1,7 @@
 """The run list: every run a comparison makes, as plain data, built and written to the run
 folder (``plan.json``) before anything runs. Execution walks it in order; resume is a
-lookup of each run's key in ``runs.jsonl``; worker ``i`` of ``n`` takes ``runs[i::n]``.
+lookup of each run's key in ``runs.jsonl``; parallel workers claim its runs one at a time,
+the longest first (``longest_first``, ``parallel.claim``).
 """
 
 from __future__ import annotations
@@ -69,9 +70,18 @@ def plan_runs(datasets: list[str], budgets: dict[str, list[int]],
     return runs
 
 
-def shard_of(runs: list[PlannedRun], shard: tuple[int, int] | None) -> list[PlannedRun]:
-    """Worker ``i`` of ``n``'s runs: every n-th from the i-th (all of them without one)."""
-    return runs if shard is None else runs[shard[0]::shard[1]]
+# the arms that take longest, longest first (the others after them, in plan order): the
+# order in which workers claim runs, so that no worker is left with a long run at the end
+# while the others idle. Only the order: each run's result is the same whoever runs it.
+LONGEST_FIRST = ("ceiling", "semisupervised", "supervised", "finetune",
+                 "pixels-labelspreading")
+
+
+def longest_first(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """``runs`` in the order workers claim them: tuned runs (each N trainings) first, then
+    by ``LONGEST_FIRST``; ties keep the plan's order."""
+    rank = {arm: i for i, arm in enumerate(LONGEST_FIRST)}
+    return sorted(runs, key=lambda r: (not r.tuned, rank.get(r.arm, len(rank))))
 
 
 def as_records(runs: list[PlannedRun]) -> list[dict]:
