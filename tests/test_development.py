@@ -82,6 +82,23 @@ def test_variants_refuses_a_reported_draw_and_writes_nothing(tmp_path, capsys):
     assert not table.exists()
 
 
+def test_fit_choice_refuses_a_reported_draw_and_its_folders_hold_out_what_they_say(capsys):
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import fit_choice
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert fit_choice.main(["--seeds", "0"]) == 2
+    assert "choose recipes on development draws" in capsys.readouterr().err
+    ds, truth = fit_choice.folder(100)
+    labeled = ds.train_labels >= 0
+    assert len(ds.train_labels) == 1497 and len(ds.test_labels) == 0
+    assert torch.bincount(ds.train_labels[labeled]).tolist() == [10] * 10
+    assert torch.equal(ds.train_labels[labeled], truth[labeled])
+    other, _ = fit_choice.folder(101)
+    assert not torch.equal(other.train_images, ds.train_images)
+
+
 @pytest.mark.usefixtures("mnist")
 def test_variants_scores_on_the_development_split(tmp_path):
     table = tmp_path / "table.jsonl"

@@ -302,6 +302,20 @@ def test_an_arm_the_held_out_labels_cannot_separate_is_decided_by_validation_los
     assert best == "semisupervised"
 
 
+def test_an_arm_on_the_labels_alone_wins_a_tie_only_without_an_arm_that_learns_from_the_pool():
+    from fewlabels.fitting import choose_arm
+
+    every = torch.ones(20, dtype=torch.bool)
+    losses = {"probe": 0.30, "semisupervised": 0.20, "supervised": 0.10}
+    best, why = choose_arm({a: every for a in losses}, losses,
+                           unlabeled_arms=["probe", "semisupervised"])
+    assert best == "semisupervised"
+    assert "lowest validation loss among the arms that learn from the unlabeled" in why
+    best, _ = choose_arm({"supervised": every, "probe": every},
+                         {"supervised": 0.1, "probe": 0.3}, unlabeled_arms=[])
+    assert best == "supervised"  # nothing to prefer: the loss decides
+
+
 def test_an_arm_the_held_out_labels_separate_wins_whatever_its_loss():
     from fewlabels.fitting import choose_arm
 

@@ -56,9 +56,9 @@ def _pretrained_encoder(ds: Dataset, cfg: CompareConfig, seed: int, rt: Runtime,
     recipe = dataclasses.replace(cfg.pretrain, seed=seed)
     several = len(cfg.pretraining_seeds()) > 1
     path = out_dir / (f"{ds.name}-p{seed}.encoder" if several else f"{ds.name}.encoder")
-    if path.exists():  # resuming: this pretraining finished before the interruption
+    if path.exists():  # resuming, or a worker: this pretraining finished before
         encoder, meta = load_encoder(path)
-        log(f"{ds.name}: reusing {path.name} from the interrupted run")
+        log(f"{ds.name}: reusing {path.name}, already pretrained in this run folder")
         return encoder.to(rt.device), float(meta.get("seconds", 0.0))
     pool = min(recipe.pool or len(ds.train_images), len(ds.train_images))
     log(f"{ds.name}: pretraining {recipe.name()} on {pool} unlabeled images"

@@ -106,13 +106,15 @@ def _check_options(arms, val_fraction: float, seed: int, out, force: bool,
 
 
 def choose_arm(right: dict[str, torch.Tensor], losses: dict[str, float],
-               alpha: float = 0.05) -> tuple[str, str]:
+               alpha: float = 0.05, unlabeled_arms: Sequence[str] = ()) -> tuple[str, str]:
     """The arm to keep, and why, from each arm's per-image "was right" on the same held-out
     labeled images and its validation loss (mean cross entropy there). The most accurate
     arm wins when the images separate it from every other (exact McNemar test, p <
     ``alpha``); the arms they cannot separate from it — a tie at 1.0 on 20 images, say —
     are decided by the lower validation loss, which every image informs, not only those
-    the arms disagree on. Ties in accuracy go to the first arm given."""
+    the arms disagree on; among them, ``unlabeled_arms`` (those that learn from the
+    unlabeled images) come first: an arm on the labels alone wins only where the labels
+    separate it. Ties in accuracy go to the first arm given."""
     accuracy = {arm: r.float().mean().item() for arm, r in right.items()}
     top = max(right, key=lambda a: accuracy[a])
     close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= alpha]
@@ -120,10 +122,14 @@ def choose_arm(right: dict[str, torch.Tensor], losses: dict[str, float],
     if len(close) == 1:
         return top, (f"the highest validation accuracy, {accuracy[top]:.4f}, separable on "
                      f"the {n} held-out images from every other arm (McNemar p < {alpha:g})")
-    best = min(close, key=lambda a: losses[a])
+    pool = [a for a in close if a in unlabeled_arms] or close
+    best = min(pool, key=lambda a: losses[a])
     listed = ", ".join(f"{a} {accuracy[a]:.4f}" for a in close)
+    among = ("" if pool == close else
+             " among the arms that learn from the unlabeled images")
     return best, (f"{listed} cannot be told apart on {n} held-out images (McNemar p >= "
-                  f"{alpha:g}); of those, the lowest validation loss, {losses[best]:.4f}")
+                  f"{alpha:g}); of those, the lowest validation loss{among}, "
+                  f"{losses[best]:.4f}")
 
 
 def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES,
@@ -184,7 +190,8 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         scores[arm] = right[arm].float().mean().item()
         log(f"  {arm:<15} validation accuracy {scores[arm]:.4f}, loss {losses[arm]:.4f} on "
             f"{len(val)} held-out labeled images ({time.perf_counter() - t:.0f} s)")
-    best, why = choose_arm(right, losses)
+    best, why = choose_arm(right, losses,
+                           unlabeled_arms=[a for a in arms if ARMS[a].pretrained])
     log(f"chosen: {best} ({why}); training it again on all {len(labeled)} labeled images")
     net = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
                          cfg.settings(best)).net.cpu().float().eval()
