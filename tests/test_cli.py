@@ -393,6 +393,7 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
     assert not list((tmp_path / "two").glob("metrics-*"))
     # the wall clock of the whole command (workers included), not of its last step
     assert 0.8 * took <= two["wall_seconds"] <= took
+    assert two["environment"]["workers"] == 2 and one["environment"]["workers"] == 1
 
 
 def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys):

@@ -109,7 +109,7 @@ def _cmd_compare(args) -> int:
             compare(cfg, out, pretrain_only=True, **common)
             with run_folder_lock(out):  # held while the workers write, then to the end
                 run_workers(args.argv, out, workers)
-                results = compare(cfg, out, started=started, **common)
+                results = compare(cfg, out, started=started, workers=workers, **common)
         else:
             results = compare(cfg, out, **common)
     except KeyboardInterrupt:

@@ -249,7 +249,8 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
 def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None,
             tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
             datasets: dict[str, Dataset] | None = None, shard: tuple[int, int] | None = None,
-            pretrain_only: bool = False, started: float | None = None) -> dict | None:
+            pretrain_only: bool = False, started: float | None = None,
+            workers: int = 1) -> dict | None:
     """Run the comparison described by ``cfg`` and write its run folder; return results.
 
     ``datasets``: loaded datasets by name, used instead of loading ``cfg.datasets``.
@@ -257,7 +258,8 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     ``pretrain_only``: pretrain (or reuse) every encoder and stop. ``shard=(i, n)``: a
     worker's part of a parallel comparison (``parallel``): the runs it claims first, logged
     to its own file, and no results; the folder's encoders must exist. ``started``: when
-    the whole command started (its wall clock, pretraining and workers included)."""
+    the whole command started (its wall clock, pretraining and workers included).
+    ``workers``: how many processes ran the runs (recorded in the environment)."""
     start = started or time.perf_counter()  # the wall clock of the whole command
     cfg.validate()
     rt = resolve(cfg.device, cfg.precision)
@@ -265,13 +267,13 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     _check_resumable(out_dir, cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_folder_lock(out_dir) if shard is None else contextlib.nullcontext():
-        return _make(cfg, out_dir, loaded, budgets, rt, start, pretrained=pretrained,
+        return _make(cfg, out_dir, loaded, budgets, rt, start, workers, pretrained=pretrained,
                      tensorboard=tensorboard, log=log, save_every=save_every, shard=shard,
                      pretrain_only=pretrain_only)
 
 
 def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Runtime,
-          start: float, *, pretrained, tensorboard: bool, log, save_every: int,
+          start: float, workers: int, *, pretrained, tensorboard: bool, log, save_every: int,
           shard: tuple[int, int] | None, pretrain_only: bool) -> dict | None:
     """The comparison itself, in its checked and locked run folder: config, run list,
     pretraining, the runs, then results.json and the report."""
@@ -327,7 +329,8 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
         return None
     results = assemble(cfg, runs, pretrain_seconds=pretrain_seconds,
                        wall_seconds=time.perf_counter() - start,
-                       environment={**environment(rt), "git": git_commit()},
+                       environment={**environment(rt), "git": git_commit(),
+                                    "workers": workers},
                        data=data, feature_maps=maps)
     metrics.close()
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
