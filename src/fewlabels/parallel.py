@@ -6,8 +6,8 @@ claims the next run no worker has claimed (a file created exclusively in ``claim
 longest first, so that the workers finish together; it appends each run to its own
 ``runs-<i>-of-<N>.jsonl`` and its curves to its own metrics file; the parent then merges
 them and writes results.json and the report exactly as one process would (it finds every
-run done). A worker that fails
-fails the comparison, and what the others finished is kept: the same command resumes.
+run done). A worker that fails fails the comparison, and what the others finished is kept:
+the same command resumes.
 """
 
 from __future__ import annotations
