@@ -55,7 +55,8 @@ def main(argv=None) -> int:
     p.add_argument("--development", action="store_true",
                    help="choose, not report: the development split and development draws")
     p.add_argument("--restarts", type=int, default=KMEANS_RESTARTS,
-                   help="typical's k-means runs, the tightest kept")
+                   help="k-means runs, the tightest kept (typical's clusters, "
+                        "coverage's for its radius)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     (check_development_draws if args.development else check_reported_draws)(args.seeds)
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
               if d["b"] == "random"]
     result = {"encoder": Path(args.encoder).name, "dataset": args.dataset, "arm": args.arm,
               "split": "development" if dev is not None else "test",
-              "typical_kmeans_restarts": args.restarts,
+              "kmeans_restarts": args.restarts,
               "embedding_seconds": round(embed_seconds, 1), "runs": runs,
               "summary": summarize(runs), "paired_against_random": paired,
               "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,

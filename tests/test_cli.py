@@ -396,13 +396,15 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
     assert two["environment"]["workers"] == 2 and one["environment"]["workers"] == 1
 
 
-def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys):
+def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys, monkeypatch, tmp_path):
     import torch
 
+    from fewlabels import runtime
     from fewlabels.cli import _workers
     from fewlabels.config import CompareConfig
 
     threads = torch.get_num_threads()
+    monkeypatch.setattr(runtime, "available_cpus", lambda: 4)
     try:
         torch.set_num_threads(2)
         assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0], device="cpu")) == 1
@@ -415,6 +417,12 @@ def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys):
     assert code == 2 and "--workers='two' is not allowed" in err
     code, _, err = run_cli(capsys, "compare", "--workers", "0")
     assert code == 2 and "--workers=0 is not allowed" in err
+    # more workers than CPUs (each a process with torch and the data) is refused before
+    # any folder is made
+    code, _, err = run_cli(capsys, "compare", "--workers", "1000", "--out",
+                           str(tmp_path / "never-made"))
+    assert code == 2 and "--workers=1000 is out of range: 1..4" in err
+    assert not (tmp_path / "never-made").exists()
 
 
 @pytest.mark.usefixtures("mnist")

@@ -60,13 +60,15 @@ def compare_config(args):
 
 
 def _workers(value: str, cfg) -> int:
-    """``--workers``: a count, or ``auto``: on a CPU, as many one-thread workers as the
-    run has threads (two one-thread processes do more on two cores than one two-thread
-    process: README, "Parallel runs"), but no more than there are runs; one on a GPU."""
+    """``--workers``: a count, at most the CPUs this process may use (each worker is a
+    process holding torch and the data), or ``auto``: on a CPU, as many one-thread
+    workers as the run has threads (two one-thread processes do more on two cores than
+    one two-thread process: README, "Parallel runs"), but no more than there are runs;
+    one on a GPU."""
     import torch
 
     from .plan import plan_runs
-    from .runtime import resolve
+    from .runtime import available_cpus, resolve
 
     if value != "auto":
         try:
@@ -75,6 +77,10 @@ def _workers(value: str, cfg) -> int:
             raise UsageError(f"--workers={value!r} is not allowed: it must be a positive "
                              "integer or auto") from None
         check_positive("--workers", count, integer=True)
+        cpus = available_cpus()
+        if count > cpus:
+            raise UsageError(f"--workers={count} is out of range: 1..{cpus} (the CPUs this "
+                             "process may use; a worker a CPU at most); give fewer, or auto")
         return count
     if resolve(cfg.device, cfg.precision).device.type != "cpu":
         return 1
@@ -427,8 +433,8 @@ def _compare_parser(sub) -> None:
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
     p.add_argument("--workers", default="auto",
-                   help="independent runs in this many processes, each with its share of "
-                        "the CPUs; one results.json (default auto: on a CPU, one a thread "
+                   help="independent runs in this many processes (at most one a CPU), "
+                        "each with its share of the CPUs; one results.json (default auto: on a CPU, one a thread "
                         "of the run's, one thread each, at most one a run; 1 on a GPU)")
     p.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
     p.add_argument("--save-every", type=int, default=200,
@@ -458,7 +464,7 @@ def _methods_parser(sub) -> None:
 def _pretrain_parser(sub) -> None:
     p = sub.add_parser("pretrain", help="self-supervised pretraining; saves the encoder")
     p.add_argument("--preset", help="start from a preset's pretraining recipe (default: "
-                   "SimCLR, then SCAN rounds and self-labelling; seed: the notebook's "
+                   "SimCLR, then SCAN rounds; seed: the notebook's "
                    "autoencoder); the options below change it")
     p.add_argument("--method", help="see `fewlabels methods` (default: vicreg, or the "
                    "preset's)")

@@ -14,7 +14,7 @@ which images are labeled already, never a label:
   radius δ around it; greedily the image whose ball holds the most uncovered images is
   chosen. δ is chosen without labels, as the paper does: the largest radius at which 95%
   of the balls are *pure* — hold images of one k-means cluster only (k-means into
-  ``classes`` clusters). On a pool larger than ``COVERAGE_SAMPLE`` the graph is built on
+  ``classes`` clusters, the tightest of ``KMEANS_RESTARTS`` runs). On a pool larger than ``COVERAGE_SAMPLE`` the graph is built on
   a uniform sample of it (and the labeled images): its coverage estimates the pool's.
 
 ``select`` returns the chosen indices in the order they were chosen: labeling a prefix of
@@ -32,8 +32,8 @@ from .errors import UsageError, check_choice
 STRATEGIES = ("random", "typical", "coverage")
 MAX_CLUSTERS = 500  # TypiClust's cap on k-means clusters for a large budget
 TYPICALITY_NEIGHBORS = 20
-# k-means runs for typical, the tightest kept, when there are at most RESTART_CLUSTERS
-# clusters. Chosen on MNIST's development split, draws 100-104, the probe at 10 labels: 10
+# k-means runs, the tightest kept: typical's when there are at most RESTART_CLUSTERS
+# clusters, and coverage's (its δ). Chosen on MNIST's development split, draws 100-104, the probe at 10 labels: 10
 # runs 0.9673 (every class on every draw) against one run's 0.9108 (9 classes on three
 # draws); at 20 labels 0.9717 against 0.9715. With more clusters one run: the restarts'
 # cost grows with the clusters (500 clusters × 10 runs took 175 s on 60,000 images) and
@@ -52,7 +52,7 @@ def select(features: torch.Tensor, budget: int, strategy: str = "typical", seed:
     in ``labeled`` (indices already labeled, which count as chosen). ``classes``: the
     number of classes expected (``coverage`` only: it sets δ). Same inputs and seed, same
     answer. ``restarts``: k-means runs, the tightest kept (``typical``, up to
-    ``RESTART_CLUSTERS`` clusters)."""
+    ``RESTART_CLUSTERS`` clusters; ``coverage``'s clusters for δ)."""
     check_choice("strategy", strategy, STRATEGIES)
     n = len(features)
     labeled = (torch.as_tensor(labeled, dtype=torch.long).unique() if labeled is not None
@@ -70,7 +70,7 @@ def select(features: torch.Tensor, budget: int, strategy: str = "typical", seed:
         return order[~taken[order]][:budget]
     if strategy == "typical":
         return _typical(x, budget, labeled, g, restarts)
-    return _coverage(x, budget, labeled, classes, g)
+    return _coverage(x, budget, labeled, classes, g, restarts)
 
 
 def kmeans(x: torch.Tensor, k: int, g: torch.Generator, iterations: int = 50,
@@ -153,11 +153,13 @@ def _nearest_other_cluster(x: torch.Tensor, assign: torch.Tensor, chunk: int = 1
     return torch.cat(out)
 
 
-def coverage_radius(x: torch.Tensor, classes: int, g: torch.Generator) -> float:
+def coverage_radius(x: torch.Tensor, classes: int, g: torch.Generator,
+                    restarts: int = 1) -> float:
     """ProbCover's δ, label-free: the largest radius at which ``PURITY`` of the balls hold
-    rows of one k-means cluster only. A ball around a row is pure while δ is below that
-    row's distance to the nearest row of another cluster, so δ is a low quantile of it."""
-    assign = kmeans(x, classes, g)
+    rows of one k-means cluster only (the tightest of ``restarts`` k-means runs). A ball
+    around a row is pure while δ is below that row's distance to the nearest row of
+    another cluster, so δ is a low quantile of it."""
+    assign = kmeans(x, classes, g, restarts=restarts)
     return float(torch.quantile(_nearest_other_cluster(x, assign), 1 - PURITY))
 
 
@@ -168,7 +170,7 @@ def balls(x: torch.Tensor, radius: float, chunk: int = 2048) -> torch.Tensor:
                       for s in range(0, len(x), chunk)])
 
 
-def _coverage(x, budget, labeled, classes, g) -> torch.Tensor:
+def _coverage(x, budget, labeled, classes, g, restarts: int = 1) -> torch.Tensor:
     n = len(x)
     # the graph on a uniform sample of the pool (and every labeled image): an unbiased
     # estimate of the pool's coverage at a bounded cost (S² booleans)
@@ -179,7 +181,7 @@ def _coverage(x, budget, labeled, classes, g) -> torch.Tensor:
     sample = rest[torch.randperm(len(rest), generator=g)[:keep]].sort().values
     rows = torch.cat([labeled, sample])
     xs = x[rows]
-    ball = balls(xs, coverage_radius(xs, classes, g))
+    ball = balls(xs, coverage_radius(xs, classes, g, restarts))
     covered = ball[: len(labeled)].any(0)
     gain = (ball & ~covered).sum(1)
     gain[: len(labeled)] = -1
