@@ -434,8 +434,9 @@ def _compare_parser(sub) -> None:
                         "validation split of the labels (default 0: the preset's values)")
     p.add_argument("--workers", default="auto",
                    help="independent runs in this many processes (at most one a CPU), "
-                        "each with its share of the CPUs; one results.json (default auto: on a CPU, one a thread "
-                        "of the run's, one thread each, at most one a run; 1 on a GPU)")
+                        "each with its share of the CPUs; one results.json (default auto: "
+                        "on a CPU, one a thread of the run's, one thread each, at most one "
+                        "a run; 1 on a GPU)")
     p.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
     p.add_argument("--save-every", type=int, default=200,
                    help="steps between saves of the pretraining state (default 200); an "

@@ -14,8 +14,9 @@ which images are labeled already, never a label:
   radius δ around it; greedily the image whose ball holds the most uncovered images is
   chosen. δ is chosen without labels, as the paper does: the largest radius at which 95%
   of the balls are *pure* — hold images of one k-means cluster only (k-means into
-  ``classes`` clusters, the tightest of ``KMEANS_RESTARTS`` runs). On a pool larger than ``COVERAGE_SAMPLE`` the graph is built on
-  a uniform sample of it (and the labeled images): its coverage estimates the pool's.
+  ``classes`` clusters, the tightest of ``KMEANS_RESTARTS`` runs). On a pool larger than
+  ``COVERAGE_SAMPLE`` the graph is built on a uniform sample of it (and the labeled
+  images): its coverage estimates the pool's.
 
 ``select`` returns the chosen indices in the order they were chosen: labeling a prefix of
 the list is what the strategy would have chosen for that smaller budget (``random`` and
@@ -33,11 +34,12 @@ STRATEGIES = ("random", "typical", "coverage")
 MAX_CLUSTERS = 500  # TypiClust's cap on k-means clusters for a large budget
 TYPICALITY_NEIGHBORS = 20
 # k-means runs, the tightest kept: typical's when there are at most RESTART_CLUSTERS
-# clusters, and coverage's (its δ). Chosen on MNIST's development split, draws 100-104, the probe at 10 labels: 10
-# runs 0.9673 (every class on every draw) against one run's 0.9108 (9 classes on three
-# draws); at 20 labels 0.9717 against 0.9715. With more clusters one run: the restarts'
-# cost grows with the clusters (500 clusters × 10 runs took 175 s on 60,000 images) and
-# at 20 they no longer changed the result
+# clusters, and coverage's (its δ). Chosen for typical on MNIST's development split,
+# draws 100-104, the probe at 10 labels: 10 runs 0.9673 (every class on every draw)
+# against one run's 0.9108 (9 classes on three draws); at 20 labels 0.9717 against
+# 0.9715. With more clusters one run: the restarts' cost grows with the clusters (500
+# clusters × 10 runs took 175 s on 60,000 images) and at 20 they no longer changed the
+# result
 KMEANS_RESTARTS = 10
 RESTART_CLUSTERS = 50
 MIN_CLUSTER = 5  # clusters smaller than this are outliers, chosen from last
