@@ -107,7 +107,8 @@ def available_cpus() -> int:
 def set_threads(threads: int | None = None) -> int:
     """Set torch's threads: ``threads``, else ``$FEWLABELS_THREADS``, else — unless
     ``$OMP_NUM_THREADS`` already chose — the CPUs this process may use
-    (``available_cpus``). Returns the number in use."""
+    (``available_cpus``, also the most ``threads`` may ask for). Returns the number in
+    use."""
     from .errors import check_positive
 
     if threads is None and os.environ.get("FEWLABELS_THREADS"):
@@ -118,6 +119,10 @@ def set_threads(threads: int | None = None) -> int:
                              "a whole number: set it to a thread count >= 1, or unset it") from None
     if threads is not None:
         check_positive("threads", threads, integer=True)
+        cpus = available_cpus()
+        if threads > cpus:  # more threads than CPUs wait for each other at every barrier
+            raise UsageError(f"threads={threads} is out of range: 1..{cpus} (the CPUs this "
+                             "process may use); give fewer")
     elif os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
     n = int(threads) if threads is not None else available_cpus()
