@@ -57,10 +57,13 @@ def add_broken_files(root: Path) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    if len(sys.argv) != 2:
-        sys.exit("usage: python examples/digits_folder.py FOLDER")
-    counts = write_digits_folder(Path(sys.argv[1]))
-    print(f"wrote {sys.argv[1]}: {counts['labeled']} labeled/, {counts['unlabeled']} "
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder", type=Path, help="where to write it (must not exist yet)")
+    args = p.parse_args()
+    if args.folder.exists():
+        p.exit(2, f"{p.prog}: error: {args.folder} exists already: give a new folder\n")
+    counts = write_digits_folder(args.folder)
+    print(f"wrote {args.folder}: {counts['labeled']} labeled/, {counts['unlabeled']} "
           f"unlabeled/, {counts['test']} test/ images")
