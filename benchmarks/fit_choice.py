@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     p.add_argument("--table", type=Path, help="append each JSON line to this file too")
     args = p.parse_args(argv)
+    from fewlabels.runtime import set_threads
+
+    set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:
         check_development_draws(args.seeds)
     except UsageError as e:

@@ -38,6 +38,9 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, required=True, help="a folder for the encoders")
     args = p.parse_args(argv)
+    from fewlabels.runtime import set_threads
+
+    set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     cfg = load_preset(args.preset, parse_set(args.set))
     rt = resolve(cfg.device, cfg.precision)
     ds = load_dataset(args.dataset).without_test()

@@ -59,6 +59,9 @@ def main(argv=None) -> int:
                         "coverage's for its radius)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
+    from fewlabels.runtime import set_threads
+
+    set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     (check_development_draws if args.development else check_reported_draws)(args.seeds)
     cfg = load_preset("default")
     rt = resolve(cfg.device, cfg.precision)

@@ -180,6 +180,9 @@ def main() -> None:
                     help="2,000 pool and 500 test images (a check that it runs)")
     ap.add_argument("--out")
     args = ap.parse_args()
+    from fewlabels.runtime import set_threads
+
+    set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     rt = resolve("auto", "auto")
     cfg = load_preset("default")
     ds = load_dataset("mnist")

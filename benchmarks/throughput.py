@@ -141,6 +141,9 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
+    from fewlabels.runtime import set_threads
+
+    set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     cfg = load_preset("default").pretrain
     args.batch = args.batch or cfg.batch
     fast_rt, base_rt = resolve(args.device, "auto"), resolve(args.device, "fp32")

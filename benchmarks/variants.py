@@ -49,6 +49,9 @@ def main(argv=None) -> int:
                         "statistics re-estimated on the clean pool (what "
                         "semisupervised.recalibrate=true does after training)")
     args = p.parse_args(argv)
+    from fewlabels.runtime import set_threads
+
+    set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:
         check_development_draws(args.seeds)
         cfg = load_preset(args.preset, parse_set(args.set))
