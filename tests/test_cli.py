@@ -60,16 +60,19 @@ def test_cuda_without_a_gpu_exits_2(capsys, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("content, message", [
     (None, "does not exist"),
+    ("folder", "is a folder: give the path of a file"),
     (b"\x00" * 64, "is corrupt or not a safetensors file"),
     (b"garbage that is not a checkpoint", "is corrupt or not a safetensors file"),
 ])
 def test_missing_or_corrupt_checkpoint_exits_2(capsys, tmp_path, content, message):
     path = tmp_path / "m.classifier"
-    if content is not None:
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
         path.write_bytes(content)
     code, _, err = run_cli(capsys, "evaluate", str(path))
     assert code == 2 and message in err and str(path) in err
-    if content is not None:
+    if isinstance(content, bytes):
         assert path.read_bytes() == content, "a bad checkpoint is reported, never overwritten"
 
 

@@ -96,7 +96,9 @@ def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch
     kinds = (kind,) if isinstance(kind, str) else kind
     kind = kinds[0]
     if not path.is_file():
-        raise UsageError(f"checkpoint {str(path)!r} does not exist: give the path of a file "
+        what = ("is a folder" if path.is_dir() else "is not a regular file" if path.exists()
+                else "does not exist")
+        raise UsageError(f"checkpoint {str(path)!r} {what}: give the path of a file "
                          f"written by save() (e.g. model.{kind})")
     try:
         with safe_open(str(path), framework="pt") as fh:
