@@ -42,7 +42,7 @@ from fewlabels.fitting import (  # noqa: E402
     without_images,
 )
 from fewlabels.pretrain import pretrain  # noqa: E402
-from fewlabels.runtime import cpu_name, resolve  # noqa: E402
+from fewlabels.runtime import cpu_name, resolve, set_threads  # noqa: E402
 from fewlabels.stats import mcnemar_p  # noqa: E402
 
 ORDER = ("semisupervised", "finetune", "probe", "supervised")
@@ -102,8 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     p.add_argument("--table", type=Path, help="append each JSON line to this file too")
     args = p.parse_args(argv)
-    from fewlabels.runtime import set_threads
-
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:
         check_development_draws(args.seeds)

@@ -51,11 +51,10 @@ def main() -> None:
     ap.add_argument("--digits", action="store_true", help="the README's digits example")
     ap.add_argument("--out")
     args = ap.parse_args()
-    from fewlabels.runtime import set_threads
+    from fewlabels.fitting import CANDIDATES, fit
+    from fewlabels.runtime import cpu_name, set_threads
 
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
-    from fewlabels.fitting import CANDIDATES, fit
-    from fewlabels.runtime import cpu_name
 
     with tempfile.TemporaryDirectory(prefix="fewlabels-mnist-folder-") as tmp:
         root = Path(tmp) / ("digits" if args.digits else "mnist")

@@ -94,14 +94,13 @@ def main() -> None:
     ap.add_argument("--part", choices=["decode", "predict"], help=argparse.SUPPRESS)
     ap.add_argument("--root", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    from fewlabels.runtime import set_threads
+    from fewlabels.runtime import cpu_name, set_threads
 
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     if args.part:  # a child process: one part, its JSON on stdout
         part = decode_part if args.part == "decode" else predict_part
         print(json.dumps(part(Path(args.root))))
         return
-    from fewlabels.runtime import cpu_name
 
     with tempfile.TemporaryDirectory(prefix="fewlabels-images-") as tmp:
         root = Path(tmp)

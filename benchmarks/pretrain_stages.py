@@ -27,7 +27,7 @@ import torch
 from fewlabels.config import load_preset, parse_set
 from fewlabels.data import load_dataset
 from fewlabels.pretrain import pretrain, save_encoder
-from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve
+from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve, set_threads
 
 
 def main(argv=None) -> int:
@@ -38,8 +38,6 @@ def main(argv=None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", type=Path, required=True, help="a folder for the encoders")
     args = p.parse_args(argv)
-    from fewlabels.runtime import set_threads
-
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     cfg = load_preset(args.preset, parse_set(args.set))
     rt = resolve(cfg.device, cfg.precision)

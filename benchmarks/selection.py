@@ -34,7 +34,7 @@ from fewlabels.development import (
     development_data,
 )
 from fewlabels.pretrain import load_encoder
-from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve
+from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve, set_threads
 from fewlabels.selection import KMEANS_RESTARTS, select
 from fewlabels.stats import paired_differences, summarize
 
@@ -59,8 +59,6 @@ def main(argv=None) -> int:
                         "coverage's for its radius)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
-    from fewlabels.runtime import set_threads
-
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     (check_development_draws if args.development else check_reported_draws)(args.seeds)
     cfg = load_preset("default")

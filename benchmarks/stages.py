@@ -27,7 +27,13 @@ from fewlabels.config import load_preset
 from fewlabels.data import as_float, load_dataset
 from fewlabels.encoders import build_encoder
 from fewlabels.pretrain import build_method, nearest_neighbors, stages
-from fewlabels.runtime import cpu_bf16_units, cpu_name, environment, resolve
+from fewlabels.runtime import (
+    cpu_bf16_units,
+    cpu_name,
+    environment,
+    resolve,
+    set_threads,
+)
 from fewlabels.train import batch_size, steps_per_epoch
 
 
@@ -180,8 +186,6 @@ def main() -> None:
                     help="2,000 pool and 500 test images (a check that it runs)")
     ap.add_argument("--out")
     args = ap.parse_args()
-    from fewlabels.runtime import set_threads
-
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     rt = resolve("auto", "auto")
     cfg = load_preset("default")

@@ -26,11 +26,10 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["typical", "coverage", "random"])
     ap.add_argument("--out")
     args = ap.parse_args()
-    from fewlabels.runtime import set_threads
+    from fewlabels.runtime import cpu_bf16_units, cpu_name, set_threads
+    from fewlabels.suggesting import suggest
 
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
-    from fewlabels.runtime import cpu_bf16_units, cpu_name
-    from fewlabels.suggesting import suggest
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -31,7 +31,7 @@ from fewlabels.config import load_preset
 from fewlabels.data import as_float, load_dataset
 from fewlabels.encoders import build_encoder
 from fewlabels.methods import METHODS
-from fewlabels.runtime import environment, resolve
+from fewlabels.runtime import environment, resolve, set_threads
 
 
 def make_step(cfg, rt, channels_last: bool, pool):
@@ -141,8 +141,6 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
-    from fewlabels.runtime import set_threads
-
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     cfg = load_preset("default").pretrain
     args.batch = args.batch or cfg.batch

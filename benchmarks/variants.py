@@ -28,7 +28,7 @@ from fewlabels.data import load_dataset, parse_label_budget
 from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
 from fewlabels.errors import UsageError
 from fewlabels.pretrain import load_encoder
-from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve
+from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve, set_threads
 
 
 def main(argv=None) -> int:
@@ -49,8 +49,6 @@ def main(argv=None) -> int:
                         "statistics re-estimated on the clean pool (what "
                         "semisupervised.recalibrate=true does after training)")
     args = p.parse_args(argv)
-    from fewlabels.runtime import set_threads
-
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:
         check_development_draws(args.seeds)

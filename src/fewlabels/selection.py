@@ -173,7 +173,7 @@ def balls(x: torch.Tensor, radius: float, chunk: int = 2048) -> torch.Tensor:
                       for s in range(0, len(x), chunk)])
 
 
-def _coverage(x, budget, labeled, classes, g, restarts: int = 1) -> torch.Tensor:
+def _coverage(x, budget, labeled, classes, g, restarts: int) -> torch.Tensor:
     n = len(x)
     # the graph on a uniform sample of the pool (and every labeled image): an unbiased
     # estimate of the pool's coverage at a bounded cost (S² booleans)
