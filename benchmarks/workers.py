@@ -1,8 +1,9 @@
-"""``compare --workers 2`` against one process: the same runs (MNIST, 600 labels, seeds
-0 1 2, ``--quick`` arms on one encoder) as (a) one process with one thread, (b) two
-workers with one thread each, (c) one process with every CPU's thread. Each in a fresh
-process, one after the other. Prints JSON: the wall seconds of each, the ratios, and
-whether (a) and (b) wrote the same accuracies (they must: the same threads a run).
+"""``compare --workers N`` against one process: the same runs (MNIST, 600 labels, seeds
+0 1 2, ``--quick`` arms on one encoder) as (a) one process with one thread, (b) one
+one-thread worker a CPU, (c) one worker more than the CPUs (one thread each: ``auto``),
+(d) one process with every CPU's thread. Each in a fresh process, one after the other.
+Prints JSON: the wall seconds of each, the ratios to (c), and whether (a), (b) and (c)
+wrote the same accuracies (they must: the same threads a run).
 Usage: python benchmarks/workers.py [--encoder FILE] [--arms ...] [--out FILE]
 (without --encoder, a short pretraining makes one first).
 """
@@ -53,21 +54,22 @@ def main() -> None:
                   "--arms", *args.arms, "--set", "feature_map=0"]
         cpus = available_cpus()
         settings = {"one process, 1 thread": ["--threads", "1"] + common + ["--workers", "1"],
-                    "2 workers, 1 thread each": common + ["--workers", "2"],
+                    f"{cpus} workers, 1 thread each": common + ["--workers", str(cpus)],
+                    f"{cpus + 1} workers, 1 thread each": common + ["--workers", str(cpus + 1)],
                     f"one process, {cpus} threads": ["--threads", str(cpus)] + common
                     + ["--workers", "1"]}
         seconds, folders = {}, {}
         for i, (name, argv) in enumerate(settings.items()):
             folders[name] = tmp / f"run{i}"
             seconds[name] = round(timed(argv + ["--out", str(folders[name])]), 1)
-        one, two = (accuracies(folders[n]) for n in list(settings)[:2])
         names = list(settings)
+        one, per_cpu, auto = (accuracies(folders[n]) for n in names[:3])
     emit({"cpu": cpu_name(), "cpus_available": cpus, "arms": args.arms, "runs": len(one),
           "wall_seconds": seconds,
-          "speedup_of_2_workers": {names[0]: round(seconds[names[0]] / seconds[names[1]], 2),
-                                   names[2]: round(seconds[names[2]] / seconds[names[1]], 2)},
-          "same_accuracies_as_one_process_1_thread": one == two,
-          "accuracies": two}, args.out)
+          "speedup_of_auto": {n: round(seconds[n] / seconds[names[2]], 2)
+                              for n in names if n != names[2]},
+          "same_accuracies_as_one_process_1_thread": one == per_cpu == auto,
+          "accuracies": auto}, args.out)
 
 
 if __name__ == "__main__":

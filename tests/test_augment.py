@@ -108,6 +108,18 @@ def test_strong_identity_settings_leave_only_the_drawn_operations():
     assert grey.max() <= 0.25 + 0.05 and grey.mean() > 0.02
 
 
+def test_a_strong_view_depends_on_its_own_image_only():
+    from fewlabels.augment import StrongAugmentConfig, strong_augment
+
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    other = x.clone()
+    other[1:] = torch.rand(63, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    cfg = StrongAugmentConfig()
+    a = strong_augment(x, cfg, torch.Generator().manual_seed(0))
+    b = strong_augment(other, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(a[0], b[0]) and not torch.equal(a[1:], b[1:])
+
+
 def test_photometric_operations_closed_form():
     from fewlabels.augment import _photometric
 

@@ -399,7 +399,8 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
     assert two["environment"]["workers"] == 2 and one["environment"]["workers"] == 1
 
 
-def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys, monkeypatch, tmp_path):
+def test_workers_auto_is_one_more_than_the_threads_and_at_most_one_a_run(capsys, monkeypatch,
+                                                                         tmp_path):
     import torch
 
     from fewlabels import runtime
@@ -413,18 +414,23 @@ def test_workers_auto_is_one_a_thread_and_at_most_one_a_run(capsys, monkeypatch,
         assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0], device="cpu")) == 1
         assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0, 1],
                                               device="cpu")) == 2
-        assert _workers("3", CompareConfig()) == 3
+        assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0, 1, 2, 3],
+                                              device="cpu")) == 3
+        assert _workers("5", CompareConfig()) == 5
+        torch.set_num_threads(1)  # one thread in all: one process
+        assert _workers("auto", CompareConfig(arms=["probe"], seeds=[0, 1, 2, 3],
+                                              device="cpu")) == 1
     finally:
         torch.set_num_threads(threads)
     code, _, err = run_cli(capsys, "compare", "--workers", "two")
     assert code == 2 and "--workers='two' is not allowed" in err
     code, _, err = run_cli(capsys, "compare", "--workers", "0")
     assert code == 2 and "--workers=0 is not allowed" in err
-    # more workers than CPUs (each a process with torch and the data) is refused before
-    # any folder is made
-    code, _, err = run_cli(capsys, "compare", "--workers", "1000", "--out",
+    # more than one worker above the CPUs (each a process with torch and the data) is
+    # refused before any folder is made
+    code, _, err = run_cli(capsys, "compare", "--workers", "6", "--out",
                            str(tmp_path / "never-made"))
-    assert code == 2 and "--workers=1000 is out of range: 1..4" in err
+    assert code == 2 and "--workers=6 is out of range: 1..5" in err
     assert not (tmp_path / "never-made").exists()
 
 

@@ -66,3 +66,15 @@ def test_nearest_neighbors_excludes_self():
     f = torch.tensor([[1.0, 0], [0.9, 0.1], [0, 1.0], [0.1, 0.9]])
     nb = nearest_neighbors(f, 1, chunk=3)
     assert nb.flatten().tolist() == [1, 0, 3, 2]
+
+
+def test_nearest_neighbors_in_chunks_match_the_whole_similarity_matrix():
+    from fewlabels.pretrain import nearest_neighbors
+
+    f = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    g = torch.nn.functional.normalize(f, dim=1)
+    sim = g @ g.t()
+    sim.fill_diagonal_(float("-inf"))
+    expected = sim.topk(5, dim=1).indices
+    for chunk in (7, 16, 50, 64):  # a last chunk shorter than the others, one, more than N
+        assert torch.equal(nearest_neighbors(f, 5, chunk=chunk), expected)

@@ -232,12 +232,14 @@ def strong_augment(x: torch.Tensor, cfg: StrongAugmentConfig, g: torch.Generator
     theta = torch.cat([a, shift.view(n, 2, 1)], 2)
     grid = F.affine_grid(theta, (n, c, h, w), align_corners=False)
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    # each photometric operation on the images that drew it only (about one in six)
     for k, name in enumerate(_PHOTOMETRIC, start=len(_GEOMETRIC)):
         hit = chosen == k
-        if hit.any():
-            m = (magnitude * hit).sum(1)
-            s = (sign * hit).sum(1)
-            x = torch.where(hit.any(1).view(n, 1, 1, 1), _photometric(name, x, m, s), x)
+        rows = hit.any(1).nonzero().squeeze(1)
+        if len(rows) and name != "identity":
+            hit = hit[rows]
+            x[rows] = _photometric(name, x[rows], (magnitude[rows] * hit).sum(1),
+                                   (sign[rows] * hit).sum(1))
     if cfg.cutout > 0:
         side = torch.rand(n, generator=g, device=dev) * cfg.cutout
         cy, cx = torch.rand(2, n, generator=g, device=dev)

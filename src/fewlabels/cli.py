@@ -60,11 +60,12 @@ def compare_config(args):
 
 
 def _workers(value: str, cfg) -> int:
-    """``--workers``: a count, at most the CPUs this process may use (each worker is a
-    process holding torch and the data), or ``auto``: on a CPU, as many one-thread
-    workers as the run has threads (two one-thread processes do more on two cores than
-    one two-thread process: README, "Parallel runs"), but no more than there are runs;
-    one on a GPU."""
+    """``--workers``: a count, at most one more than the CPUs this process may use (each
+    worker is a process holding torch and the data), or ``auto``: on a CPU, one-thread
+    workers, one more than the run has threads (two one-thread processes do more on two
+    cores than one two-thread process, and the extra one keeps every core busy while the
+    longest runs finish: README, "Parallel runs"), but no more than there are runs; one
+    on a GPU, or when the run has one thread."""
     import torch
 
     from .plan import plan_runs
@@ -77,17 +78,19 @@ def _workers(value: str, cfg) -> int:
             raise UsageError(f"--workers={value!r} is not allowed: it must be a positive "
                              "integer or auto") from None
         check_positive("--workers", count, integer=True)
-        cpus = available_cpus()
-        if count > cpus:
-            raise UsageError(f"--workers={count} is out of range: 1..{cpus} (the CPUs this "
-                             "process may use; a worker a CPU at most); give fewer, or auto")
+        most = available_cpus() + 1
+        if count > most:
+            raise UsageError(f"--workers={count} is out of range: 1..{most} (one more than "
+                             "the CPUs this process may use: one-thread workers beyond it only "
+                             "wait and hold memory); give fewer, or auto")
         return count
-    if resolve(cfg.device, cfg.precision).device.type != "cpu":
+    threads = torch.get_num_threads()
+    if resolve(cfg.device, cfg.precision).device.type != "cpu" or threads == 1:
         return 1
     runs = plan_runs(cfg.datasets, {n: cfg.labels for n in cfg.datasets},
                      {n: 0 for n in cfg.datasets}, cfg.seeds, cfg.arms,
                      cfg.pretraining_seeds(), cfg.tune > 0, tuple(cfg.samplings()))
-    return max(1, min(torch.get_num_threads(), len(runs)))
+    return max(1, min(threads + 1, len(runs)))
 
 
 def _cmd_compare(args) -> int:
@@ -433,10 +436,10 @@ def _compare_parser(sub) -> None:
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
     p.add_argument("--workers", default="auto",
-                   help="independent runs in this many processes (at most one a CPU), "
-                        "each with its share of the CPUs; one results.json (default auto: "
-                        "on a CPU, one a thread of the run's, one thread each, at most one "
-                        "a run; 1 on a GPU)")
+                   help="independent runs in this many processes (at most one more than "
+                        "the CPUs), each with its share of the threads; one results.json "
+                        "(default auto: on a CPU, one-thread workers, one more than the "
+                        "run's threads, at most one a run; 1 on a GPU or with one thread)")
     p.add_argument("--shard", help=argparse.SUPPRESS)  # I/N: set by --workers for a worker
     p.add_argument("--save-every", type=int, default=200,
                    help="steps between saves of the pretraining state (default 200); an "

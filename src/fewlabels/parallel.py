@@ -1,7 +1,7 @@
 """``compare --workers N``: independent runs in N processes, one results.json.
 
 The parent pretrains (or reuses) every encoder, then starts N workers — the same command
-with ``--shard i/N`` — each with its share of the CPUs as its thread budget. Each worker
+with ``--shard i/N`` — each with its share of the run's threads (at least one). Each worker
 claims the next run no worker has claimed (a file created exclusively in ``claims/``), the
 longest first, so that the workers finish together; it appends each run to its own
 ``runs-<i>-of-<N>.jsonl`` and its curves to its own metrics file; the parent then merges
@@ -18,8 +18,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from .errors import UsageError
-from .runtime import available_cpus
 
 CLAIMS = "claims"  # the run folder's claims of the workers: one empty file a run
 
@@ -58,7 +59,7 @@ def run_workers(argv: list[str], out: Path, workers: int, log=print) -> None:
     an interrupted comparison are cleared first (the caller holds the folder's lock, so no
     worker of another comparison runs in it): its unfinished runs are claimed again."""
     shutil.rmtree(out / CLAIMS, ignore_errors=True)
-    threads = max(1, available_cpus() // workers)
+    threads = max(1, torch.get_num_threads() // workers)  # the run's threads, shared
     log(f"{workers} workers, {threads} thread(s) each")
     procs = [subprocess.Popen(worker_command(argv, out, i, workers, threads))
              for i in range(workers)]

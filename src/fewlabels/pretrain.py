@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,8 +118,12 @@ def nearest_neighbors(feats: torch.Tensor, k: int, chunk: int = 4096) -> torch.T
     """(N, k) indices of each row's k most cosine-similar other rows."""
     f = F.normalize(feats, dim=1)
     out = []
+    # one buffer for every chunk's similarities: a fresh (chunk, N) tensor each time was
+    # paged in anew (at N = 60,000 that doubled the mining's seconds); the same product
+    sims = torch.empty(min(chunk, len(f)), len(f), dtype=f.dtype, device=f.device)
     for start in range(0, len(f), chunk):
-        sim = f[start:start + chunk] @ f.t()
+        block = f[start:start + chunk]
+        sim = torch.mm(block, f.t(), out=sims[:len(block)])
         rows = torch.arange(start, min(start + chunk, len(f)), device=f.device)
         sim[torch.arange(len(rows), device=f.device), rows] = float("-inf")
         out.append(sim.topk(k, dim=1).indices)
@@ -285,7 +290,9 @@ class _Pretraining:
     def run(self, stage: Stage, number: int, method: nn.Module) -> None:
         """Train one stage with the one loop: its schedule, the checks once an epoch."""
         cfg, rt, ranks = self.cfg, self.rt, self.ranks
+        started = time.perf_counter()
         make_views, neighbors = self.views(stage, method, number)
+        mining = time.perf_counter() - started  # a refine round's neighbours: its seconds too
         per_epoch = steps_per_epoch(len(self.train), cfg.batch)
         steps = max(1, round(stage.epochs * per_epoch))
 
@@ -311,6 +318,7 @@ class _Pretraining:
                    progress=self.progress, schedule=schedule, resume=resume)
         for record in done.records:  # which stage each point of the joined curve is from
             record["phase"] = stage.name
+        done.seconds += mining
         _extend(self.history, done)
 
 
