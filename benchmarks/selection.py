@@ -12,6 +12,9 @@ differences against ``random`` over draws, 95% intervals (``fewlabels.stats``).
 
     python benchmarks/selection.py --encoder runs/X/mnist.encoder --budgets 10 20 40 100 \\
         --seeds 0 1 2 3 4 --out benchmarks/results/selection-mnist-probe.json
+
+``--classes-kept 5 --assumed-classes 10``: five classes, the strategies told ten — what
+``suggest`` assumes of a folder with nothing labeled yet.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import torch
 from fewlabels.arms import ARMS
 from fewlabels.classifiers import features
 from fewlabels.config import load_preset
-from fewlabels.data import draw_labels, load_dataset
+from fewlabels.data import Dataset, draw_labels, load_dataset
 from fewlabels.development import (
     check_development_draws,
     check_reported_draws,
@@ -39,6 +42,14 @@ from fewlabels.selection import KMEANS_RESTARTS, select
 from fewlabels.stats import paired_differences, summarize
 
 STRATEGIES = ("random", "typical", "coverage", "balanced")
+
+
+def first_classes(ds: Dataset, count: int) -> Dataset:
+    """``ds`` with the images of its first ``count`` classes only (labels unchanged)."""
+    keep, test = ds.train_labels < count, ds.test_labels < count
+    return Dataset(f"{ds.name}-{count}-classes", ds.train_images[keep], ds.train_labels[keep],
+                   ds.test_images[test], ds.test_labels[test], ds.classes[:count], ds.source,
+                   ds.sha256)
 
 
 def main(argv=None) -> int:
@@ -57,6 +68,12 @@ def main(argv=None) -> int:
     p.add_argument("--restarts", type=int, default=KMEANS_RESTARTS,
                    help="k-means runs, the tightest kept (typical's clusters, "
                         "coverage's for its radius)")
+    p.add_argument("--classes-kept", type=int, metavar="C",
+                   help="the images of the first C classes only (data with another class "
+                        "count than the encoder's)")
+    p.add_argument("--assumed-classes", type=int, metavar="K",
+                   help="the class count the strategies are told (coverage's radius), as "
+                        "`suggest` guesses 10 when nothing is labeled (default: the data's)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
@@ -66,6 +83,9 @@ def main(argv=None) -> int:
     ds = load_dataset(args.dataset)
     if args.pool:
         ds = ds.subset(train=args.pool, test=len(ds.test_labels))
+    if args.classes_kept:
+        ds = first_classes(ds, args.classes_kept)
+    classes = args.assumed_classes or ds.num_classes
     dev = development_data(ds) if args.development else None
     if dev is not None:
         ds = dev.train  # its test split withheld: the score is the development split's
@@ -82,7 +102,7 @@ def main(argv=None) -> int:
                 if strategy == "balanced":
                     labeled = draw_labels(ds.train_labels, budget, seed, "balanced")
                 else:
-                    labeled = select(feats, budget, strategy, seed, classes=ds.num_classes,
+                    labeled = select(feats, budget, strategy, seed, classes=classes,
                                      restarts=args.restarts).sort().values
                 chosen_seconds = time.perf_counter() - t
                 outcome = ARMS[args.arm].run(cfg.context(ds, labeled, seed, encoder, rt),
@@ -101,7 +121,8 @@ def main(argv=None) -> int:
               if d["b"] == "random"]
     result = {"encoder": Path(args.encoder).name, "dataset": args.dataset, "arm": args.arm,
               "split": "development" if dev is not None else "test",
-              "kmeans_restarts": args.restarts,
+              "kmeans_restarts": args.restarts, "classes": ds.num_classes,
+              "assumed_classes": classes,
               "embedding_seconds": round(embed_seconds, 1), "runs": runs,
               "summary": summarize(runs), "paired_against_random": paired,
               "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
