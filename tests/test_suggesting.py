@@ -35,6 +35,18 @@ def test_without_labeled_images_every_image_is_a_candidate(tmp_path, tiny_encode
     assert r["labeled"] == 0 and r["candidates"] == 1797 - 20 and len(r["files"]) == 5
 
 
+def test_coverage_does_not_guess_the_class_count(tmp_path, tiny_encoder, digits, capsys):
+    # nothing labeled, no --classes: told a wrong count, coverage found 2 of 5 classes
+    (digits / "labeled").rename(tmp_path / "elsewhere")
+    with pytest.raises(UsageError, match="--strategy coverage needs the number of classes"):
+        suggest(digits, 5, tiny_encoder, strategy="coverage")
+    assert main(["suggest", str(digits), "--budget", "5", "--encoder", str(tiny_encoder),
+                 "--strategy", "coverage"]) == 2
+    assert "--classes N" in capsys.readouterr().err
+    r = suggest(digits, 5, tiny_encoder, strategy="coverage", classes=10)
+    assert r["labeled"] == 0 and len(r["files"]) == 5
+
+
 def test_the_command_prints_the_list_and_writes_links(digits, tiny_encoder, tmp_path, capsys):
     links = tmp_path / "to-label"
     assert main(["suggest", str(digits), "--budget", "4", "--encoder", str(tiny_encoder),

@@ -585,7 +585,7 @@ def _suggest_parser(sub) -> None:
                    help="typical (TypiClust, default), coverage (ProbCover) or random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classes", type=int, help="classes to expect (coverage's radius; "
-                   "default: DIR/labeled's class folders, or 10)")
+                   "default: DIR/labeled's class folders; coverage needs one or the other)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--links", help="also write a folder of links to the suggested images, "
                    "numbered in order (a new or empty folder)")
@@ -635,6 +635,8 @@ def _label_parser(sub) -> None:
     which.add_argument("--model", help="a .model from `fit`, to suggest with")
     p.add_argument("--budget", type=int, default=100, help="images to suggest (default 100)")
     p.add_argument("--strategy", default="typical", choices=STRATEGIES)
+    p.add_argument("--classes", type=int, help="classes to expect (coverage's radius; "
+                   "default: DIR/labeled's class folders)")
     p.add_argument("--port", type=int, default=0, help="default: a free one")
     p.add_argument("--no-browser", action="store_true", help="print the address only")
     p.set_defaults(func=_cmd_label)
@@ -648,10 +650,12 @@ def _cmd_label(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range: use 0..65535 (0: a free one)")
+    if args.classes is not None:
+        check_positive("--classes", args.classes, integer=True)
     queue = None
     if args.encoder or args.model:
         queue = suggest(args.folder, args.budget, args.encoder or args.model,
-                        strategy=args.strategy, progress=True)["files"]
+                        strategy=args.strategy, classes=args.classes, progress=True)["files"]
 
     def ready(url: str) -> None:
         print(f"fewlabels: labeling {args.folder} at {url} — Ctrl-C to stop (every answer is "
