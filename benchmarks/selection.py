@@ -20,6 +20,7 @@ differences against ``random`` over draws, 95% intervals (``fewlabels.stats``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -47,9 +48,11 @@ STRATEGIES = ("random", "typical", "coverage", "balanced")
 def first_classes(ds: Dataset, count: int) -> Dataset:
     """``ds`` with the images of its first ``count`` classes only (labels unchanged)."""
     keep, test = ds.train_labels < count, ds.test_labels < count
-    return Dataset(f"{ds.name}-{count}-classes", ds.train_images[keep], ds.train_labels[keep],
-                   ds.test_images[test], ds.test_labels[test], ds.classes[:count], ds.source,
-                   ds.sha256)
+    return dataclasses.replace(ds, name=f"{ds.name}-{count}-classes",
+                               train_images=ds.train_images[keep],
+                               train_labels=ds.train_labels[keep],
+                               test_images=ds.test_images[test], test_labels=ds.test_labels[test],
+                               classes=ds.classes[:count])
 
 
 def main(argv=None) -> int:

@@ -599,8 +599,6 @@ def _cmd_suggest(args) -> int:
     from .suggesting import check_links, suggest, write_links
 
     check_seed("--seed", args.seed)
-    if args.classes is not None:
-        check_positive("--classes", args.classes, integer=True)
     if args.links:
         check_links(args.links)  # before the images are read
     r = suggest(args.folder, args.budget, args.encoder or args.model, strategy=args.strategy,
@@ -650,8 +648,6 @@ def _cmd_label(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port} is out of range: use 0..65535 (0: a free one)")
-    if args.classes is not None:
-        check_positive("--classes", args.classes, integer=True)
     queue = None
     if args.encoder or args.model:
         queue = suggest(args.folder, args.budget, args.encoder or args.model,

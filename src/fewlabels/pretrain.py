@@ -124,7 +124,7 @@ def nearest_neighbors(feats: torch.Tensor, k: int, chunk: int = 4096) -> torch.T
     for start in range(0, len(f), chunk):
         block = f[start:start + chunk]
         sim = torch.mm(block, f.t(), out=sims[:len(block)])
-        rows = torch.arange(start, min(start + chunk, len(f)), device=f.device)
+        rows = torch.arange(start, start + len(block), device=f.device)
         sim[torch.arange(len(rows), device=f.device), rows] = float("-inf")
         out.append(sim.topk(k, dim=1).indices)
     return torch.cat(out)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from . import images
-from .errors import UsageError
+from .errors import UsageError, check_positive
 from .predictor import load_for_embedding
 from .selection import select
 
@@ -47,6 +47,8 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
     if not root.is_dir():
         raise UsageError(f"{str(root)!r} is not a folder: give the folder whose images are to "
                          "be labeled (its labeled/<class>/ images, if any, count as chosen)")
+    if classes is not None:
+        check_positive("--classes", classes, integer=True)
     labeled_dir = root / "labeled"
     known = sorted(d.name for d in labeled_dir.iterdir() if d.is_dir()
                    and not d.name.startswith(".")) if labeled_dir.is_dir() else []
