@@ -111,3 +111,66 @@ def test_label_spreading_gives_images_no_label_reached_the_class_shares_not_nan(
         warnings.simplefilter("error")  # no "invalid value encountered in divide"
         predicted = outcome.predict(far[:20])
     assert (predicted == 1).all()  # b: the most common labeled class (NaN's argmax gives a)
+
+
+def test_label_spreading_on_the_shared_graph_is_scikit_learns(mnist, tmp_path):
+    """The graph over the pool is built once a comparison and read by every draw; a draw
+    that reads it predicts exactly what scikit-learn's LabelSpreading fitted on its own
+    graph predicts (with the PCA's seed fixed: a pool this small gets the randomized
+    solver; MNIST's 60,000 images get the exact one, whatever the seed)."""
+    import numpy as np
+    import torch
+    from sklearn.decomposition import PCA
+    from sklearn.semi_supervised import LabelSpreading
+
+    from fewlabels.arms import Context, LabelSpreadingConfig
+    from fewlabels.augment import AugmentConfig
+    from fewlabels.runtime import resolve
+
+    small = mnist.subset(train=1500, test=300)
+    pool, test = small.without_test(), small.test_images
+    c = LabelSpreadingConfig(components=20, k=10)
+    pixels = lambda t: t.reshape(len(t), -1).float().div(255).numpy()  # noqa: E731
+    for seed in (0, 1):
+        labeled = torch.randperm(1500, generator=torch.Generator().manual_seed(seed))[:100]
+        ctx = Context(pool, labeled, seed, resolve("cpu", "fp32"), AugmentConfig(),
+                      lambda: None, shared=tmp_path)
+        outcome = ARMS["pixels-labelspreading"].run(ctx, c)
+        assert outcome.chosen["unreached_images"] == 0  # as scikit-learn's, untouched
+        ours = outcome.predict(test)
+        pca = PCA(c.components, random_state=0)
+        targets = np.full(1500, -1)
+        targets[labeled.numpy()] = small.train_labels[labeled].numpy()
+        theirs = LabelSpreading(kernel="knn", n_neighbors=c.k, alpha=c.alpha, max_iter=100,
+                                n_jobs=1).fit(pca.fit_transform(pixels(small.train_images)),
+                                              targets).predict(pca.transform(pixels(test)))
+        assert torch.equal(ours, torch.from_numpy(theirs).long())
+    assert len(list(tmp_path.glob("labelspreading-graph-*.pickle"))) == 1  # built once
+
+
+def test_semisupervised_draws_share_the_pool_features_and_train_as_alone(mnist, tmp_path,
+                                                                          monkeypatch):
+    """Every draw starts from the pretrained encoder's features of the same pool: computed
+    once a comparison, and a draw that reads them trains exactly the network it trains
+    alone."""
+    monkeypatch.setenv("FEWLABELS_SHARE", "0")  # the same threads throughout, even on a busy CPU
+    import torch
+
+    from fewlabels.arms import Context
+    from fewlabels.augment import AugmentConfig
+    from fewlabels.encoders import ConvEncoder
+    from fewlabels.runtime import resolve
+    from fewlabels.semisupervised import SemiSupervisedConfig
+
+    torch.manual_seed(0)
+    encoder = ConvEncoder(width=4)
+    pool = mnist.subset(train=600, test=10).without_test()
+    s = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, head_epochs=5)
+    for seed in (0, 1):
+        labeled = torch.arange(seed * 50, seed * 50 + 50)
+        nets = [ARMS["semisupervised"].run(
+            Context(pool, labeled, seed, resolve("cpu", "fp32"), AugmentConfig(), lambda: None,
+                    encoder, shared=shared), s).net for shared in (None, tmp_path)]
+        alone, shared = (n.state_dict() for n in nets)
+        assert all(torch.equal(alone[k], shared[k]) for k in alone)
+    assert len(list(tmp_path.glob("pool-features-*.pickle"))) == 1  # computed once

@@ -43,6 +43,9 @@ def run_cli(capsys, *argv):
     (["--set", "probe.batch=nan"], "probe.batch=nan is not allowed"),
     (["--set", "supervised.batch=inf"], "supervised.batch=inf is not allowed"),
     (["--pretrain-epochs", "inf"], "pretrain.epochs=inf is not allowed"),
+    # --quick reduces what was asked only once it is valid: inf used to become 1 epoch
+    (["--pretrain-epochs", "inf", "--quick"], "pretrain.epochs=inf is not allowed"),
+    (["--set", "semisupervised.epochs=nan", "--quick"], "semisupervised.epochs=nan"),
 ])
 def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, message):
     code, out, err = run_cli(capsys, "compare", "--out", str(tmp_path / "run"), *TINY, *argv)

@@ -75,6 +75,22 @@ def test_threads_follow_the_flag_then_the_environment_then_the_cpus_allowed(monk
         torch.set_num_threads(before)
 
 
+def test_numpy_and_scikit_learn_take_the_threads_torch_takes():
+    """Their thread pools (BLAS, OpenMP) are sized to the machine: a one-thread worker of
+    --workers ran its PCA and neighbour searches on two threads of a shared CPU."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from fewlabels import runtime
+
+    before = torch.get_num_threads()
+    with threadpool_limits(limits=None):  # puts every pool back as it was, at the end
+        try:
+            runtime.set_threads(1)
+            assert {p["num_threads"] for p in threadpool_info()} == {1}
+        finally:
+            torch.set_num_threads(before)
+
+
 def test_a_cgroup_quota_caps_the_cpus(tmp_path):
     from fewlabels.runtime import _cgroup_cpus
 

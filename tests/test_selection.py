@@ -64,6 +64,16 @@ def test_coverage_radius_is_below_the_gap_and_the_greedy_cover_is_ordered():
     assert torch.equal(select(x, 3, "coverage", seed=0, classes=3), five[:3])  # a prefix
 
 
+def test_coverage_refuses_to_guess_the_class_count():
+    # told 10 on a 5-class pool it chose 2 of the 5 classes in 20 labels: no default count
+    x, _, _ = blobs()
+    with pytest.raises(UsageError, match="--strategy coverage needs the number of classes"):
+        select(x, 5, "coverage", seed=0)
+    with pytest.raises(UsageError, match="--classes=0 is not allowed"):
+        select(x, 5, "coverage", seed=0, classes=0)
+    assert len(select(x, 5, "typical", seed=0)) == 5  # the others need no count
+
+
 @pytest.mark.parametrize("strategy", ["random", "typical", "coverage"])
 def test_same_seed_same_choice_and_never_a_labeled_image(strategy):
     x, _, _ = blobs()

@@ -62,13 +62,16 @@ def test_semisupervised_training_trains_the_encoder_on_labels_and_pool(mnist_sli
     before = {k: v.clone() for k, v in encoder.state_dict().items()}
     images, labels = mnist_slice.train_images[:100], mnist_slice.train_labels[:100]
     net = with_fitted_head(encoder, images, labels, 10, 20, rt, seed=0)
-    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.5, hard_share=0)
+    cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, threshold=0.1, hard_share=0)
     start, _ = pool_predictions(net, mnist_slice.train_images[:480], rt)
     history, chosen = train_semisupervised(net, images, labels, mnist_slice.train_images[:480],
                                            cfg, rt, AugmentConfig(), seed=0)
     assert len(history.records) > 0 and all("confident" in r for r in history.records)
     assert chosen["epochs"] == 1
-    assert chosen["confident_share_at_start"] == round((start >= 0.5).float().mean().item(), 4)
+    # the share that sets the passes is read at the rule's confidence, not the threshold's
+    share = round((start >= cfg.hard_confidence).float().mean().item(), 4)
+    assert share != round((start >= cfg.threshold).float().mean().item(), 4)
+    assert chosen["confident_share_at_start"] == share
     assert chosen["flexible"]  # 10 labels a class, under the default's 20
     assert not net.training
     changed = any(not torch.equal(v, net.encoder.state_dict()[k]) for k, v in before.items())

@@ -74,6 +74,10 @@ def test_warnings_for_a_single_image_class_and_unbalanced_labels(tmp_path):
      r"holds values in \[1.5, 1.5\]: give uint8, floats in \[0, 1\], or whole numbers"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0, 1]),
       "classes": np.array(["cat", "cat"])}, r"classes names \['cat'\] more than once"),
+    # a misnamed array is not ignored: class_names would have left the classes "0", "1"
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0, 1]),
+      "class_names": np.array(["cat", "dog"])},
+     r"holds arrays fewlabels does not read: \['class_names'\]; it reads x_train, y_train"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 0.5, 0, 1])},
      "y_train holds values that are not whole numbers"),
 ])

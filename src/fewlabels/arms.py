@@ -7,19 +7,23 @@ comparison loop, tuning, plots and help all read ``ARMS``; nothing else lists ar
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from . import memo
 from .augment import AugmentConfig
 from .ceiling import CeilingConfig, train_ceiling
 from .classifiers import (
     FinetuneConfig,
     ProbeConfig,
     SupervisedConfig,
+    features,
     linear_probe,
     new_classifier,
     predict,
@@ -50,6 +54,9 @@ class Context:
     encoder: torch.nn.Module | None = None  # the pretrained encoder (for arms that need it)
     method: str | None = None  # its pretraining recipe's name
     min_steps: int = 0  # the fewest optimizer steps an every-label arm may take
+    # a folder the runs of one comparison share for work each would do identically
+    # (``memo``; None: each run does its own)
+    shared: Path | None = None
 
     @property
     def images(self) -> torch.Tensor:
@@ -162,8 +169,14 @@ def _finetune(ctx: Context, f: FinetuneConfig) -> Outcome:
 def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
     net = with_fitted_head(ctx.encoder, ctx.images, ctx.labels, ctx.data.num_classes,
                            s.head_epochs, ctx.runtime, ctx.seed)
-    history, chosen = train_semisupervised(net, ctx.images, ctx.labels, ctx.data.train_images,
-                                           s, ctx.runtime, ctx.augment, ctx.seed)
+    pool, rt = ctx.data.train_images, ctx.runtime
+    key = (f"pool-features-{memo.fingerprint(*ctx.encoder.state_dict().values())}-"
+           f"{memo.fingerprint(pool)}-{rt.device}-{rt.precision}-"
+           f"{torch.get_num_threads()}threads")
+    pool_features = memo.computed_once(ctx.shared, key,  # the same for every draw
+                                       lambda: features(ctx.encoder, pool, rt))
+    history, chosen = train_semisupervised(net, ctx.images, ctx.labels, pool, s, rt,
+                                           ctx.augment, ctx.seed, pool_features=pool_features)
     return network_outcome(net, ctx.runtime, method=ctx.method, history=history.records,
                     chosen=chosen)
 
@@ -236,16 +249,19 @@ class LabelSpreadingConfig:
 
 def _labelspreading(ctx: Context, c: LabelSpreadingConfig) -> Outcome:
     """Label spreading (Zhou et al., NIPS 2003) over a k-nearest-neighbour graph of every
-    training image's PCA-reduced pixels; only the labeled subset's labels are read."""
-    from sklearn.decomposition import PCA
-    from sklearn.semi_supervised import LabelSpreading
-
-    pca = PCA(c.components, random_state=ctx.seed)
-    reduced = pca.fit_transform(_pixels(ctx.data.train_images))
-    targets = np.full(len(ctx.data.train_images), -1)
+    training image's PCA-reduced pixels; only the labeled subset's labels are read. The
+    graph reads no label: one is built for the pool and every draw of a comparison
+    spreads over it (``memo``)."""
+    pca, neighbours, graph = memo.computed_once(
+        ctx.shared, _graph_key(ctx.data.train_images, c),
+        lambda: _pool_graph(ctx.data.train_images, c))
+    reduced = neighbours._fit_X
+    targets = np.full(len(reduced), -1)
     targets[ctx.labeled.numpy()] = ctx.labels.numpy()
-    spread = LabelSpreading(kernel="knn", n_neighbors=c.k, alpha=c.alpha, max_iter=100,
-                            n_jobs=1).fit(reduced, targets)
+    spread = _spreading_on_graph()(kernel="knn", n_neighbors=c.k, alpha=c.alpha,
+                                   max_iter=100, n_jobs=1)
+    spread.given = neighbours, graph
+    spread.fit(reduced, targets)
     # an image in a part of the graph that holds no labeled image keeps an all-zero label
     # distribution; a test image whose neighbours are all such images would get 0 / 0 =
     # NaN probabilities, and whichever class argmax meets first. They get the labeled
@@ -258,6 +274,45 @@ def _labelspreading(ctx: Context, c: LabelSpreadingConfig) -> Outcome:
     return Outcome(lambda images: torch.from_numpy(
         spread.predict(pca.transform(_pixels(images)))).long(),
         chosen={"unreached_images": int(unreached.sum())})
+
+
+def _graph_key(images: torch.Tensor, c: LabelSpreadingConfig) -> str:
+    """What the pool's graph depends on: the images, the PCA's components, the neighbours,
+    and the threads that compute it."""
+    return (f"labelspreading-graph-{memo.fingerprint(images)}-{c.components}pc-{c.k}nn-"
+            f"{torch.get_num_threads()}threads")
+
+
+def _pool_graph(images: torch.Tensor, c: LabelSpreadingConfig):
+    """(the fitted PCA, the nearest-neighbour index of the reduced pool, label spreading's
+    normalised graph over it): what scikit-learn's ``LabelSpreading.fit`` builds before it
+    reads a label, built as it builds them."""
+    from sklearn.decomposition import PCA
+
+    pca = PCA(c.components, random_state=0)  # the pool's, not a draw's
+    builder = _spreading_on_graph()(kernel="knn", n_neighbors=c.k, n_jobs=1)
+    builder.X_ = pca.fit_transform(_pixels(images))
+    graph = builder._build_graph()  # nothing given: scikit-learn's own
+    return pca, builder.nn_fit, graph
+
+
+@functools.cache
+def _spreading_on_graph():
+    from sklearn.semi_supervised import LabelSpreading
+
+    class SpreadingOnGraph(LabelSpreading):
+        """scikit-learn's LabelSpreading on a graph built beforehand (``given``: the
+        neighbour index and the normalised graph of ``_pool_graph``) instead of its own."""
+
+        given = None
+
+        def _build_graph(self):
+            if self.given is None:
+                return super()._build_graph()
+            self.nn_fit, graph = self.given
+            return graph
+
+    return SpreadingOnGraph
 
 
 def _labelspreading_space(trial, s: LabelSpreadingConfig) -> None:

@@ -69,18 +69,19 @@ class CompareConfig:
         return getattr(self, ARMS[arm].section)
 
     def context(self, data, labeled, seed: int, encoder=None,
-                runtime: Runtime | None = None) -> Context:
+                runtime: Runtime | None = None, shared=None) -> Context:
         """An arm runner's context for one labeled draw of ``data`` (the dataset without
         its test split): the runtime, the pretraining policy's views, the supervised
-        network's maker, the encoder and its recipe, and the ceiling's least steps (the
-        most the semi-supervised arm can take on this pool)."""
+        network's maker, the encoder and its recipe, the ceiling's least steps (the
+        most the semi-supervised arm can take on this pool), and the folder the runs of
+        a comparison share (``memo``)."""
         p = self.pretrain
         return Context(data, labeled, seed, runtime or resolve(self.device, self.precision),
                        p.augment, network_maker(p.encoder, p.encoder_options, data.image_shape,
                                                 data.num_classes, seed),
                        encoder, p.name(),
                        self.semisupervised.most_steps(len(data.train_images))
-                       if self.ceiling.at_least_semisupervised else 0)
+                       if self.ceiling.at_least_semisupervised else 0, shared)
 
     def check_data(self, image_shape) -> None:
         """The settings whose range the data sets, checked before any work:
@@ -140,7 +141,9 @@ class CompareConfig:
 def quick(cfg: CompareConfig) -> CompareConfig:
     """The same protocol on reduced epochs, for a look in a minute or two: shorter
     pretraining, fewer epochs per arm, one learning rate where a list is given, a smaller
-    feature map."""
+    feature map. What was asked is checked first: a value out of range is refused, not
+    reduced into range (``--pretrain-epochs inf`` became 1 epoch)."""
+    cfg.validate()
     p = cfg.pretrain
     p.epochs = min(p.epochs, max(1, p.epochs // 8))
     p.refine_rounds = min(p.refine_rounds, 1)

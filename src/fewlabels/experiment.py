@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import checkpoint
+from . import checkpoint, memo
 from .arms import ARMS, SAMPLED
 from .classifiers import features
 from .config import SELECTED, CompareConfig, to_dict
@@ -123,14 +124,15 @@ def _encoders(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int, out_dir
 def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int,
              cfg: CompareConfig, encoder, metrics: Metrics, rt: Runtime, *,
              settings=None, tuning: dict | None = None, extra_seconds: float = 0.0,
-             pretrain_seed: int | None = None, name: str | None = None) -> Run:
+             pretrain_seed: int | None = None, name: str | None = None,
+             shared: Path | None = None) -> Run:
     """Train and test one arm on one label draw (and pretraining run); log its curve.
     ``settings``: the arm's config section (its section of ``cfg`` unless tuned);
     ``tuning`` records how it was tuned; ``name``: the run's (its planned name; default
-    the arm's)."""
+    the arm's); ``shared``: the folder the comparison's runs share (``memo``)."""
     name = name or arm
     t = time.perf_counter()
-    o = ARMS[arm].run(cfg.context(ds.without_test(), labeled, seed, encoder, rt),
+    o = ARMS[arm].run(cfg.context(ds.without_test(), labeled, seed, encoder, rt, shared),
                       settings or cfg.settings(arm))
     conf = confusion_matrix(o.predict(ds.test_images), ds.test_labels, ds.num_classes)
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
@@ -164,7 +166,7 @@ def _tuned_run(item: PlannedRun, ds: Dataset, labeled: torch.Tensor, cfg: Compar
         f"(validation accuracy {info['val_accuracy']:.4f}, {info['trials']} trials)")
     return _run_arm(arm, ds, labeled, seed, count, cfg, encoder, metrics, rt,
                     settings=chosen, tuning=info, extra_seconds=time.perf_counter() - t,
-                    pretrain_seed=pretrain_seed, name=item.name)
+                    pretrain_seed=pretrain_seed, name=item.name, shared=out_dir / memo.FOLDER)
 
 
 def _execute(item: PlannedRun, ds: Dataset, draws: dict, cfg: CompareConfig, encoder,
@@ -176,7 +178,8 @@ def _execute(item: PlannedRun, ds: Dataset, draws: dict, cfg: CompareConfig, enc
     if item.tuned:
         return _tuned_run(item, ds, labeled, cfg, encoder, metrics, rt, log, out_dir)
     return _run_arm(item.arm, ds, labeled, item.seed, item.labels, cfg, encoder, metrics, rt,
-                    pretrain_seed=item.pretrain_seed, name=item.name)
+                    pretrain_seed=item.pretrain_seed, name=item.name,
+                    shared=out_dir / memo.FOLDER)
 
 
 def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
@@ -334,6 +337,7 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
                        data=data, feature_maps=maps)
     metrics.close()
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
+    shutil.rmtree(out_dir / memo.FOLDER, ignore_errors=True)  # every run that reads it is done
     from .report import write_report
 
     write_report(out_dir, results)

@@ -105,10 +105,10 @@ def available_cpus() -> int:
 
 
 def set_threads(threads: int | None = None) -> int:
-    """Set torch's threads: ``threads``, else ``$FEWLABELS_THREADS``, else — unless
-    ``$OMP_NUM_THREADS`` already chose — the CPUs this process may use
-    (``available_cpus``, also the most ``threads`` may ask for). Returns the number in
-    use."""
+    """Set torch's threads, and NumPy's and scikit-learn's: ``threads``, else
+    ``$FEWLABELS_THREADS``, else — unless ``$OMP_NUM_THREADS`` already chose — the CPUs
+    this process may use (``available_cpus``, also the most ``threads`` may ask for).
+    Returns the number in use."""
     from .errors import check_positive
 
     if threads is None and os.environ.get("FEWLABELS_THREADS"):
@@ -127,6 +127,11 @@ def set_threads(threads: int | None = None) -> int:
         return torch.get_num_threads()
     n = int(threads) if threads is not None else available_cpus()
     torch.set_num_threads(n)
+    # NumPy's BLAS and scikit-learn's OpenMP keep their own thread pools, sized to the
+    # machine: a one-thread worker of --workers ran its PCA and neighbour searches on two
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(n)
     return n
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .errors import UsageError, check_choice
+from .errors import UsageError, check_choice, check_positive
 
 STRATEGIES = ("random", "typical", "coverage")
 MAX_CLUSTERS = 500  # TypiClust's cap on k-means clusters for a large budget
@@ -48,15 +48,29 @@ PURITY = 0.95  # ProbCover: the share of pure balls that fixes δ
 COVERAGE_SAMPLE = 20_000  # images the cover is computed on (a uniform sample of a larger pool)
 
 
+def check_classes(strategy: str, classes: int | None, why: str = "") -> None:
+    """``classes`` (the number of classes expected) is a positive integer, or None; and
+    ``coverage``, whose radius δ it sets, has one — it refuses to guess (told 10 on a
+    5-class pool, its balls shrank and it chose 2 of the 5 classes in 20 labels:
+    benchmarks/results/selection-5-classes-development.json). ``why``: what the caller
+    knows of the missing count, for the message."""
+    if classes is not None:
+        check_positive("--classes", classes, integer=True)
+    elif strategy == "coverage":
+        raise UsageError(f"--strategy coverage needs the number of classes{why}: give "
+                         "--classes N, or use --strategy typical, which needs none")
+
+
 def select(features: torch.Tensor, budget: int, strategy: str = "typical", seed: int = 0,
-           labeled: torch.Tensor | None = None, classes: int = 10,
+           labeled: torch.Tensor | None = None, classes: int | None = None,
            restarts: int = KMEANS_RESTARTS) -> torch.Tensor:
     """Indices (int64) of ``budget`` images to label next, in the order chosen, none of them
     in ``labeled`` (indices already labeled, which count as chosen). ``classes``: the
-    number of classes expected (``coverage`` only: it sets δ). Same inputs and seed, same
-    answer. ``restarts``: k-means runs, the tightest kept (``typical``, up to
-    ``RESTART_CLUSTERS`` clusters; ``coverage``'s clusters for δ)."""
+    number of classes expected (``coverage`` only, which needs it: it sets δ). Same inputs
+    and seed, same answer. ``restarts``: k-means runs, the tightest kept (``typical``, up
+    to ``RESTART_CLUSTERS`` clusters; ``coverage``'s clusters for δ)."""
     check_choice("strategy", strategy, STRATEGIES)
+    check_classes(strategy, classes)
     n = len(features)
     labeled = (torch.as_tensor(labeled, dtype=torch.long).unique() if labeled is not None
                else torch.empty(0, dtype=torch.long))

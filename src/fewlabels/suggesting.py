@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from . import images
-from .errors import UsageError, check_positive
+from .errors import UsageError
 from .predictor import load_for_embedding
-from .selection import select
+from .selection import check_classes, select
 
 
 def candidates(root: Path) -> list[str]:
@@ -47,17 +47,12 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
     if not root.is_dir():
         raise UsageError(f"{str(root)!r} is not a folder: give the folder whose images are to "
                          "be labeled (its labeled/<class>/ images, if any, count as chosen)")
-    if classes is not None:
-        check_positive("--classes", classes, integer=True)
     labeled_dir = root / "labeled"
     known = sorted(d.name for d in labeled_dir.iterdir() if d.is_dir()
                    and not d.name.startswith(".")) if labeled_dir.is_dir() else []
-    if strategy == "coverage" and classes is None and not known:
-        # measured: told 10 on a 5-class pool, coverage's balls shrank and it chose 2 of the
-        # 5 classes in 20 labels (benchmarks/results/selection-5-classes-development.json)
-        raise UsageError(f"--strategy coverage needs the number of classes, and nothing in "
-                         f"{str(labeled_dir)!r} counts them yet: give --classes N, or use "
-                         "--strategy typical, which needs none")
+    classes = classes if classes is not None else len(known) or None
+    check_classes(strategy, classes,  # before the images are read
+                  f", and nothing in {str(labeled_dir)!r} counts them yet")
     source = load_for_embedding(embedder)
     inputs = ([str(labeled_dir)] if known else []) + candidates(root)
     if not inputs[len(known) > 0:]:
@@ -74,7 +69,7 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
                          "labeled yet)")
     chosen = select(torch.from_numpy(feats), budget, strategy, seed,
                     labeled=is_labeled.nonzero().flatten(),
-                    **({"classes": classes or len(known)} if strategy == "coverage" else {}))
+                    classes=classes)
     return {"files": [os.path.relpath(files[i], root) for i in chosen.tolist()],
             "labeled": int(is_labeled.sum()), "candidates": free, "unreadable": unreadable,
             "seconds": round(time.perf_counter() - start, 1)}

@@ -206,6 +206,9 @@ def _labels(y: np.ndarray, name: str) -> np.ndarray:
     return y.astype(np.int64)
 
 
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "classes")  # what an .npz may hold
+
+
 def _from_arrays(path: Path, size: int | None) -> Dataset:
     if not path.is_file():
         raise UsageError(f"{str(path)!r} does not exist: give an .npz with x_train and y_train")
@@ -215,6 +218,10 @@ def _from_arrays(path: Path, size: int | None) -> Dataset:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise DataError(f"{str(path)!r} is not a readable .npz ({str(e)[:100]}): write it "
                         "with numpy.savez") from None
+    unread = sorted(set(fields) - set(NPZ_ARRAYS))
+    if unread:  # a misnamed array (class_names for classes) would be ignored without a word
+        raise DataError(f"{str(path)!r} holds arrays fewlabels does not read: {unread}; it "
+                        f"reads {', '.join(NPZ_ARRAYS)}: rename or remove them")
     for key in ("x_train", "y_train"):
         if key not in fields:
             raise DataError(f"{str(path)!r} has no {key!r} array (it has {sorted(fields)}): "
