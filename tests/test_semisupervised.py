@@ -233,3 +233,31 @@ def test_recalibration_leaves_the_final_model_with_the_clean_pools_statistics(mn
         chunks = [net.encoder.net[0](part.float() / 255).mean((0, 2, 3))
                   for part in pool.split(256)]
     assert torch.allclose(net.encoder.net[1].running_mean, sum(chunks) / len(chunks), atol=1e-5)
+
+
+def test_flexmatch_scales_its_own_base_threshold_and_one_threshold_is_the_other(mnist_slice,
+                                                                                monkeypatch):
+    """Two regimes, two thresholds, each chosen on its own development runs: under
+    ``flexible_below`` labels a class FlexMatch's class thresholds scale
+    ``flexible_threshold``; above it every pseudo-label needs ``threshold``."""
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:100], mnist_slice.train_labels[:100]
+    pool = mnist_slice.train_images[:480]
+    bases, used = [], []
+    real_flexible, real_pseudo = (semisupervised.flexible_thresholds,
+                                  semisupervised.pseudo_labels)
+    monkeypatch.setattr(semisupervised, "flexible_thresholds",
+                        lambda c, k, t: bases.append(t) or real_flexible(c, k, t))
+    monkeypatch.setattr(semisupervised, "pseudo_labels",
+                        lambda w, t, *a: used.append(t) or real_pseudo(w, t, *a))
+    for below in (20, 0):  # 10 labels a class: flexible, then one threshold
+        net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
+        cfg = SemiSupervisedConfig(epochs=1, batch=16, ratio=3, hard_share=0, threshold=0.3,
+                                   flexible_threshold=0.9, flexible_below=below)
+        _, chosen = train_semisupervised(net, images, labels, pool, cfg, rt, AugmentConfig(),
+                                         seed=0)
+        assert chosen["flexible"] == (below > 0)
+    assert len(bases) == 10 and set(bases) == {0.9}  # the flexible run's 10 steps
+    assert all(torch.is_tensor(t) and (t <= 0.9).all() for t in used[:10])
+    assert used[10:] == [0.3] * 10

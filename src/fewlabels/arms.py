@@ -183,7 +183,7 @@ def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
 
 def _semisupervised_space(trial, s: SemiSupervisedConfig) -> None:
     s.lr = trial.suggest_float("lr", 3e-4, 3e-3, log=True)
-    s.threshold = trial.suggest_float("threshold", 0.8, 0.98)
+    s.threshold = trial.suggest_float("threshold", 0.6, 0.98)
     s.encoder_lr_scale = trial.suggest_float("encoder_lr_scale", 0.1, 1.0, log=True)
 
 
