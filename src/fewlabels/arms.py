@@ -170,11 +170,11 @@ def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
     net = with_fitted_head(ctx.encoder, ctx.images, ctx.labels, ctx.data.num_classes,
                            s.head_epochs, ctx.runtime, ctx.seed)
     pool, rt = ctx.data.train_images, ctx.runtime
-    key = (f"pool-features-{memo.fingerprint(*ctx.encoder.state_dict().values())}-"
-           f"{memo.fingerprint(pool)}-{rt.device}-{rt.precision}-"
-           f"{torch.get_num_threads()}threads")
-    pool_features = memo.computed_once(ctx.shared, key,  # the same for every draw
-                                       lambda: features(ctx.encoder, pool, rt))
+    pool_features = memo.computed_once(  # the same for every draw
+        ctx.shared, lambda: (f"pool-features-{memo.fingerprint(*ctx.encoder.state_dict().values())}"
+                             f"-{memo.fingerprint(pool)}-{rt.device}-{rt.precision}-"
+                             f"{torch.get_num_threads()}threads"),
+        lambda: features(ctx.encoder, pool, rt))
     history, chosen = train_semisupervised(net, ctx.images, ctx.labels, pool, s, rt,
                                            ctx.augment, ctx.seed, pool_features=pool_features)
     return network_outcome(net, ctx.runtime, method=ctx.method, history=history.records,
@@ -253,7 +253,7 @@ def _labelspreading(ctx: Context, c: LabelSpreadingConfig) -> Outcome:
     graph reads no label: one is built for the pool and every draw of a comparison
     spreads over it (``memo``)."""
     pca, neighbours, graph = memo.computed_once(
-        ctx.shared, _graph_key(ctx.data.train_images, c),
+        ctx.shared, lambda: _graph_key(ctx.data.train_images, c),
         lambda: _pool_graph(ctx.data.train_images, c))
     reduced = neighbours._fit_X
     targets = np.full(len(reduced), -1)

@@ -27,13 +27,15 @@ T = TypeVar("T")
 FOLDER = "memo"  # the comparison folder's subfolder of such results
 
 
-def computed_once(folder: Path | None, key: str, compute: Callable[[], T]) -> T:
-    """``compute()``, or what an earlier call with the same ``folder`` and ``key`` kept
-    (``folder`` None: always computed, nothing kept). While one process computes it, the
-    others that ask for it wait on a lock rather than compute it too."""
+def computed_once(folder: Path | None, key: Callable[[], str], compute: Callable[[], T]) -> T:
+    """``compute()``, or what an earlier call with the same ``folder`` and ``key()`` kept
+    (``folder`` None: always computed, nothing kept, and the key — a digest of the inputs —
+    not computed either). While one process computes it, the others that ask for it wait
+    on a lock rather than compute it too."""
     if folder is None:
         return compute()
     folder.mkdir(parents=True, exist_ok=True)
+    key = key()
     path = folder / f"{key}.pickle"
     with open(folder / f"{key}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # let go when the file closes, or the process ends

@@ -76,9 +76,8 @@ class SemiSupervisedConfig:
     def pool_epochs(self, share: float) -> float:
         """Passes over the pool: ``epochs``, or ``hard_pool_epochs`` when under
         ``hard_share`` of it starts at least ``hard_confidence`` sure. Measured on the
-        default recipe at 600
-        labels: MNIST's share is 0.79–0.80 (draws 0 1 2; 0.75–0.80 at 100 labels),
-        Fashion-MNIST's 0.21–0.23 (0.16–0.17 on the recipe with self-labelling),
+        default recipe at 600 labels: MNIST's share is 0.79–0.80 (draws 0 1 2; 0.75–0.80
+        at 100 labels), Fashion-MNIST's 0.21–0.23 (0.16–0.17 on the recipe with self-labelling),
         mnist-hard's 0.07–0.08."""
         return self.hard_pool_epochs if share < self.hard_share else self.epochs
 
