@@ -5,10 +5,11 @@ seed, the first 300 dropped (never read: the example's test split is elsewhere),
 images a class labeled, the rest unlabeled — the README's digits example, another draw.
 Pretraining runs once a folder (``fit``'s recipe for the pool). Each candidate arm is then
 trained as ``fit`` trains it — on the labels less a held-out fifth, in a pool without the
-held-out images — and scored there (accuracy and loss), and trained again on every label
-and scored on the unlabeled images' true digits (the development accuracy). One JSON line
-a folder: each arm's figures and the arm each rule would keep — ``fit``'s (``choose_arm``),
-the most accurate on the held-out labels, and a fixed order (semisupervised first).
+held-out images — and scored there (accuracy and loss); both the candidate (what ``fit``
+keeps) and the arm trained again on every label (``fit --refit``) are scored on the
+unlabeled images' true digits (the development accuracy). One JSON line a folder: each
+arm's figures and the arm each rule would keep — ``fit``'s (``choose_arm``), the most
+accurate on the held-out labels, and a fixed order (semisupervised first).
 
     python benchmarks/fit_choice.py --seeds 100 101 102 103 104 [--table FILE]
 """
@@ -74,21 +75,25 @@ def measure(seed: int) -> dict:
     data = ds.without_test()
     train, val = stratified_split(labels, labeled, 0.2, 0)
     scoring, scoring_train = without_images(data, val, train)
-    right, losses, development = {}, {}, {}
+    right, losses, development, kept = {}, {}, {}, {}
+    pool = ds.train_images[unlabeled]
     for arm in CANDIDATES:
-        net = ARMS[arm].run(cfg.context(scoring, scoring_train, 0, encoder, rt),
-                            cfg.settings(arm)).net
+        candidate = ARMS[arm].run(cfg.context(scoring, scoring_train, 0, encoder, rt),
+                                  cfg.settings(arm))
+        kept[arm] = (candidate.predict(pool).cpu() == truth[unlabeled]).float().mean().item()
+        net = candidate.net
         logits = net.forward_head(features(net, ds.train_images[val], rt)).float().cpu()
         right[arm] = logits.argmax(1) == labels[val]
         losses[arm] = F.cross_entropy(logits, labels[val]).item()
         final = ARMS[arm].run(cfg.context(data, labeled, 0, encoder, rt), cfg.settings(arm))
-        predicted = final.predict(ds.train_images[unlabeled]).cpu()
+        predicted = final.predict(pool).cpu()
         development[arm] = (predicted == truth[unlabeled]).float().mean().item()
     accuracy = {a: r.float().mean().item() for a, r in right.items()}
     top = max(right, key=lambda a: accuracy[a])
     close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= 0.05]
     pretrained = [a for a in CANDIDATES if ARMS[a].pretrained]
     return {"seed": seed, "split": "development", "development_accuracy": development,
+            "candidate_development_accuracy": kept,
             "validation_accuracy": accuracy, "validation_loss": losses,
             "fit_choice": choose_arm(right, losses, unlabeled_arms=pretrained)[0],
             "loss_choice_any_arm": choose_arm(right, losses)[0],

@@ -7,7 +7,7 @@ seconds, the CPU. Compare its test accuracy with ``compare``'s on the same draw.
 ``--digits``: the README's example instead, scikit-learn's 1,797 digits written by
 ``examples/digits_folder.py`` (10 labeled a class, 300 for test).
 Usage: python benchmarks/fit_folder.py [--digits] [--labels 600] [--seed 0] [--arms ...]
-[--out FILE]
+[--refit] [--out FILE]
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("--arms", nargs="+")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--digits", action="store_true", help="the README's digits example")
+    ap.add_argument("--refit", action="store_true", help="fit --refit")
     ap.add_argument("--out")
     args = ap.parse_args()
     from fewlabels.fitting import CANDIDATES, fit
@@ -70,7 +71,7 @@ def main() -> None:
         os.environ.setdefault("XDG_CACHE_HOME", str(Path(tmp) / "cache"))
         t = time.perf_counter()
         model = fit(root, Path(tmp) / "fitted.model", arms=args.arms or CANDIDATES,
-                    seed=args.seed, quick_run=args.quick)
+                    seed=args.seed, quick_run=args.quick, refit=args.refit)
         seconds = time.perf_counter() - t
         # the ONNX export (needs fewlabels[onnx]), checked on real test images
         from fewlabels.data import load_dataset
@@ -81,7 +82,8 @@ def main() -> None:
     m = model.meta
     result = {"cpu": cpu_name(), "data": "digits" if args.digits else "mnist",
               "labels": m["labeled_images"], "seed": args.seed,
-              "arm": m["arm"], "validation_accuracy": m["validation_accuracy"],
+              "arm": m["arm"], "refit": m["refit"], "training_labels": m["training_labels"],
+              "validation_accuracy": m["validation_accuracy"],
               "test_accuracy": m["test_accuracy"], "seconds_fit": round(seconds, 1),
               "seconds_writing_pngs": round(written, 1), "quick": args.quick,
               "onnx_check": exported}

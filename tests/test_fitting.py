@@ -139,8 +139,10 @@ def test_fit_from_arrays_without_a_test_split_claims_no_test_accuracy(tmp_path):
     assert Model.load(tmp_path / "d.model").classes == [str(c) for c in range(10)]
 
 
-def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch):
-    """Every arm gets the data with its test split withheld (any read raises)."""
+@pytest.mark.parametrize("refit", [False, True])
+def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch, refit):
+    """Every arm gets the data with its test split withheld (any read raises); the model
+    kept is the candidate scored, or with ``refit`` its arm trained again on every label."""
     from fewlabels import fitting as fit_module
     from fewlabels.data import Withheld
 
@@ -169,13 +171,18 @@ def test_the_test_split_is_not_read_before_the_final_model(tmp_path, monkeypatch
     np.savez(tmp_path / "d.npz", x_train=images[:1500], y_train=y[:1500],
              x_test=images[1500:], y_test=labels[1500:])
     model = fit(tmp_path / "d.npz", arms=["supervised"], quick_run=True,
-                overrides={"supervised": {"epochs": 3}}, log=lambda m: None, progress=False)
+                overrides={"supervised": {"epochs": 3}}, log=lambda m: None, progress=False,
+                refit=refit)
     # the candidate trains on the labels less the held-out ones, in a pool without them;
-    # the chosen arm again on all 150 in the whole pool
+    # with refit, the chosen arm again on all of them in the whole pool
     y_train = torch.as_tensor(y[:1500])
-    train, val = stratified_split(y_train, (y_train >= 0).nonzero().flatten(), 0.2, 0)
+    labeled = (y_train >= 0).nonzero().flatten()
+    train, val = stratified_split(y_train, labeled, 0.2, 0)
     assert len(val) > 20
-    assert seen == [(True, 1500 - len(val), len(train)), (True, 1500, 150)]
+    candidate = [(True, 1500 - len(val), len(train))]
+    assert seen == candidate + ([(True, 1500, len(labeled))] if refit else [])
+    assert model.meta["training_labels"] == (len(labeled) if refit else len(train))
+    assert model.meta["refit"] is refit
     assert model.meta["test_accuracy"] is not None
 
 

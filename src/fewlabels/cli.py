@@ -287,7 +287,8 @@ def _cmd_fit(args) -> int:
     fit(args.data, args.out, arms=args.arms, image_size=args.image_size, preset=args.preset,
         overrides=parse_set(args.set or []), quick_run=args.quick,
         val_fraction=args.val_fraction, seed=args.seed, device=args.device,
-        precision=args.precision, force=args.force, save_every=args.save_every)
+        precision=args.precision, force=args.force, save_every=args.save_every,
+        refit=args.refit)
     return 0
 
 
@@ -525,6 +526,9 @@ def _fit_parser(sub) -> None:
                    "the median longer side, capped at 64; aspect kept by padding)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="fraction of each class's labels held out to choose the arm")
+    p.add_argument("--refit", action="store_true",
+                   help="train the chosen arm again on every label, the held-out ones too "
+                        "(its time again; default: keep the candidate that was scored)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--preset", default="default")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
