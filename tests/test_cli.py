@@ -468,6 +468,12 @@ def test_probe_refuses_a_repeated_seed(capsys, tiny_encoder):
     assert code == 2 and "--seeds gives 0 twice: give each once" in err
 
 
+def test_probe_checks_its_options_before_reading_the_encoder(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tmp_path / "no.encoder"),
+                           "--seeds", "0", "0")
+    assert code == 2 and "--seeds gives 0 twice" in err
+
+
 def test_compare_never_writes_into_a_foreign_or_busy_folder(capsys, tmp_path):
     from lock_holder import lock_held
 

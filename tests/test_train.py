@@ -57,3 +57,25 @@ def test_fit_is_deterministic_under_a_seed():
         return model.weight.detach().clone()
 
     assert torch.equal(once(), once())
+
+
+def test_sgd_decays_kernels_not_vectors_and_keeps_each_groups_rate():
+    """FixMatch's SGD: Nesterov momentum 0.9, weight decay coupled to the gradient, none on
+    BatchNorm weights and biases. With a zero loss the first step is the decay alone:
+    w − lr·(1 + 0.9)·wd·w (Nesterov's first step counts the gradient twice, less 0.1)."""
+    w, b, v = (torch.nn.Parameter(torch.ones(*shape)) for shape in ((2, 2), (2,), (2, 2)))
+    groups = [{"params": [w, b]}, {"params": [v], "lr_scale": 0.1}]
+    zero = (w.sum() + b.sum() + v.sum()) * 0
+    loop(groups, lambda _: (zero, {}), iter(lambda: None, 1), steps=1, lr=0.1,
+         weight_decay=0.5, runtime=CPU, progress=False, optimizer="sgd")
+    assert torch.allclose(w, torch.full((2, 2), 1 - 0.1 * 1.9 * 0.5))
+    assert torch.allclose(v, torch.full((2, 2), 1 - 0.01 * 1.9 * 0.5))
+    assert torch.equal(b.detach(), torch.ones(2))
+
+
+def test_an_unknown_optimizer_is_refused_before_a_step():
+    w = torch.nn.Parameter(torch.ones(2))
+    with pytest.raises(UsageError, match="optimizer.*adam.*sgd"):
+        loop([w], lambda _: (w.sum(), {}), iter(lambda: None, 1), steps=1, lr=0.1,
+             runtime=CPU, progress=False, optimizer="adam")
+    assert torch.equal(w.detach(), torch.ones(2))

@@ -248,6 +248,12 @@ def _cmd_probe(args) -> int:
     from .pretrain import load_encoder
     from .runtime import resolve
 
+    check_reported_draws(args.seeds)  # the options first, before any file is read
+    check_unique("--seeds", args.seeds)
+    cfg = ProbeConfig(augment=args.augment)
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    cfg.validate("probe --")
     encoder, meta = load_encoder(args.encoder)
     rt = resolve(args.device, args.precision)
     encoder.to(rt.device)
@@ -258,12 +264,6 @@ def _cmd_probe(args) -> int:
         raise UsageError(f"--encoder {args.encoder!r} was pretrained on images of shape "
                          f"{meta.get('image_shape')}, but {ds.name} has "
                          f"{list(ds.image_shape)}: probe it on its own dataset")
-    check_reported_draws(args.seeds)
-    check_unique("--seeds", args.seeds)
-    cfg = ProbeConfig(augment=args.augment)
-    if args.epochs is not None:
-        cfg.epochs = args.epochs
-    cfg.validate("probe --")
     aug = AugmentConfig(**meta["pretrain"]["augment"])
     accs = []
     for seed in args.seeds:

@@ -23,9 +23,15 @@ from .augment import AugmentConfig, StrongAugmentConfig, augment, strong_augment
 from .classifiers import features, param_groups, recalibrate_batchnorm
 from .data import as_float
 from .encoders import freeze_first_layers
-from .errors import check_epochs, check_fraction, check_non_negative, check_positive
+from .errors import (
+    check_choice,
+    check_epochs,
+    check_fraction,
+    check_non_negative,
+    check_positive,
+)
 from .runtime import Runtime
-from .train import History, loop, shuffled_batches, warmup_cosine
+from .train import OPTIMIZERS, History, loop, shuffled_batches, warmup_cosine
 
 
 @dataclass
@@ -41,7 +47,8 @@ class SemiSupervisedConfig:
     hard_confidence: float = 0.8
     batch: int = 32  # labeled images per step
     ratio: int = 7  # pool images per labeled image in a step (FixMatch's μ)
-    lr: float = 3e-3  # AdamW learning rate of the head (and, scaled, of the encoder)
+    lr: float = 3e-3  # learning rate of the head (and, scaled, of the encoder)
+    optimizer: str = "adamw"  # or "sgd": FixMatch's, Nesterov momentum, coupled decay
     encoder_lr_scale: float = 1.0  # the encoder's rate relative to the head's
     weight_decay: float = 5e-4
     # confidence a pseudo-label needs to count. Chosen on the MNIST development split at
@@ -102,6 +109,7 @@ class SemiSupervisedConfig:
         check_positive(f"{where}batch", self.batch, integer=True)
         check_positive(f"{where}ratio", self.ratio, integer=True)
         check_positive(f"{where}lr", self.lr)
+        check_choice(f"{where}optimizer", self.optimizer, OPTIMIZERS)
         check_positive(f"{where}encoder_lr_scale", self.encoder_lr_scale)
         check_non_negative(f"{where}weight_decay", self.weight_decay)
         check_fraction(f"{where}threshold", self.threshold, one=True)
@@ -263,7 +271,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     history = loop(param_groups(net, cfg.encoder_lr_scale), loss_fn, batches(), steps=steps,
                   lr=cfg.lr, weight_decay=cfg.weight_decay, runtime=rt,
                   log_every=max(1, steps // 50), desc="semisupervised", progress=progress,
-                  schedule=warmup_cosine(steps, max(1, steps // 20)), per_epoch=per_epoch)
+                  schedule=warmup_cosine(steps, max(1, steps // 20)), per_epoch=per_epoch,
+                  optimizer=cfg.optimizer)
     if average is not None:
         average.update_parameters(net)
         net.load_state_dict(average.module.state_dict())

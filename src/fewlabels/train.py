@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .distributed import average_gradients
-from .errors import Terminated, UsageError, check_positive, is_finite_number
+from .errors import Terminated, UsageError, check_choice, check_positive, is_finite_number
 from .runtime import Runtime
 from .sharing import ThreadShare
 
@@ -138,6 +138,21 @@ def _signals_wait_for_the_step(active: bool):
             signal.signal(s, handler)
 
 
+OPTIMIZERS = ("adamw", "sgd")
+
+
+def _without_decay_on_vectors(groups: list[dict], weight_decay: float) -> list[dict]:
+    """Each group split in two: its matrices and kernels with ``weight_decay``, its vectors
+    (BatchNorm weights, biases) without, the group's other settings kept."""
+    split = []
+    for g in groups:
+        for decay, keep in ((weight_decay, lambda p: p.ndim > 1), (0.0, lambda p: p.ndim <= 1)):
+            params = [p for p in g["params"] if keep(p)]
+            if params:
+                split.append({**g, "params": params, "weight_decay": decay})
+    return split
+
+
 def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         batches: Iterator[torch.Tensor], *,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
@@ -145,9 +160,11 @@ def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         eval_every: int = 0, desc: str = "train", progress: bool = True,
         schedule: Callable[[int], float] | None = None,
         per_epoch: int | None = None, resume: Resume | None = None,
-        stop: Callable[[dict], bool] | None = None) -> History:
+        stop: Callable[[dict], bool] | None = None, optimizer: str = "adamw") -> History:
     """Train ``params`` with AdamW (Loshchilov & Hutter, ICLR 2019; Adam when
-    ``weight_decay`` is 0) for ``steps`` steps; ``schedule(step)`` scales ``lr``.
+    ``weight_decay`` is 0), or with ``optimizer="sgd"`` SGD with Nesterov momentum 0.9 and
+    weight decay coupled to the gradient, not on BatchNorm weights or biases (FixMatch's),
+    for ``steps`` steps; ``schedule(step)`` scales ``lr``.
     ``params`` may be parameter groups, ``{"params": [...], "lr_scale": 0.1}``: a group's
     learning rate is ``lr`` times its scale (e.g. a lower one for a pretrained encoder).
 
@@ -166,7 +183,13 @@ def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
     for g in groups:
         g.setdefault("lr_scale", 1.0)
         g["lr"] = lr * g["lr_scale"]
-    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    if optimizer == "sgd":
+        groups = _without_decay_on_vectors(groups, weight_decay)
+        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True,
+                              weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
     every_param = [p for g in groups for p in g["params"]]
     history = History()
     start = time.perf_counter()
