@@ -7,7 +7,10 @@ neighbour mining, self-labelling), the semi-supervised step split into its parts
 finetune step, evaluation, data movement — and counts each step's floating-point
 operations (torch's FlopCounterMode). Beside them it measures the matrix-multiply peak of
 this CPU in fp32 and bf16, in the same run, so each stage's GFLOP/s reads as a fraction of
-what the hardware can do. Prints JSON; the README's profile table is made from it.
+what the hardware can do; for the pretraining steps and the semi-supervised student, where
+the step's time goes by kind of operator (torch's profiler) and the convolutions' own share
+of the peak — what bounds a step below it. Prints JSON; the README's profile table is made
+from it.
 Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE]
 """
 
@@ -48,10 +51,48 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, seconds: float = 1.0) -> floa
     return 2 * n ** 3 * done / (time.perf_counter() - start) / 1e9
 
 
+# what each operator of a step is, by the name torch's profiler gives it (first match)
+KINDS = (("convolution", ("conv",)), ("matrix multiply", ("mm", "linear", "matmul")),
+         ("batch norm", ("batch_norm",)), ("ReLU", ("relu", "threshold")),
+         ("optimizer", ("_foreach", "adam", "lerp", "addcdiv")),
+         ("copies and layout", ("copy", "_to", "contiguous", "clone", "empty", "cat",
+                                "view", "reshape", "permute", "transpose", "as_strided")))
+
+
+def kind_of(op: str) -> str:
+    name = op.split("::")[-1]
+    return next((kind for kind, keys in KINDS if any(k in name for k in keys)),
+                "other (augmentation, losses, elementwise)")
+
+
+def operations(call: Callable[[], object], steps: int, flop_counts: dict, peaks: dict) -> dict:
+    """Where a step's time goes, by kind of operator (each operator's own time, from
+    torch's profiler over ``steps`` calls), and the convolutions' own GFLOP/s: what
+    bounds a step that runs below the matrix-multiply peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for _ in range(steps):
+            call()
+    spent: dict[str, float] = {}
+    for event in prof.key_averages():
+        kind = kind_of(event.key)
+        spent[kind] = spent.get(kind, 0.0) + event.self_cpu_time_total
+    total = sum(spent.values()) or 1.0
+    conv_flops = sum(n for op, n in flop_counts.items() if "conv" in str(op))
+    conv_seconds = spent.get("convolution", 0.0) / 1e6 / steps
+    rate = conv_flops / conv_seconds / 1e9 if conv_seconds else 0.0
+    return {"time_by_operator": {k: round(v / total, 3) for k, v in
+                                 sorted(spent.items(), key=lambda kv: -kv[1])},
+            "convolution_gflop_per_s": round(rate, 1),
+            **{f"convolution_of_{k}_peak": round(rate / v, 3) for k, v in peaks.items()}}
+
+
 def measure(name: str, call: Callable[[], object], images: int, steps: int,
-            peaks: dict) -> dict:
+            peaks: dict, by_operator: bool = False) -> dict:
     """Seconds a call takes (mean of ``steps`` after one warm-up), its images a second,
-    its GFLOP/s and that as a share of each matrix-multiply peak."""
+    its GFLOP/s and that as a share of each matrix-multiply peak; with ``by_operator``,
+    where its time goes by kind of operator (``operations``)."""
     with FlopCounterMode(display=False) as counter:
         call()
     flops = counter.get_total_flops()
@@ -60,9 +101,12 @@ def measure(name: str, call: Callable[[], object], images: int, steps: int,
         call()
     seconds = (time.perf_counter() - start) / steps
     rate = flops / seconds / 1e9
-    return {"stage": name, "seconds": round(seconds, 4), "images_per_s": round(images / seconds),
-            "gflop": round(flops / 1e9, 3), "gflop_per_s": round(rate, 1),
-            **{f"of_{k}_peak": round(rate / v, 3) for k, v in peaks.items()}}
+    row = {"stage": name, "seconds": round(seconds, 4), "images_per_s": round(images / seconds),
+           "gflop": round(flops / 1e9, 3), "gflop_per_s": round(rate, 1),
+           **{f"of_{k}_peak": round(rate / v, 3) for k, v in peaks.items()}}
+    if by_operator:
+        row.update(operations(call, steps, counter.get_flop_counts().get("Global", {}), peaks))
+    return row
 
 
 def trainer(module: torch.nn.Module, loss: Callable[[], torch.Tensor], rt):
@@ -87,7 +131,7 @@ def pretraining_stages(cfg, rt, pool, steps, peaks) -> list[dict]:
     method = build_method(p, (1, 28, 28), rt.device)[1]
     rows = [measure(f"pretrain {first.name} step", trainer(method, lambda: method(
         [augment(x, p.augment, g) for _ in range(method.views)], x), rt), p.batch, steps,
-        peaks)]
+        peaks, by_operator=True)]
     t = time.perf_counter()
     feats = features(method.encoder, pool, rt)
     rows.append({"stage": "pretrain neighbour mining: features of the pool",
@@ -109,7 +153,7 @@ def pretraining_stages(cfg, rt, pool, steps, peaks) -> list[dict]:
             return m([augment(x, p.augment, g)]
                      + ([augment(near, p.augment, g)] if near is not None else []), x)
         rows.append(measure(f"pretrain {stage.kind} step", trainer(method, loss, rt), p.batch,
-                            steps, peaks))
+                            steps, peaks, by_operator=True))
     return rows
 
 
@@ -150,7 +194,7 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
              (lambda: strong_augment(xu, s.strong, g), len(xu)),
              (lambda: augment(xl, p.augment, g), len(xl)), (teacher, len(xu)), (student, n),
              (opt.step, n)]
-    return [measure(name, call, images, steps, peaks)
+    return [measure(name, call, images, steps, peaks, by_operator=call is student)
             for name, (call, images) in zip(SEMI_PARTS, parts, strict=True)]
 
 

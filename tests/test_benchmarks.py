@@ -100,6 +100,14 @@ def test_stage_profile_times_every_stage_against_the_matmul_peak():
         assert row["seconds"] > 0
         if "gflop" in row and row["gflop"] > 1:  # a network's step: its rate is its FLOPs
             assert row["gflop_per_s"] == pytest.approx(row["gflop"] / row["seconds"], rel=0.01)
+    # the pretraining steps and the student's are split by kind of operator, summing to 1,
+    # the convolutions among them with a rate of their own
+    split = [r for r in report["stages"] if "time_by_operator" in r]
+    assert {r["stage"] for r in split} >= {"pretrain simclr step",
+                                           "semisupervised: student forward + backward"}
+    for row in split:
+        assert sum(row["time_by_operator"].values()) == pytest.approx(1, abs=0.01)
+        assert row["time_by_operator"]["convolution"] > 0 and row["convolution_gflop_per_s"] > 0
 
 
 def test_stage_profile_counts_each_stage_of_the_default_comparison():
