@@ -42,6 +42,23 @@ def test_workers_claim_the_longest_runs_first_and_keep_the_plans_order_within_an
     assert [r.seed for r in order if r.name == "probe"] == [0, 1, 0, 1]
 
 
+def test_each_datasets_first_label_spreading_run_builds_its_graph_early():
+    runs = _plan(datasets=["mnist", "fashion-mnist"],
+                 budgets={"mnist": [100, 600], "fashion-mnist": [600]},
+                 train_sizes={"mnist": 60000, "fashion-mnist": 60000}, seeds=[0, 1, 2],
+                 arms=["semisupervised", "supervised", "pixels-labelspreading"],
+                 pretrain_seeds=[0])
+    order = [(r.dataset, r.arm, r.labels, r.seed) for r in longest_first(runs)]
+    semi = sum(1 for o in order if o[1] == "semisupervised")
+    assert all(o[1] == "semisupervised" for o in order[:semi])
+    # then one label-spreading run a dataset (the first in plan order), then the rest
+    assert order[semi:semi + 2] == [("mnist", "pixels-labelspreading", 100, 0),
+                                    ("fashion-mnist", "pixels-labelspreading", 600, 0)]
+    assert all(o[1] == "supervised" for o in order[semi + 2:semi + 2 + 9])
+    spreading = order[semi + 2 + 9:]
+    assert len(spreading) == 7 and {o[1] for o in spreading} == {"pixels-labelspreading"}
+
+
 def test_a_run_is_claimed_by_one_worker_only(tmp_path):
     from fewlabels.parallel import claim
 
