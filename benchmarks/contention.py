@@ -88,7 +88,7 @@ def main() -> None:
                     help="the run: the seed preset's supervised arm, or the default preset's "
                          "semi-supervised arm from a new encoder")
     ap.add_argument("--epochs", type=int, default=300, help="the supervised arm's epochs")
-    ap.add_argument("--passes", type=float, default=0.3,
+    ap.add_argument("--passes", type=float, default=2.0,
                     help="the semi-supervised arm's passes over the pool")
     ap.add_argument("--pool", type=int, default=None,
                     help="the first N training images only (a quick check; default: all)")
