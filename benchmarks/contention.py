@@ -13,7 +13,7 @@ same without sharing (``FEWLABELS_SHARE=0``); libgomp's default spinning forced
 (``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one thread. Prints JSON:
 seconds per setting and competitor, the ratio to the same setting alone and to the fastest
 setting alone, and the CPU. Usage: python benchmarks/contention.py [--arm supervised]
-[--epochs 300] [--passes 0.3] [--pool N] [--only WORD ...] [--out FILE]
+[--epochs 300] [--passes 2] [--pool N] [--only WORD ...] [--out FILE]
 """
 
 from __future__ import annotations

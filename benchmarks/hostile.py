@@ -100,9 +100,9 @@ def scratch(root: Path) -> None:
     y = np.where(np.arange(len(labels)) % 10 == 0, labels, -1)
     base = {"x_train": images[:1500], "y_train": y[:1500]}
     np.savez(root / "good.npz", **base)
-    np.savez(root / "nan.npz", **{**base, "x_train": np.where(
-        np.arange(images[:1500].size).reshape(images[:1500].shape) == 7, np.nan,
-        images[:1500] / 255.0)})
+    with_nan = images[:1500] / 255.0
+    with_nan.flat[7] = np.nan
+    np.savez(root / "nan.npz", **{**base, "x_train": with_nan})
     np.savez(root / "over-one.npz", **{**base, "x_train": images[:1500] / 255.0 * 1.5})
     np.savez(root / "duplicate-classes.npz", **base,
              classes=np.array(["a", "b", "c", "d", "e", "f", "g", "h", "a", "j"]))

@@ -85,14 +85,14 @@ def longest_first(runs: list[PlannedRun]) -> list[PlannedRun]:
     together, two of three workers waited on it with their cores idle (about 12 s a
     dataset), while this way the graph is built as the others train."""
     rank = {arm: i for i, arm in enumerate(LONGEST_FIRST)}
-    builders: set[str] = set()
+    builders: dict[str, PlannedRun] = {}  # each dataset's first label-spreading run
+    for r in runs:
+        if r.arm == "pixels-labelspreading" and not r.tuned:
+            builders.setdefault(r.dataset, r)
 
     def key(r: PlannedRun) -> tuple[bool, float]:
-        place: float = rank.get(r.arm, len(rank))
-        if r.arm == "pixels-labelspreading" and not r.tuned and r.dataset not in builders:
-            builders.add(r.dataset)
-            place = rank["semisupervised"] + 0.5
-        return not r.tuned, place
+        early = builders.get(r.dataset) == r
+        return not r.tuned, rank["semisupervised"] + 0.5 if early else rank.get(r.arm, len(rank))
 
     return sorted(runs, key=key)
 
