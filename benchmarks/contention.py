@@ -6,8 +6,9 @@ The run (``--arm``): the seed preset's supervised arm on one draw of 600 MNIST l
 (``--passes`` over the pool), in a fresh process. Competitors: none; one busy
 single-thread process; one 2-thread torch process doing matrix products; two busy
 processes; a 2-thread torch process or a busy one that starts 3 s after the run (its start
-saw idle CPUs: only sharing while it runs, ``sharing.py``, helps). Settings: fewlabels'
-default (OpenMP threads sleep at barriers when the CPUs are busy as it starts,
+saw idle CPUs: only sharing while it runs, ``sharing.py``, helps), from the same session or
+from another one (another terminal: Linux's autogroup then shares the CPUs by session).
+Settings: fewlabels' default (OpenMP threads sleep at barriers when the CPUs are busy as it starts,
 ``openmp.py``, and it runs on one thread while others crowd the CPUs, ``sharing.py``); the
 same without sharing (``FEWLABELS_SHARE=0``); libgomp's default spinning forced
 (``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one thread. Prints JSON:
@@ -49,28 +50,38 @@ print(os.environ.get("OMP_WAIT_POLICY", "default"), time.perf_counter() - t)
 BUSY = {"python": "while True: pass",
         "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n"
                  "while True: a @ a"}
-# (competitors, whether they start after the run: it then saw idle CPUs at its start)
-COMPETITORS = {"alone": ([], False), "one busy process": (["python"], False),
-               "one 2-thread torch process": (["torch"], False),
-               "two busy processes": (["python", "python"], False),
-               "one 2-thread torch process, started 3 s after": (["torch"], True),
-               "one busy process, started 3 s after": (["python"], True)}
+# (competitors, whether they start after the run: it then saw idle CPUs at its start,
+# whether they start in a session of their own, as from another terminal: Linux's
+# autogroup scheduling then shares the CPUs between the two sessions, not between threads)
+COMPETITORS = {"alone": ([], False, False), "one busy process": (["python"], False, False),
+               "one 2-thread torch process": (["torch"], False, False),
+               "two busy processes": (["python", "python"], False, False),
+               "one 2-thread torch process, started 3 s after": (["torch"], True, False),
+               "one busy process, started 3 s after": (["python"], True, False),
+               "one 2-thread torch process, started 3 s after in another session": (
+                   ["torch"], True, True),
+               "one busy process, started 3 s after in another session": (
+                   ["python"], True, True)}
 LATE_START = 3.0  # seconds after the run starts that a late competitor starts
 
 
 def timed_run(run_code: str, env: dict, kinds: list[str], base: dict,
-              late: bool) -> tuple[str, float]:
+              late: bool, own_session: bool = False) -> tuple[str, float]:
     """(the OpenMP wait policy the run had, its seconds), beside competitors ``kinds``
-    started before it (or ``LATE_START`` s after it, with ``late``)."""
-    busy = [] if late else [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base)
-                            for k in kinds]
+    started before it (or ``LATE_START`` s after it, with ``late``; in a session of their
+    own with ``own_session``)."""
+    def start(kinds):
+        return [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base,
+                                 start_new_session=own_session) for k in kinds]
+
+    busy = [] if late else start(kinds)
     try:
         time.sleep(1.0 if busy else 0)
         run = subprocess.Popen([sys.executable, "-c", run_code], env=env,
                                stdout=subprocess.PIPE, text=True)
         if late:
             time.sleep(LATE_START)
-            busy = [subprocess.Popen([sys.executable, "-c", BUSY[k]], env=base) for k in kinds]
+            busy = start(kinds)
         out, _ = run.communicate()
         if run.returncode:
             raise SystemExit(f"the timed run failed (exit {run.returncode})")
@@ -129,8 +140,8 @@ def main() -> None:
         env = settings[name]
         seconds, policies = {}, {}
         for competitor in chosen(COMPETITORS):
-            kinds, late = COMPETITORS[competitor]
-            policy, took = timed_run(run_code, env, kinds, base, late)
+            kinds, late, own_session = COMPETITORS[competitor]
+            policy, took = timed_run(run_code, env, kinds, base, late, own_session)
             seconds[competitor] = round(took, 2)
             policies[competitor] = policy
         result["seconds"][name] = seconds

@@ -166,8 +166,8 @@ def test_flexible_thresholds_apply_under_the_labels_a_class_and_are_seeded(mnist
 
 
 @pytest.mark.parametrize("confident_only", [False, True])
-def test_the_student_computes_only_counted_strong_views_when_asked(mnist_slice, monkeypatch,
-                                                                   confident_only):
+def test_the_student_computes_only_counted_strong_views_unless_told_otherwise(
+        mnist_slice, monkeypatch, confident_only):
     rt = resolve("cpu", "fp32")
     torch.manual_seed(0)
     images, labels = mnist_slice.train_images[:96], mnist_slice.train_labels[:96]  # 6 × 16

@@ -70,8 +70,11 @@ class SemiSupervisedConfig:
     # one threshold (variants.md); at 60 a class they did not lift it
     flexible_below: float = 20.0
     # the student computes only the strong views whose pseudo-label counts (the others add
-    # nothing to the loss; they change only the batch-norm statistics of the step)
-    confident_only: bool = False
+    # nothing to the loss; they change only the batch-norm statistics of the step): the
+    # unsure part of a pool costs its teacher's forward pass only. Development split, 600
+    # labels, draws 100-102, bf16: MNIST 0.98873 against 0.98860 with every view; Fashion-
+    # MNIST (16 passes, a quarter of the pool sure at the start) 0.85483 against 0.85407
+    confident_only: bool = True
     # the encoder's first weight layers kept at their pretrained weights: the student's
     # backward pass stops above them (0: the whole network trains)
     frozen_layers: int = 0
