@@ -148,9 +148,10 @@ def _supervised(ctx: Context, s: SupervisedConfig) -> Outcome:
 
 def _ceiling(ctx: Context, c: CeilingConfig) -> Outcome:
     """The supervised arm's network on every training label, to its plateau (``ceiling``);
-    never fewer than ``ctx.min_steps`` steps."""
+    never fewer than ``ctx.min_steps`` steps. It shows a progress bar, as pretraining does:
+    it is the longest run of a comparison (half an hour and more on two cores)."""
     r = train_ceiling(ctx.new_network, ctx.images, ctx.labels, c, ctx.runtime, ctx.augment,
-                      ctx.seed, min_steps=ctx.min_steps, progress=False)
+                      ctx.seed, min_steps=ctx.min_steps, progress=True)
     chosen = {k: r[k] for k in ("augment", "lr", "val_scores", "epochs", "best_epoch",
                                 "val_accuracy", "steps", "min_steps", "lr_drops",
                                 "candidates")}
