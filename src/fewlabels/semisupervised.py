@@ -75,10 +75,6 @@ class SemiSupervisedConfig:
     # labels, draws 100-102, bf16: MNIST 0.98873 against 0.98860 with every view; Fashion-
     # MNIST (16 passes, a quarter of the pool sure at the start) 0.85483 against 0.85407
     confident_only: bool = True
-    # visits between the teacher's looks at a pool image whose pseudo-label counted at its
-    # last look: in between, that label (and the teacher's probabilities, for alignment)
-    # is used again without a teacher pass. 1: the teacher labels every visit (FixMatch)
-    relabel_every: int = 1
     # the encoder's first weight layers kept at their pretrained weights: the student's
     # backward pass stops above them (0: the whole network trains)
     frozen_layers: int = 0
@@ -126,7 +122,6 @@ class SemiSupervisedConfig:
         check_epochs(f"{where}head_epochs", self.head_epochs, integer=True)
         check_non_negative(f"{where}flexible_below", self.flexible_below)
         check_non_negative(f"{where}frozen_layers", self.frozen_layers, integer=True)
-        check_positive(f"{where}relabel_every", self.relabel_every, integer=True)
         self.strong.validate(f"{where}strong.")
         return self
 
@@ -181,43 +176,6 @@ def flexible_thresholds(claims: torch.Tensor, classes: int, threshold: float) ->
     return threshold * beta / (2 - beta)
 
 
-class KeptLabels:
-    """Pseudo-labels kept between visits (``relabel_every`` > 1): a pool image whose
-    pseudo-label counted at the teacher's last look keeps it, with the teacher's
-    probabilities, for the next ``every`` − 1 visits; one that did not count is looked at
-    again at its next visit."""
-
-    def __init__(self, pool: int, classes: int, every: int, device):
-        self.every = every
-        self.label = torch.full((pool,), -1, dtype=torch.long, device=device)  # -1: none
-        self.probs = torch.zeros(pool, classes, device=device)
-        self.age = torch.zeros(pool, dtype=torch.long, device=device)  # visits since a look
-
-    def due(self, idx: torch.Tensor) -> torch.Tensor:
-        """Which of the pool images ``idx`` the teacher looks at on this visit."""
-        return (self.label[idx] < 0) | (self.age[idx] >= self.every)
-
-    def visit(self, idx: torch.Tensor, due: torch.Tensor, probs: torch.Tensor,
-              mask: torch.Tensor, pseudo: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Note the teacher's look at ``idx[due]`` (its probabilities, which labels count
-        and what they are) and the others' visit; returns every image's (mask, pseudo-label):
-        the looked-at images' as the teacher gave them, the others' kept ones."""
-        looked = idx[due]
-        self.label[looked] = torch.where(mask, pseudo, -1)
-        self.probs[looked] = probs
-        self.age[looked] = 1
-        self.age[idx[~due]] += 1
-        label = self.label[idx]
-        return label >= 0, label.clamp_min(0)
-
-    def batch_probs(self, idx: torch.Tensor, due: torch.Tensor,
-                    probs: torch.Tensor) -> torch.Tensor:
-        """The batch's class probabilities: the teacher's now where it looked, else kept."""
-        out = self.probs[idx].clone()
-        out[due] = probs
-        return out
-
-
 def pool_predictions(net: nn.Module, pool: torch.Tensor, rt: Runtime,
                      pool_features: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,8 +223,6 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     prior = torch.bincount(y, minlength=k).float()
     prior = prior / prior.sum()
     running = prior.clone()  # running mean of the pool's predicted class distribution
-    kept_labels = (KeptLabels(len(u), k, cfg.relabel_every, rt.device)
-                   if cfg.relabel_every > 1 else None)
 
     def batches():
         while True:
@@ -282,28 +238,21 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             average.update_parameters(net)
         idx_l, idx_u = (i.to(rt.device) for i in batch)
         xu = as_float(u[idx_u])
-        due = kept_labels.due(idx_u) if kept_labels is not None else None
-        looked = idx_u if due is None else idx_u[due]  # the images the teacher labels now
-        fresh = xu if due is None else xu[due]
+        weak = augment(xu, aug, g)
         with torch.no_grad():  # the teacher's view: eval mode, no backward to pay for
             teacher = average.module if average is not None else net
             teacher.eval()
-            logits_weak = (teacher(augment(fresh, aug, g)).float() if len(fresh)
-                           else xu.new_zeros(0, k))
+            logits_weak = teacher(weak).float()
             net.train()
-            probs = F.softmax(logits_weak, 1)
         if cfg.align:
             with torch.no_grad():
-                seen = probs if due is None else kept_labels.batch_probs(idx_u, due, probs)
-                running = 0.999 * running + 0.001 * seen.mean(0)
+                running = 0.999 * running + 0.001 * F.softmax(logits_weak, 1).mean(0)
         threshold = flexible_thresholds(claims, k, base) if claims is not None else base
         mask, confidence, pseudo = pseudo_labels(
             logits_weak, threshold, prior if cfg.align else None, running)
         if claims is not None:
             sure = confidence >= base
-            claims[looked[sure]] = pseudo[sure]
-        if due is not None:
-            mask, pseudo = kept_labels.visit(idx_u, due, probs, mask, pseudo)
+            claims[idx_u[sure]] = pseudo[sure]
         # a pool image whose pseudo-label does not count adds nothing to the loss: with
         # ``confident_only`` its strong view is not computed at all
         kept = mask.nonzero().squeeze(1) if cfg.confident_only else slice(None)
@@ -316,10 +265,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
         unlabeled = counted_cross_entropy(logits_strong, pseudo[kept], mask[kept], len(idx_u))
         labeled = F.cross_entropy(logits_l, y[idx_l])
         accuracy = (logits_l.argmax(1) == y[idx_l]).float().mean().item()
-        shown = {"accuracy": accuracy, "confident": mask.float().mean().item()}
-        if due is not None:  # the share of the pool batch the teacher labelled
-            shown["looked"] = len(looked) / len(idx_u)
-        return labeled + cfg.unlabeled_weight * unlabeled, shown
+        return labeled + cfg.unlabeled_weight * unlabeled, {
+            "accuracy": accuracy, "confident": mask.float().mean().item()}
 
     net.encoder.requires_grad_(True)
     freeze_first_layers(net.encoder, cfg.frozen_layers, "semisupervised.")
