@@ -204,6 +204,17 @@ def test_pretrain_starts_from_a_preset_recipe_and_options_change_it(capsys, tmp_
                            "--out", str(out))
     assert code == 2 and "--width sets the conv encoder's width" in err
     assert load_encoder(out)[1] == meta  # the refused call left the saved encoder alone
+    # an existing encoder, a folder or a path under a file: refused before pretraining
+    before = out.read_bytes()
+    (tmp_path / "a-file").write_text("x")
+    for where, says in ((out, "exists: pass --force to replace it"),
+                        (tmp_path, "is a folder: give a file name, e.g."),
+                        (tmp_path / "a-file" / "x.encoder", "cannot be a file")):
+        code, printed, err = run_cli(capsys, "pretrain", "--preset", "seed", "--epochs",
+                                     "0.05", "--out", str(where))
+        assert code == 2 and says in err and "saved" not in printed
+        assert "pretrain" not in err.split("error:")[0]  # no progress bar: no work done
+    assert out.read_bytes() == before
 
     # the notebook's recipe is a preset like any other: an MLP autoencoder
     seed_out = tmp_path / "seed.encoder"

@@ -127,7 +127,8 @@ def test_save_load_round_trip(mnist_slice, tmp_path):
 
 def test_loading_the_wrong_kind_is_refused(mnist_slice, tmp_path):
     path = AutoEncoder(dataset=mnist_slice).save(tmp_path / "m")
-    with pytest.raises(UsageError, match="holds a 'autoencoder', not a 'model'"):
+    with pytest.raises(UsageError, match="holds a checkpoint of kind 'autoencoder', not "
+                                         "'model': .fewlabels fit. writes .model files"):
         Classifier.load(path)
 
 

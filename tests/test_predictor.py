@@ -60,6 +60,14 @@ def test_embed_writes_nothing_when_no_input_can_be_read(tmp_path, capsys):
     assert not (tmp_path / "f.npy").exists() and not (tmp_path / "f.files.txt").exists()
 
 
+def test_embed_refuses_an_output_that_is_a_folder_before_reading_the_images(tmp_path, capsys):
+    path = _model_file(tmp_path / "m.model")
+    code = main(["embed", str(path), str(tmp_path / "*.png"), "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a folder: give a file name, e.g." in err and "features.npy" in err
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
 def test_a_folders_other_files_are_named_and_a_line_break_in_a_name_is_not_listed(tmp_path,
                                                                                   capsys):
     path = _model_file(tmp_path / "m.model")

@@ -73,3 +73,21 @@ def test_a_folder_with_nothing_to_choose_from_is_one_line(tmp_path, tiny_encoder
     (tmp_path / "d" / "unlabeled").mkdir(parents=True)
     assert main(["suggest", str(tmp_path / "d"), "--budget", "3", "--encoder",
                  str(tiny_encoder)]) == 2
+
+
+def test_a_links_folder_that_cannot_be_made_is_refused_before_the_work(digits, tiny_encoder,
+                                                                       tmp_path, capsys):
+    (tmp_path / "a-file").write_text("x")
+    assert main(["suggest", str(digits), "--budget", "3", "--encoder", str(tiny_encoder),
+                 "--format", "json", "--links", str(tmp_path / "a-file" / "links")]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "cannot be made (Not a directory)" in out.err
+    # a new folder several levels down is tried, and not left behind by the check
+    from fewlabels.suggesting import check_links
+    check_links(tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()
+
+
+def test_more_classes_than_images_is_refused(digits, tiny_encoder):
+    with pytest.raises(UsageError, match=r"--classes 1798 is out of range: use 1\.\.1797"):
+        suggest(digits, 3, tiny_encoder, strategy="coverage", classes=1798)

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from .errors import Terminated, UsageError, check_positive, check_unique, one_line
+from .outputs import check_output_file
 
 
 def _cmd_data(args) -> int:
@@ -217,6 +218,8 @@ def _cmd_pretrain(args) -> int:
     monitor = draw_labels(ds.train_labels, 600, 0)
     out = Path(args.out or f"{args.preset or cfg.method}.encoder")
     state = out.with_name(f"{out.name}.state")
+    check_output_file(out, "--out", args.force, "model.encoder")  # before the pretraining
+    check_output_file(state, "--out's state", force=True)  # there when resuming
     if state.exists():
         print(f"resuming the interrupted pretraining saved in {state}", file=sys.stderr)
     try:
@@ -346,6 +349,10 @@ def _cmd_embed(args) -> int:
     from .checkpoint import atomic_save_npy, atomic_write_bytes
     from .predictor import load_for_embedding
 
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    check_output_file(out, "--out", True, "features.npy")  # before the images are read
+    check_output_file(out.with_suffix(".files.txt"), "--out's file list", force=True)
     source = load_for_embedding(args.model, args.device)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
     listed = [i for i, f in enumerate(files) if "\n" not in f and "\r" not in f]
@@ -357,8 +364,6 @@ def _cmd_embed(args) -> int:
     if not files:
         raise UsageError(f"no image could be read from {' '.join(args.paths)}, so nothing "
                          f"was written to {args.out}: give files, folders, globs or -")
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_npy(out, feats)
     listing = out.with_suffix(".files.txt")
     atomic_write_bytes(listing, "".join(f"{f}\n" for f in files).encode())
@@ -488,6 +493,7 @@ def _pretrain_parser(sub) -> None:
     p.add_argument("--out", help="where to write the encoder (default: PRESET.encoder or "
                    "METHOD.encoder); the training state is kept beside it (OUT.state) "
                    "until it ends, and the same command resumes from it")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--save-every", type=int, default=200,
                    help="steps between saves of the training state (default 200)")
     p.set_defaults(func=_cmd_pretrain)

@@ -96,6 +96,14 @@ class CompareConfig:
         s = self.label_sampling
         return [s] if isinstance(s, str) else list(s)
 
+    def needs_encoder(self) -> bool:
+        """Whether a dataset is pretrained: an arm trains on the encoder, or the labeled
+        images are chosen in its embedding."""
+        from .arms import ARMS
+
+        return (any(ARMS[a].pretrained for a in self.arms)
+                or any(s in SELECTED for s in self.samplings()))
+
     def pretraining_seeds(self) -> list[int]:
         """The seed of each pretraining run of a dataset."""
         return list(self.pretrain_seeds) or [self.pretrain.seed]

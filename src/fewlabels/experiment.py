@@ -113,7 +113,7 @@ def _encoders(ds: Dataset, cfg: CompareConfig, rt: Runtime, budget: int, out_dir
     pretraining), each run pretrained or reused, when some arm needs an encoder."""
     encoders: dict[int | None, torch.nn.Module | None] = {None: None}
     seconds = 0.0
-    if any(ARMS[a].pretrained for a in cfg.arms):
+    if cfg.needs_encoder():
         for p in cfg.pretraining_seeds():
             encoders[p], took = _pretrained_encoder(ds, cfg, p, rt, budget, out_dir,
                                                     pretrained, metrics, log, save_every)
@@ -302,7 +302,7 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
         encoders, pretrain_seconds[name] = _encoders(ds, cfg, rt, budgets[name][0], out_dir,
                                                      pretrained, metrics, log, save_every)
         if (cfg.feature_map > 0 and shard is None and not pretrain_only
-                and any(ARMS[a].pretrained for a in cfg.arms)):
+                and cfg.needs_encoder()):
             f = features(encoders[cfg.pretraining_seeds()[0]],
                          ds.test_images[:cfg.feature_map], rt).cpu()
             labels = ds.test_labels[:cfg.feature_map]

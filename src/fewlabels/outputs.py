@@ -17,7 +17,8 @@ LOCK = ".lock"  # in a run folder: the process id of the run writing it
 MIN_FREE_BYTES = 64 * 2**20  # a model file and its state fit in far less
 
 
-def check_output_file(path: str | Path, what: str, force: bool = False) -> Path:
+def check_output_file(path: str | Path, what: str, force: bool = False,
+                      example: str = "model.model") -> Path:
     """``path`` as a file to write later: refused now if it is a folder, if its folder is
     missing, is not a folder, is not writable or nearly full, or if it exists (unless
     ``force``), so that hours of training never end in a file that cannot be written."""
@@ -40,7 +41,7 @@ def check_output_file(path: str | Path, what: str, force: bool = False) -> Path:
                          "this file system allows: choose a shorter name")
     if found is not None and stat.S_ISDIR(found.st_mode):
         raise UsageError(f"{what} {str(path)!r} is a folder: give a file name, e.g. "
-                         f"{str(path / 'model.model')!r}")
+                         f"{str(path / example)!r}")
     if found is not None and not force:
         raise UsageError(f"{what} {str(path)!r} exists: pass --force to replace it, or "
                          "choose another name")

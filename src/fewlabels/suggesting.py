@@ -67,6 +67,9 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
     if not 1 <= budget <= free:
         raise UsageError(f"--budget {budget} is out of range: use 1..{free} (the images not "
                          "labeled yet)")
+    if classes is not None and classes > len(files):
+        raise UsageError(f"--classes {classes} is out of range: use 1..{len(files)} (the "
+                         "images in the folder; a class needs at least one)")
     chosen = select(torch.from_numpy(feats), budget, strategy, seed,
                     labeled=is_labeled.nonzero().flatten(),
                     classes=classes)
@@ -81,6 +84,14 @@ def check_links(out: str | Path) -> Path:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UsageError(f"--links {str(out)!r} exists and is not an empty folder: give a new "
                          "folder (nothing in it is replaced)")
+    missing = [p for p in (out, *out.parents) if not p.exists()]
+    try:  # made and removed again: the folder is tried before the images are read
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"--links {str(out)!r} cannot be made ({e.strerror}): choose a "
+                         "folder you can write") from None
+    for p in missing:  # the leaf first
+        p.rmdir()
     return out
 
 
