@@ -107,6 +107,65 @@ def test_the_server_refuses_paths_outside_the_folder_and_stale_pages(folder):
     assert other.returncode == 2 and "being written by" in other.stderr  # one server a folder
 
 
+def _request(url, method="GET", body=None, headers=()):
+    """(status, JSON body or None) of a request sent with exactly ``headers`` added."""
+    import http.client
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+    conn.putrequest(method, u.path + (f"?{u.query}" if u.query else ""), skip_host=True)
+    for k, v in dict(headers).items():
+        conn.putheader(k, v)
+    data = json.dumps(body).encode() if body is not None else b""
+    conn.putheader("Content-Length", str(len(data)))
+    conn.endheaders(data)
+    r = conn.getresponse()
+    raw = r.read()
+    return r.status, (json.loads(raw) if r.getheader("Content-Type") == "application/json"
+                      else None)
+
+
+def test_requests_the_page_did_not_make_are_refused_and_write_nothing(folder):
+    url = _server(folder)
+    port = url.rsplit(":", 1)[1].strip("/")
+    ours = {"Host": f"127.0.0.1:{port}", "Content-Type": "application/json"}
+    answer = {"file": "unlabeled/0.png", "class": "dog", "seen": 0}
+    # a web page whose name was rebound to 127.0.0.1 sends its own host name
+    status, body = _request(url + "api/state", headers={"Host": f"evil.example:{port}"})
+    assert status == 403 and "only this page" in body["error"]
+    assert _request(url + "api/label", "POST", answer,
+                    {**ours, "Host": f"evil.example:{port}"})[0] == 403
+    # a form on another site: not JSON, or another origin
+    assert _request(url + "api/label", "POST", answer, {**ours, "Content-Type": "text/plain"})[0] \
+        == 403
+    assert _request(url + "api/label", "POST", answer,
+                    {**ours, "Origin": "http://evil.example"})[0] == 403
+    assert not (folder / "labeled").exists()
+    # a count that is not a number gets its own message, not a "stale page" one
+    status, body = _request(url + "api/label", "POST", {**answer, "seen": "0"}, ours)
+    assert status == 400 and "'seen' is '0'" in body["error"]
+    # the page's own request, from localhost too
+    assert _request(url + "api/label", "POST", answer,
+                    {**ours, "Host": f"localhost:{port}",
+                     "Origin": f"http://localhost:{port}"})[0] == 200
+    assert [p.name for p in (folder / "labeled" / "dog").iterdir()] == ["0.png"]
+
+
+def test_an_answer_that_cannot_be_written_is_said_and_leaves_no_copy(folder):
+    url = _server(folder)
+    journal = folder / ".fewlabels" / "labeling.jsonl"
+    journal.mkdir()  # the journal cannot be appended to (works as root too)
+    status, body = _post(url + "api/label", {"file": "unlabeled/0.png", "class": "cat",
+                                             "seen": 0})
+    assert status == 500 and "could not write the answer" in body["error"]
+    assert list((folder / "labeled" / "cat").iterdir()) == []  # the copy went too
+    journal.rmdir()
+    assert _post(url + "api/label", {"file": "unlabeled/0.png", "class": "cat",
+                                     "seen": 0})[0] == 200  # the server is still up
+    assert [p.name for p in (folder / "labeled" / "cat").iterdir()] == ["0.png"]
+
+
 def _browser():
     """A headless Chromium driven by Selenium, or a skip naming what is missing."""
     try:

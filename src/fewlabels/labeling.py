@@ -123,10 +123,18 @@ class Session:
                     target = folder / f"{path.stem}-{n}{path.suffix}"
                     n += 1
                 tmp = folder / f".{target.name}.tmp-{os.getpid()}"
-                shutil.copyfile(path, tmp)
-                os.replace(tmp, target)
+                try:
+                    shutil.copyfile(path, tmp)
+                    os.replace(tmp, target)
+                finally:
+                    tmp.unlink(missing_ok=True)
                 entry.update({"class": label, "copy": os.path.relpath(target, self.root)})
-            self._append(entry)
+            try:
+                self._append(entry)
+            except OSError:  # not journaled: the copy goes too, the image stays to answer
+                if entry["copy"]:
+                    target.unlink(missing_ok=True)
+                raise
             return self.view()
 
     def undo(self, seen: int) -> dict:
@@ -175,7 +183,27 @@ def handler(session: Session):
         def _json(self, status, data) -> None:
             self._send(status, json.dumps(data).encode(), "application/json")
 
+        def _foreign(self) -> bool:
+            """A request this page did not make, answered 403: another host name (a web
+            page that rebinds its name to 127.0.0.1 could read the folder) or, on a POST,
+            not JSON (a form on another site posts without asking the browser first)."""
+            port = self.server.server_address[1]
+            host = self.headers.get("Host", "")
+            origin = self.headers.get("Origin")
+            ours = {f"127.0.0.1:{port}", f"localhost:{port}"}
+            bad = host not in ours or (origin is not None
+                                       and origin not in {f"http://{h}" for h in ours})
+            if self.command == "POST":
+                kind = self.headers.get("Content-Type", "").split(";")[0].strip()
+                bad = bad or kind != "application/json"
+            if bad:
+                self._json(HTTPStatus.FORBIDDEN, {"error": "only this page, at 127.0.0.1:"
+                                                  f"{port}, may use this server"})
+            return bad
+
         def do_GET(self):
+            if self._foreign():
+                return None
             url = urlparse(self.path)
             if url.path == "/":
                 return self._send(HTTPStatus.OK, PAGE.read_bytes(), "text/html; charset=utf-8")
@@ -194,6 +222,8 @@ def handler(session: Session):
             return self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {url.path!r}"})
 
         def do_POST(self):
+            if self._foreign():
+                return None
             try:
                 size = int(self.headers.get("Content-Length", 0))
                 if not 0 <= size <= 100_000:
@@ -202,6 +232,9 @@ def handler(session: Session):
                 if not isinstance(body, dict):
                     raise UsageError("the request must be a JSON object")
                 seen = body.get("seen")
+                if type(seen) is not int:
+                    raise UsageError(f"'seen' is {seen!r}: send the number of answers the "
+                                     "page has seen (reload the page)")
                 if self.path == "/api/label":
                     label = body.get("class")
                     return self._json(HTTPStatus.OK,
@@ -215,6 +248,10 @@ def handler(session: Session):
                 return self._json(HTTPStatus.CONFLICT, {"error": str(e)})
             except (UsageError, ValueError) as e:
                 return self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+            except OSError as e:  # a full disk, a read-only folder: said, the server stays up
+                return self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {
+                    "error": f"could not write the answer ({e.strerror or e}): free some "
+                             "space or fix the permissions, then answer again"})
 
     return Handler
 
