@@ -85,6 +85,14 @@ def in_key_order(data: bytes) -> bytes:
 
 
 # kinds an older fewlabels wrote that this one no longer reads, with what to do instead
+class WrongKind(UsageError):
+    """A fewlabels checkpoint of another kind than the one asked for (``kind``: its own)."""
+
+    def __init__(self, message: str, kind: str):
+        super().__init__(message)
+        self.kind = kind
+
+
 WRITTEN_BY = {"model": "`fewlabels fit` writes .model files",
               "encoder": "`fewlabels pretrain` and `compare` write .encoder files",
               "autoencoder": "the notebook's Autoencoder.save writes .autoencoder files"}
@@ -118,11 +126,11 @@ def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch
                             "train or pretrain it again" if older else ""))
     if header.get("kind") not in kinds:
         wanted = " or ".join(repr(k) for k in kinds)
-        raise UsageError(f"{str(path)!r} holds a checkpoint of kind {header.get('kind')!r}, "
-                         f"not {wanted}: "
-                         + (RETIRED[header["kind"]] if header.get("kind") in RETIRED else
-                            "; ".join(WRITTEN_BY[k] for k in kinds if k in WRITTEN_BY)
-                            + ": give one of those"))
+        raise WrongKind(f"{str(path)!r} holds a checkpoint of kind {header.get('kind')!r}, "
+                        f"not {wanted}: "
+                        + (RETIRED[header["kind"]] if header.get("kind") in RETIRED else
+                           "; ".join(WRITTEN_BY[k] for k in kinds if k in WRITTEN_BY)
+                           + ": give one of those"), header.get("kind"))
     stored = header.get("sha256")
     actual = digest(tensors, header["kind"], header.get("meta", ""))
     if stored != actual:

@@ -326,8 +326,8 @@ def load_for_embedding(path: str | Path, device: str = "cpu") -> Model:
 
     try:
         return Model.load(path, device)
-    except UsageError as e:
-        if "holds a 'encoder'" not in str(e) and "holds a 'autoencoder'" not in str(e):
+    except checkpoint.WrongKind as e:
+        if e.kind not in ("encoder", "autoencoder"):
             raise
     encoder, meta = load_encoder(path)
     return EncoderInputs(encoder, meta, device)
