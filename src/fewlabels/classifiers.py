@@ -281,6 +281,11 @@ class SupervisedConfig:
     val_fraction: float = 0.2
     schedule: str = "cosine"  # cosine: a warm-up epoch, then cosine decay; constant: none
     augment: bool = True  # train on views augmented by the pretraining policy
+    # the targets' share spread evenly over the classes (Szegedy et al., CVPR 2016).
+    # Development split, 600 labels, draws 100-102: finetune 0.98310 against 0.98047
+    # without (0.2: 0.98320, 0.3: 0.98337, a tie), supervised 0.97647 against 0.97220,
+    # Fashion-MNIST's finetune 0.74870 against 0.74230 — higher on every draw
+    label_smoothing: float = 0.1
 
     def validate(self, where: str = "supervised.") -> SupervisedConfig:
         check_epochs(f"{where}epochs", self.epochs, integer=True)
@@ -289,6 +294,7 @@ class SupervisedConfig:
         check_non_negative(f"{where}weight_decay", self.weight_decay)
         check_fraction(f"{where}val_fraction", self.val_fraction)
         check_choice(f"{where}schedule", self.schedule, SCHEDULES)
+        check_fraction(f"{where}label_smoothing", self.label_smoothing, zero=True)
         return self
 
 
@@ -320,7 +326,8 @@ def param_groups(net: nn.Module, encoder_lr_scale: float) -> list:
 
 
 def classification_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        aug: AugmentConfig | None, g: torch.Generator):
+                        aug: AugmentConfig | None, g: torch.Generator,
+                        label_smoothing: float = 0.0):
     """The loop's loss for training ``net`` on images ``x`` (float) with labels ``y``:
     cross entropy on the batch's rows, augmented by ``aug`` (drawing from ``g``) unless it
     is None, and the batch's accuracy to show."""
@@ -330,7 +337,8 @@ def classification_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
         batch = augment(x[idx], aug, g) if aug is not None else x[idx]
         logits = net(batch).float()
         accuracy = (logits.argmax(1) == y[idx]).float().mean().item()
-        return F.cross_entropy(logits, y[idx]), {"accuracy": accuracy}
+        return (F.cross_entropy(logits, y[idx], label_smoothing=label_smoothing),
+                {"accuracy": accuracy})
 
     return loss_fn
 
@@ -349,7 +357,8 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     per_epoch = steps_per_epoch(len(x), size)
     steps = cfg.epochs * per_epoch
 
-    loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g)
+    loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g,
+                                  cfg.label_smoothing)
     net.encoder.requires_grad_(True)
     net.train()
     history = loop(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn,

@@ -31,7 +31,7 @@ from .errors import (
     check_positive,
 )
 from .runtime import Runtime
-from .train import OPTIMIZERS, History, loop, shuffled_batches, warmup_cosine
+from .train import OPTIMIZERS, History, MovingAverage, loop, shuffled_batches, warmup_cosine
 
 
 @dataclass
@@ -228,19 +228,16 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
         while True:
             yield next(labeled_batches), next(pool_batches)
 
-    average = (torch.optim.swa_utils.AveragedModel(
-        net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(cfg.ema),
-        use_buffers=True) if cfg.ema > 0 else None)
+    average = MovingAverage(net, cfg.ema)
 
     def loss_fn(batch):
         nonlocal running
-        if average is not None:  # the weights the last step left
-            average.update_parameters(net)
+        average.update()  # the weights the last step left
         idx_l, idx_u = (i.to(rt.device) for i in batch)
         xu = as_float(u[idx_u])
         weak = augment(xu, aug, g)
         with torch.no_grad():  # the teacher's view: eval mode, no backward to pay for
-            teacher = average.module if average is not None else net
+            teacher = average.module
             teacher.eval()
             logits_weak = teacher(weak).float()
             net.train()
@@ -276,9 +273,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
                   log_every=max(1, steps // 50), desc="semisupervised", progress=progress,
                   schedule=warmup_cosine(steps, max(1, steps // 20)), per_epoch=per_epoch,
                   optimizer=cfg.optimizer)
-    if average is not None:
-        average.update_parameters(net)
-        net.load_state_dict(average.module.state_dict())
+    average.into_net()
     if cfg.recalibrate:
         recalibrate_batchnorm(net, u, rt)
     net.eval()

@@ -153,6 +153,33 @@ def _without_decay_on_vectors(groups: list[dict], weight_decay: float) -> list[d
     return split
 
 
+class MovingAverage:
+    """An exponential moving average of ``net``'s weights and buffers (decay ``decay``; a
+    mean teacher: Tarvainen & Valpola, NeurIPS 2017): ``update()`` after each step,
+    ``into(net)`` copies it into ``net`` at the end. ``decay`` 0: nothing is kept."""
+
+    def __init__(self, net: nn.Module, decay: float):
+        self.average = (torch.optim.swa_utils.AveragedModel(
+            net, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(decay),
+            use_buffers=True) if decay > 0 else None)
+        self.net = net
+
+    @property
+    def module(self) -> nn.Module:
+        """The averaged network (``net`` itself when nothing is kept)."""
+        return self.average.module if self.average is not None else self.net
+
+    def update(self) -> None:
+        if self.average is not None:
+            self.average.update_parameters(self.net)
+
+    def into_net(self) -> None:
+        """The last step counted, then the average loaded into ``net``."""
+        if self.average is not None:
+            self.update()
+            self.net.load_state_dict(self.average.module.state_dict())
+
+
 def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         batches: Iterator[torch.Tensor], *,
         steps: int, lr: float, runtime: Runtime, weight_decay: float = 0.0,
