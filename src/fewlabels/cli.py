@@ -213,13 +213,13 @@ def _cmd_pretrain(args) -> int:
                              f"{cfg.encoder} encoder: use --set encoder_options.latent_size=N")
         cfg.encoder_options = {**cfg.encoder_options, "width": args.width}
     cfg.validate()
-    rt = resolve(args.device, args.precision)
-    ds = load_dataset(args.dataset, args.data_dir)
-    monitor = draw_labels(ds.train_labels, 600, 0)
     out = Path(args.out or f"{args.preset or cfg.method}.encoder")
     state = out.with_name(f"{out.name}.state")
     check_output_file(out, "--out", args.force, "model.encoder")  # before the pretraining
     check_output_file(state, "--out's state", force=True)  # there when resuming
+    rt = resolve(args.device, args.precision)
+    ds = load_dataset(args.dataset, args.data_dir)
+    monitor = draw_labels(ds.train_labels, 600, 0)
     if state.exists():
         print(f"resuming the interrupted pretraining saved in {state}", file=sys.stderr)
     try:
