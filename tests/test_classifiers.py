@@ -90,3 +90,24 @@ def test_batchnorm_recalibration_measures_the_images_it_is_given():
         conv = net.encoder.net[0](images.float() / 255)  # the first convolution's output
     assert torch.allclose(first_bn.running_mean, conv.mean((0, 2, 3)), atol=1e-5)
     assert torch.allclose(first_bn.running_var, conv.var((0, 2, 3), unbiased=True), atol=1e-5)
+
+
+def test_supervised_training_smooths_its_labels_except_in_the_notebooks_recipe():
+    import torch.nn.functional as F
+
+    from fewlabels.classifiers import FinetuneConfig, SupervisedConfig, classification_loss
+    from fewlabels.config import load_preset
+    from fewlabels.encoders import ClassifierNet
+
+    assert SupervisedConfig().label_smoothing == FinetuneConfig().label_smoothing == 0.1
+    assert load_preset("seed").supervised.label_smoothing == 0  # the notebook's own loss
+    torch.manual_seed(0)
+    net = ClassifierNet(ConvEncoder(width=4), 10).eval()
+    x, y = torch.rand(8, 1, 28, 28), torch.arange(8)
+    g = torch.Generator().manual_seed(0)
+    smoothed, _ = classification_loss(net, x, y, None, g, 0.1)(torch.arange(8))
+    plain, _ = classification_loss(net, x, y, None, g)(torch.arange(8))
+    logits = net(x).float()
+    assert torch.allclose(smoothed, F.cross_entropy(logits, y, label_smoothing=0.1))
+    assert torch.allclose(plain, F.cross_entropy(logits, y)) and not torch.allclose(plain,
+                                                                                    smoothed)
