@@ -84,7 +84,6 @@ def in_key_order(data: bytes) -> bytes:
     return data[:8] + text + b" " * (n - len(text)) + data[8 + n:]
 
 
-# kinds an older fewlabels wrote that this one no longer reads, with what to do instead
 class WrongKind(UsageError):
     """A fewlabels checkpoint of another kind than the one asked for (``kind``: its own)."""
 
@@ -96,6 +95,7 @@ class WrongKind(UsageError):
 WRITTEN_BY = {"model": "`fewlabels fit` writes .model files",
               "encoder": "`fewlabels pretrain` and `compare` write .encoder files",
               "autoencoder": "the notebook's Autoencoder.save writes .autoencoder files"}
+# kinds an older fewlabels wrote that this one no longer reads, with what to do instead
 RETIRED = {"classifier": "classifiers are now saved as model files (kind 'model'); load it "
                          "with the fewlabels that wrote it, or train and save it again"}
 

@@ -350,9 +350,10 @@ def _cmd_embed(args) -> int:
     from .predictor import load_for_embedding
 
     out = Path(args.out)
+    listing = out.with_suffix(".files.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     check_output_file(out, "--out", True, "features.npy")  # before the images are read
-    check_output_file(out.with_suffix(".files.txt"), "--out's file list", force=True)
+    check_output_file(listing, "--out's file list", force=True)
     source = load_for_embedding(args.model, args.device)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
     listed = [i for i, f in enumerate(files) if "\n" not in f and "\r" not in f]
@@ -365,7 +366,6 @@ def _cmd_embed(args) -> int:
         raise UsageError(f"no image could be read from {' '.join(args.paths)}, so nothing "
                          f"was written to {args.out}: give files, folders, globs or -")
     atomic_save_npy(out, feats)
-    listing = out.with_suffix(".files.txt")
     atomic_write_bytes(listing, "".join(f"{f}\n" for f in files).encode())
     print(f"saved {out} ({feats.shape[0]} × {feats.shape[1]} float32) and {listing}")
     return 1 if errors else 0

@@ -99,8 +99,6 @@ class CompareConfig:
     def needs_encoder(self) -> bool:
         """Whether a dataset is pretrained: an arm trains on the encoder, or the labeled
         images are chosen in its embedding."""
-        from .arms import ARMS
-
         return (any(ARMS[a].pretrained for a in self.arms)
                 or any(s in SELECTED for s in self.samplings()))
 

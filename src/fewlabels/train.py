@@ -156,7 +156,7 @@ def _without_decay_on_vectors(groups: list[dict], weight_decay: float) -> list[d
 class MovingAverage:
     """An exponential moving average of ``net``'s weights and buffers (decay ``decay``; a
     mean teacher: Tarvainen & Valpola, NeurIPS 2017): ``update()`` after each step,
-    ``into(net)`` copies it into ``net`` at the end. ``decay`` 0: nothing is kept."""
+    ``into_net()`` copies it into ``net`` at the end. ``decay`` 0: nothing is kept."""
 
     def __init__(self, net: nn.Module, decay: float):
         self.average = (torch.optim.swa_utils.AveragedModel(
