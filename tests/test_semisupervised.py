@@ -12,6 +12,7 @@ from fewlabels.semisupervised import (
     consistency_loss,
     flexible_thresholds,
     pool_predictions,
+    settled_views,
     train_semisupervised,
 )
 
@@ -195,6 +196,48 @@ def test_the_student_computes_only_counted_strong_views_unless_told_otherwise(
     expected = [16 + c for c in counted] if confident_only else [16 + 48] * 10
     assert seen == expected
     assert len(history.records) == 10
+
+
+def test_settled_views_are_thinned_and_reweighted_so_the_term_keeps_its_expectation():
+    cfg = SemiSupervisedConfig(settled_loss=0.05, settled_share=0.25)
+    n = 40_000
+    kept = torch.arange(n)
+    last = torch.where(kept % 2 == 0, 0.01, float("inf"))  # even positions settled
+    g = torch.Generator().manual_seed(0)
+    chosen, weights = settled_views(kept, last, cfg, g)
+    odd = chosen % 2 == 1
+    assert torch.equal(chosen[odd], kept[1::2])  # every unsettled view stays, at weight 1
+    assert torch.all(weights[odd] == 1)
+    assert torch.all(weights[~odd] == 4)  # the settled ones kept stand for four each
+    assert abs(int((~odd).sum()) / (n / 2) - 0.25) < 0.01
+    assert abs(float(weights[~odd].sum()) / (n / 2) - 1) < 0.04  # the expected total
+    again, _ = settled_views(kept, last, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(again, chosen)  # drawn from the generator it is given
+
+
+def test_settled_pool_images_skip_teacher_and_student_on_most_visits(mnist_slice, monkeypatch):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:96], mnist_slice.train_labels[:96]
+    net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
+    pool = mnist_slice.train_images[:96]  # two steps a pass: each image seen once a pass
+    # every view counts and any loss is "settled": from the second pass on, a quarter of
+    # the pool's views reach the student
+    cfg = SemiSupervisedConfig(epochs=4, batch=16, ratio=3, hard_share=0, threshold=0,
+                               ema=0, align=False, flexible_below=0, settled_loss=1e9,
+                               settled_share=0.25)
+    seen = []
+    net.register_forward_hook(lambda m, i, o: seen.append(len(o)) if m.training else None)
+    history, chosen = train_semisupervised(net, images, labels, pool, cfg, rt,
+                                           AugmentConfig(), seed=0)
+    assert seen[:2] == [16 + 48] * 2  # the first pass: no image has a loss yet
+    later = sum(seen[2:]) - 16 * len(seen[2:])
+    assert 0.1 * 48 * 6 < later < 0.45 * 48 * 6, seen
+    assert chosen["student_share"] == pytest.approx(
+        sum(r["computed"] for r in history.records) / len(history.records), abs=1e-4)
+    assert chosen["student_share"] < 0.7
+    # the teacher skips the images left out as well: it looks at what the student computes
+    assert chosen["teacher_share"] == chosen["student_share"]
 
 
 def test_frozen_layers_keep_their_pretrained_weights_and_the_rest_trains(mnist_slice):
