@@ -108,6 +108,26 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, mon
                 log=lambda _: None)
 
 
+def test_a_run_folder_of_another_fewlabels_version_is_named_as_such_not_as_options(tmp_path):
+    import json
+
+    from fewlabels.config import to_dict
+    from fewlabels.errors import UsageError
+    from fewlabels.experiment import _check_resumable
+
+    cfg = _small_config()
+    old = to_dict(cfg)
+    del old["semisupervised"]["settled_loss"]  # a setting its version did not have yet
+    for changed in (old, {**to_dict(cfg), "retired_setting": 1}):  # older, then newer
+        (tmp_path / "config.json").write_text(json.dumps(changed))
+        with pytest.raises(UsageError, match=r"another fewlabels version .*only one of the two"
+                                             r".*(settled_loss|retired_setting).*finish it "
+                                             r"with the version that started it"):
+            _check_resumable(tmp_path, cfg)
+    (tmp_path / "config.json").write_text(json.dumps(to_dict(cfg)))
+    _check_resumable(tmp_path, cfg)  # the same config resumes
+
+
 def test_typical_labels_are_chosen_in_the_runs_embedding_without_reading_a_label(mnist,
                                                                                 tmp_path):
     import json

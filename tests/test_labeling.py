@@ -44,6 +44,23 @@ def test_an_answer_is_a_copy_written_at_once_and_undo_takes_it_back(folder):
     assert not copy.exists() and Session(folder).view()["todo"][0] == "unlabeled/0.png"
 
 
+def test_a_journal_line_torn_by_a_kill_is_dropped_and_the_next_answer_gets_its_own(folder):
+    s = Session(folder)
+    s.answer("unlabeled/0.png", "cat", seen=0)
+    s.answer("unlabeled/1.png", None, seen=1)
+    journal = folder / ".fewlabels" / "labeling.jsonl"
+    with journal.open("a") as f:
+        f.write('{"file": "unlabeled/2.png", "cla')  # killed mid-write
+    again = Session(folder)
+    assert (again.view()["labeled"], again.view()["skipped"]) == (1, 1)
+    assert again.view()["todo"][0] == "unlabeled/2.png"  # asked again
+    again.answer("unlabeled/2.png", "dog", seen=2)
+    lines = journal.read_text().splitlines()
+    assert [json.loads(line)["file"] for line in lines] == [
+        "unlabeled/0.png", "unlabeled/1.png", "unlabeled/2.png"]
+    assert Session(folder).view() == again.view()
+
+
 @pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\ny", "a\\b", "z" * 101])
 def test_a_class_name_that_is_not_one_folder_name_is_refused(name):
     with pytest.raises(UsageError):

@@ -202,18 +202,31 @@ def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
         raise UsageError(f"{previous} is unreadable, so the interrupted run there cannot be "
                          "resumed: choose another --out folder") from None
     differences = _differences(old, json.loads(json.dumps(to_dict(cfg))))  # tuples → lists
+    unknown = [key for key, before, after in differences if _ABSENT in (before, after)]
+    if unknown:  # no option matches a setting that one of the two versions does not have
+        raise UsageError(f"{out_dir} holds an interrupted run of another fewlabels version "
+                         f"(settings only one of the two has: {', '.join(unknown[:6])}): "
+                         "finish it with the version that started it, or choose another "
+                         "--out folder")
     if differences:
         raise UsageError(f"{out_dir} holds an interrupted run with another config ("
-                         + "; ".join(differences[:6]) + "): pass the same options to resume "
-                         "it, or choose another --out folder")
+                         + "; ".join(f"{key}: {before!r} → {after!r}"
+                                     for key, before, after in differences[:6])
+                         + "): pass the same options to resume it, or choose another --out "
+                         "folder")
 
 
-def _differences(old, new, where: str = "") -> list[str]:
-    """'key: old → new' for every value that differs between two nested dicts."""
+_ABSENT = object()  # a key one config has and the other does not
+
+
+def _differences(old, new, where: str = "") -> list[tuple[str, object, object]]:
+    """(key, old, new) for every value that differs between two nested dicts; a key
+    missing on one side reads as ``_ABSENT`` there."""
     if isinstance(old, dict) and isinstance(new, dict):
         return [d for k in sorted(set(old) | set(new), key=str)
-                for d in _differences(old.get(k), new.get(k), f"{where}{k}.")]
-    return [] if old == new else [f"{where[:-1]}: {old!r} → {new!r}"]
+                for d in _differences(old.get(k, _ABSENT), new.get(k, _ABSENT),
+                                      f"{where}{k}.")]
+    return [] if old == new else [(where[:-1], old, new)]
 
 
 def _load_and_check(cfg: CompareConfig, data_dir, pretrained,

@@ -67,8 +67,24 @@ class Session:
         else:
             queue = self._unlabeled()
         self.queue = [q for q in queue if self._inside(q) is not None]
-        self.answers = ([json.loads(line) for line in self.journal.read_text().splitlines()
-                         if line.strip()] if self.journal.is_file() else [])
+        self.answers = self._read_journal()
+
+    def _read_journal(self) -> list[dict]:
+        """The answers so far. A last line a kill tore mid-write (no newline at its end) is
+        dropped and the journal written again without it, so the next answer starts a line
+        of its own; its image is asked again."""
+        if not self.journal.is_file():
+            return []
+        *lines, torn = self.journal.read_text().split("\n")  # torn: "" after a newline
+        answers = [json.loads(line) for line in lines if line.strip()]
+        if torn.strip():
+            self._write_journal(answers)
+        return answers
+
+    def _write_journal(self, answers: list[dict]) -> None:
+        self.state.mkdir(exist_ok=True)
+        atomic_write_bytes(self.journal, "".join(json.dumps(a) + "\n"
+                                                 for a in answers).encode())
 
     def _unlabeled(self) -> list[str]:
         """The images ``suggest`` would choose from, in name order."""
@@ -146,9 +162,7 @@ class Session:
             last = self.answers.pop()
             if last.get("copy"):
                 (self.root / last["copy"]).unlink(missing_ok=True)
-            self.state.mkdir(exist_ok=True)
-            atomic_write_bytes(self.journal, "".join(json.dumps(a) + "\n"
-                                                     for a in self.answers).encode())
+            self._write_journal(self.answers)
             return self.view()
 
     def _append(self, entry: dict) -> None:
