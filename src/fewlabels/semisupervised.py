@@ -172,8 +172,8 @@ def consistency_loss(logits_weak: torch.Tensor, logits_strong: torch.Tensor,
 def counted_cross_entropy(logits_strong: torch.Tensor, pseudo: torch.Tensor,
                           mask: torch.Tensor, batch: int) -> torch.Tensor:
     """Cross entropy of strong views against their pseudo-labels where ``mask`` counts
-    them (or by how much, when it holds weights), summed and divided by the ``batch`` of
-    pool images (so a view left out because it would not count changes nothing)."""
+    them, summed and divided by the ``batch`` of pool images (so a view left out because
+    it would not count changes nothing)."""
     return (view_losses(logits_strong, pseudo) * mask).sum() / max(1, batch)
 
 
@@ -295,7 +295,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             claims[idx_u[sure]] = pseudo[sure]
         # a pool image whose pseudo-label does not count adds nothing to the loss: with
         # ``confident_only`` its strong view is not computed at all
-        kept = mask.nonzero().squeeze(1) if cfg.confident_only else torch.arange(len(mask))
+        kept = (mask.nonzero().squeeze(1) if cfg.confident_only
+                else torch.arange(len(mask), device=mask.device))
         views = augment(x[idx_l], aug, g)
         strong = xu[kept]
         if len(strong):
@@ -325,6 +326,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     if cfg.recalibrate:
         recalibrate_batchnorm(net, u, rt)
     net.eval()
+
     def mean(key):
         values = [r[key] for r in history.records if key in r]
         return round(sum(values) / max(1, len(values)), 4)
