@@ -61,6 +61,40 @@ def test_a_journal_line_torn_by_a_kill_is_dropped_and_the_next_answer_gets_its_o
     assert Session(folder).view() == again.view()
 
 
+def test_a_kill_between_journal_and_copy_leaves_no_stray_copy_and_asks_again(folder,
+                                                                            monkeypatch):
+    s = Session(folder)
+    s.answer("unlabeled/0.png", "cat", seen=0)
+
+    def killed(*args):
+        raise KeyboardInterrupt  # the process dies after the journal line, before the copy
+
+    monkeypatch.setattr("fewlabels.labeling.shutil.copyfile", killed)
+    with pytest.raises(KeyboardInterrupt):
+        s.answer("unlabeled/1.png", "cat", seen=1)
+    monkeypatch.undo()
+    again = Session(folder)  # the page reopened: the answer without its copy is dropped
+    assert again.view()["labeled"] == 1 and again.view()["todo"][0] == "unlabeled/1.png"
+    again.answer("unlabeled/1.png", "cat", seen=1)
+    assert sorted(p.name for p in (folder / "labeled" / "cat").iterdir()) == ["0.png", "1.png"]
+    journal = folder / ".fewlabels" / "labeling.jsonl"
+    assert [json.loads(line)["copy"] for line in journal.read_text().splitlines()] == [
+        "labeled/cat/0.png", "labeled/cat/1.png"]
+
+
+def test_a_copy_that_fails_takes_its_answer_back(folder, monkeypatch):
+    s = Session(folder)
+
+    def full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("fewlabels.labeling.shutil.copyfile", full)
+    with pytest.raises(OSError):
+        s.answer("unlabeled/0.png", "cat", seen=0)
+    assert s.view()["answers"] == 0 and Session(folder).view()["answers"] == 0
+    assert not any((folder / "labeled" / "cat").iterdir())
+
+
 @pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\ny", "a\\b", "z" * 101])
 def test_a_class_name_that_is_not_one_folder_name_is_refused(name):
     with pytest.raises(UsageError):

@@ -70,16 +70,19 @@ class Session:
         self.answers = self._read_journal()
 
     def _read_journal(self) -> list[dict]:
-        """The answers so far. A last line a kill tore mid-write (no newline at its end) is
-        dropped and the journal written again without it, so the next answer starts a line
-        of its own; its image is asked again."""
+        """The answers so far. An answer is journaled before its copy is written: a last
+        line a kill tore mid-write (no newline at its end), or an answer whose copy is not
+        in labeled/ (a kill before the copy was in place, or the copy deleted by hand), is
+        dropped and the journal written again without it; its image is asked again, and
+        no copy is left in labeled/ that the journal does not name."""
         if not self.journal.is_file():
             return []
         *lines, torn = self.journal.read_text().split("\n")  # torn: "" after a newline
         answers = [json.loads(line) for line in lines if line.strip()]
-        if torn.strip():
-            self._write_journal(answers)
-        return answers
+        kept = [a for a in answers if not a.get("copy") or (self.root / a["copy"]).is_file()]
+        if torn.strip() or len(kept) < len(answers):
+            self._write_journal(kept)
+        return kept
 
     def _write_journal(self, answers: list[dict]) -> None:
         self.state.mkdir(exist_ok=True)
@@ -130,6 +133,7 @@ class Session:
             if any(a["file"] == rel for a in self.answers):
                 raise UsageError(f"{rel!r} is answered already: undo first")
             entry = {"file": rel, "class": None, "copy": None}
+            target = None
             if label is not None:
                 folder = self.labeled / check_class_name(label)
                 folder.mkdir(parents=True, exist_ok=True)
@@ -138,19 +142,19 @@ class Session:
                 while target.exists():  # never over another image
                     target = folder / f"{path.stem}-{n}{path.suffix}"
                     n += 1
-                tmp = folder / f".{target.name}.tmp-{os.getpid()}"
+                entry.update({"class": label, "copy": os.path.relpath(target, self.root)})
+            self._append(entry)  # journaled first: a kill leaves no copy it does not name
+            if target is not None:
+                tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
                 try:
                     shutil.copyfile(path, tmp)
                     os.replace(tmp, target)
+                except OSError:  # no copy: the answer goes too, the image stays to answer
+                    self.answers.pop()
+                    self._write_journal(self.answers)
+                    raise
                 finally:
                     tmp.unlink(missing_ok=True)
-                entry.update({"class": label, "copy": os.path.relpath(target, self.root)})
-            try:
-                self._append(entry)
-            except OSError:  # not journaled: the copy goes too, the image stays to answer
-                if entry["copy"]:
-                    target.unlink(missing_ok=True)
-                raise
             return self.view()
 
     def undo(self, seen: int) -> dict:
