@@ -127,7 +127,7 @@ def test_stage_profile_counts_each_stage_of_the_default_comparison():
     assert counts["pretrain refine step"] == 3 * 2 * per_epoch  # three rounds of two epochs
     assert counts["pretrain self-label step"] == 0  # off in the default recipe
     assert counts["pretrain neighbour mining: kNN of the pool"] == 3
-    assert all(counts[p] == 3 * 8 * (60_000 // 224) for p in SEMI_PARTS)
+    assert all(counts[p] == 3 * 12 * (60_000 // 224) for p in SEMI_PARTS)  # 12 passes
     # each of supervised and finetune, a draw: one rate on all 600 labels (10 batches of 64
     # an epoch, 100 epochs)
     assert counts["supervised / finetune step"] == 2 * 3 * 100 * 10
