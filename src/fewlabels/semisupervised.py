@@ -87,7 +87,7 @@ class SemiSupervisedConfig:
     # (the teacher looks at 71% of the pool's images, the student computes 68%, not 98%),
     # Fashion-MNIST 0.85463 against 0.85483 (80% and 62%, not 100% and 77%); a quarter
     # kept (weights of 4) lost 0.10-0.12 points on MNIST; the same rule for the labeled
-    # images of a step (56-72% of them looked at) lost 0.04 on MNIST and 0.06 on Fashion-
+    # images of a step (56-73% of them looked at) lost 0.04 on MNIST and 0.06 on Fashion-
     # MNIST for about 5% of the arm's time: not adopted (variants.md)
     settled_loss: float = 0.01
     settled_share: float = 0.5
