@@ -139,6 +139,9 @@ def scratch(root: Path) -> None:
                          "test_accuracy": "high", "seconds": 1.0}]}
     (root / "bad-results").mkdir()
     (root / "bad-results" / "results.json").write_text(json.dumps(results))
+    from PIL import Image
+
+    Image.new("1", (30000, 30000)).save(root / "bomb.png")  # 110 KB: 900 million pixels
     os.mkfifo(root / "digits" / "unlabeled" / "pipe.png")
     (root / "digits" / "unlabeled" / "dangling.png").symlink_to(root / "nowhere.png")
     (root / "digits" / "unlabeled" / "loop.png").symlink_to(root / "digits" / "unlabeled"
@@ -236,6 +239,11 @@ def cases() -> list[Case]:
         Case("fit on a built-in dataset's name", ["fit", "mnist", "--out", "x.model"],
              absent=["x.model"]),
         # a pipe, a dangling and a looping link among the images: listed and skipped
+        # found in a later session
+        Case("export --onnx a folder", ["export", "m.model", "--onnx", "digits"],
+             says="is a folder", untouched=["digits"]),
+        Case("an image too large to decode (a decompression bomb)",
+             ["predict", "m.model", "bomb.png"], expect="said", codes=(1,), says="too large"),
         Case("a FIFO and broken links named *.png in the folder",
              ["predict", "m.model", "digits/unlabeled"], expect="said", codes=(1,),
              says="pipe.png"),

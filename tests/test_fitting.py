@@ -124,6 +124,12 @@ def test_export_onnx_matches_pytorch(fitted, tmp_path):
     assert np.abs(got - expected).max() < 1e-4
 
 
+def test_export_onto_a_folder_is_refused_before_any_work(fitted, tmp_path):
+    r = cli("export", fitted["model"], "--onnx", tmp_path, cache=fitted["cache"], check=False)
+    assert r.returncode == 2 and "is a folder: give a file name" in r.stderr
+    assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
+
+
 def test_fit_from_arrays_without_a_test_split_claims_no_test_accuracy(tmp_path):
     images, labels = digits_arrays()
     y = np.full(len(labels), -1)

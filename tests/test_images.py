@@ -35,6 +35,14 @@ def test_unreadable_files_say_why(tmp_path, content, why):
         images.decode(path, 8, 1)
 
 
+def test_a_decompression_bomb_is_unreadable_not_a_crash(tmp_path, monkeypatch):
+    Image.new("1", (100, 100)).save(tmp_path / "bomb.png")  # small on disk, many pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the same check at Pillow's limit
+    for read in (lambda p: images.decode(p, 8, 1), images.header):
+        with pytest.raises(images.UnreadableImage, match="too large.*2,000 pixels.*shrink"):
+            read(tmp_path / "bomb.png")
+
+
 def test_truncated_png_is_unreadable(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), np.uint8)).save(
         tmp_path / "full.png")

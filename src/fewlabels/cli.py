@@ -374,6 +374,7 @@ def _cmd_embed(args) -> int:
 def _cmd_export(args) -> int:
     from .predictor import Model
 
+    check_output_file(args.onnx, "--onnx", True, "model.onnx")  # replaced, as embed's --out
     model = Model.load(args.model)
     check = None
     if args.check:

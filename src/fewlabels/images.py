@@ -45,6 +45,11 @@ def _open(path: str | Path, load: bool = True):
         raise UnreadableImage("not an image (Pillow cannot identify its format)") from None
     except PermissionError:
         raise UnreadableImage("cannot open (permission denied)") from None
+    except Image.DecompressionBombError:
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise UnreadableImage(f"too large to decode safely (Pillow refuses images over "
+                              f"{limit:,} pixels as possible decompression bombs): "
+                              f"shrink it") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UnreadableImage(f"truncated or damaged ({str(e)[:80]})") from None
 
