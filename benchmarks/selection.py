@@ -30,7 +30,7 @@ import torch
 
 from fewlabels.arms import ARMS
 from fewlabels.classifiers import features
-from fewlabels.config import load_preset
+from fewlabels.config import load_preset, parse_set
 from fewlabels.data import Dataset, draw_labels, load_dataset
 from fewlabels.development import (
     check_development_draws,
@@ -77,11 +77,14 @@ def main(argv=None) -> int:
     p.add_argument("--assumed-classes", type=int, metavar="K",
                    help="the class count the strategies are told (coverage's radius), as "
                         "`suggest` guesses 10 when nothing is labeled (default: the data's)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override, as `compare --set` (a variant measured with "
+                        "--development)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     (check_development_draws if args.development else check_reported_draws)(args.seeds)
-    cfg = load_preset("default")
+    cfg = load_preset("default", parse_set(args.set))
     rt = resolve(cfg.device, cfg.precision)
     ds = load_dataset(args.dataset)
     if args.pool:
@@ -124,7 +127,7 @@ def main(argv=None) -> int:
               if d["b"] == "random"]
     result = {"encoder": Path(args.encoder).name, "dataset": args.dataset, "arm": args.arm,
               "split": "development" if dev is not None else "test",
-              "kmeans_restarts": args.restarts, "classes": ds.num_classes,
+              "set": args.set, "kmeans_restarts": args.restarts, "classes": ds.num_classes,
               "assumed_classes": classes,
               "embedding_seconds": round(embed_seconds, 1), "runs": runs,
               "summary": summarize(runs), "paired_against_random": paired,

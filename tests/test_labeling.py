@@ -95,10 +95,16 @@ def test_a_copy_that_fails_takes_its_answer_back(folder, monkeypatch):
     assert not any((folder / "labeled" / "cat").iterdir())
 
 
-@pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\ny", "a\\b", "z" * 101])
+@pytest.mark.parametrize("name", ["a/b", "..", ".hidden", "", "x\ny", "a\\b", "z" * 101,
+                                  "\U0001F600" * 64, "\ud800"])  # 256 bytes; no UTF-8
 def test_a_class_name_that_is_not_one_folder_name_is_refused(name):
     with pytest.raises(UsageError):
         check_class_name(name)
+
+
+def test_a_class_name_of_255_bytes_is_one_folder_name(tmp_path):
+    name = "\U0001F600" * 63 + "abc"  # 255 bytes in UTF-8
+    (tmp_path / check_class_name(name)).mkdir()
 
 
 def test_bad_answers_touch_nothing(folder):

@@ -30,6 +30,7 @@ from .suggesting import candidates
 
 STATE = ".fewlabels"  # beside the images: the queue and the journal of answers
 MAX_CLASS_NAME = 100
+MAX_NAME_BYTES = 255  # a folder name's limit on the usual file systems
 
 
 def check_class_name(name) -> str:
@@ -45,6 +46,14 @@ def check_class_name(name) -> str:
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise UsageError(f"class name {name!r} holds a control character: use letters, "
                          "digits, spaces or punctuation")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can carry and no file name can
+        raise UsageError(f"class name {name[:20]!r} is not valid text (a lone surrogate "
+                         "character): use letters, digits, spaces or punctuation") from None
+    if size > MAX_NAME_BYTES:
+        raise UsageError(f"class name {name[:20]!r}... is {size} bytes in UTF-8, more than the "
+                         f"{MAX_NAME_BYTES} a folder name may hold: use a shorter name")
     return name
 
 
