@@ -11,7 +11,6 @@ from fewlabels.semisupervised import (
     SemiSupervisedConfig,
     consistency_loss,
     flexible_thresholds,
-    nearest_prior,
     pool_predictions,
     settled_views,
     train_semisupervised,
@@ -306,35 +305,3 @@ def test_flexmatch_scales_its_own_base_threshold_and_one_threshold_is_the_other(
     assert all(torch.is_tensor(t) and (t <= 0.9).all() for t in used[:10])
     assert used[10:] == [0.3] * 10
 
-
-def test_the_nearest_prior_reads_class_sizes_not_how_many_of_each_were_labeled():
-    g = torch.Generator().manual_seed(0)
-    big = torch.randn(300, 8, generator=g) * 0.1 + torch.eye(8)[0] * 3  # class 0: 300 images
-    small = torch.randn(100, 8, generator=g) * 0.1 + torch.eye(8)[1] * 3  # class 1: 100
-    pool = torch.cat([big, small])
-    labeled = torch.cat([big[:1], small[:3]])  # one of the large class, three of the small
-    labels = torch.tensor([0, 1, 1, 1])
-    assert torch.allclose(nearest_prior(pool, labeled, labels, 3, chunk=64),
-                          torch.tensor([0.75, 0.25, 0.0]))
-    counts = torch.bincount(labels, minlength=3).float() / 4
-    assert torch.allclose(counts, torch.tensor([0.25, 0.75, 0.0]))  # what "labeled" aims at
-
-
-def test_the_prior_setting_is_checked_and_changes_only_the_alignment_target(mnist_slice):
-    with pytest.raises(Exception, match="prior"):
-        SemiSupervisedConfig(prior="uniform").validate()
-    rt = resolve("cpu", "fp32")
-    images, labels = mnist_slice.train_images[:60], mnist_slice.train_labels[:60]
-    keep = torch.cat([torch.nonzero(labels == c)[: 1 + 2 * (c % 2), 0] for c in range(10)])
-    images, labels = images[keep], labels[keep]  # one of each even class, three of each odd
-    pool = mnist_slice.train_images[100:580]
-    losses = {}
-    for prior in ("labeled", "nearest"):
-        torch.manual_seed(0)
-        net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
-        cfg = SemiSupervisedConfig(epochs=1, batch=8, ratio=3, threshold=0.1, hard_share=0,
-                                   prior=prior).validate()
-        history, _ = train_semisupervised(net, images, labels, pool, cfg, rt, AugmentConfig(),
-                                          seed=0)
-        losses[prior] = [r["loss"] for r in history.records]
-    assert losses["labeled"] != losses["nearest"]

@@ -33,8 +33,6 @@ from .errors import (
 from .runtime import Runtime
 from .train import OPTIMIZERS, History, MovingAverage, loop, shuffled_batches, warmup_cosine
 
-PRIORS = ("labeled", "nearest")  # what distribution alignment aims at (`prior`)
-
 
 @dataclass
 class SemiSupervisedConfig:
@@ -65,12 +63,6 @@ class SemiSupervisedConfig:
     flexible_threshold: float = 0.8
     unlabeled_weight: float = 1.0  # λ: weight of the pool's consistency term
     align: bool = True  # distribution alignment of the pseudo-labels
-    # the class shares alignment aims at: "labeled", the labeled images' class counts;
-    # "nearest", the shares of the pool when each pool image takes the class of its
-    # nearest labeled image in the encoder's features (what the labeled images stand for,
-    # not how many of each were chosen: a selection that labels three of one class and
-    # one of another says nothing about their sizes)
-    prior: str = "labeled"
     ema: float = 0.99  # decay of an exponential moving average of the weights that labels
     # the pool and becomes the final model (a mean teacher; 0: the trained weights)
     head_epochs: int = 100  # full-batch epochs of the linear layer fitted first
@@ -143,7 +135,6 @@ class SemiSupervisedConfig:
         check_fraction(f"{where}flexible_threshold", self.flexible_threshold, one=True)
         check_non_negative(f"{where}unlabeled_weight", self.unlabeled_weight)
         check_fraction(f"{where}ema", self.ema, zero=True)
-        check_choice(f"{where}prior", self.prior, PRIORS)
         check_epochs(f"{where}head_epochs", self.head_epochs, integer=True)
         check_non_negative(f"{where}flexible_below", self.flexible_below)
         check_non_negative(f"{where}frozen_layers", self.frozen_layers, integer=True)
@@ -223,19 +214,6 @@ def flexible_thresholds(claims: torch.Tensor, classes: int, threshold: float) ->
     return threshold * beta / (2 - beta)
 
 
-def nearest_prior(pool_features: torch.Tensor, labeled_features: torch.Tensor,
-                  labels: torch.Tensor, classes: int, chunk: int = 8192) -> torch.Tensor:
-    """The share of the pool each class holds when every pool image takes the class of its
-    nearest labeled image (cosine similarity of the features): the class sizes the labeled
-    images stand for, whatever their counts."""
-    q = F.normalize(labeled_features.float(), dim=1)
-    counts = torch.zeros(classes, device=q.device)
-    for start in range(0, len(pool_features), chunk):
-        p = F.normalize(pool_features[start:start + chunk].to(q.device).float(), dim=1)
-        counts += torch.bincount(labels[(p @ q.T).argmax(1)], minlength=classes).float()
-    return counts / counts.sum().clamp_min(1)
-
-
 def pool_predictions(net: nn.Module, pool: torch.Tensor, rt: Runtime,
                      pool_features: torch.Tensor | None = None
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -271,8 +249,6 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     g = torch.Generator(device=rt.device).manual_seed(seed)
     n_pool = cfg.batch * cfg.ratio
     per_epoch = cfg.steps_per_epoch(len(u))
-    if pool_features is None and cfg.prior == "nearest" and len(u):
-        pool_features = features(net, u, rt)
     start_confidence, start_class = pool_predictions(net, u, rt, pool_features)
     share = (start_confidence >= cfg.hard_confidence).float().mean().item() if len(u) else 0.0
     epochs = cfg.pool_epochs(share)
@@ -283,11 +259,8 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
     order = torch.Generator().manual_seed(seed)
     labeled_batches = shuffled_batches(torch.arange(len(x)), cfg.batch, order)
     pool_batches = shuffled_batches(torch.arange(len(u)), n_pool, order)
-    if cfg.prior == "nearest" and len(u):
-        prior = nearest_prior(pool_features, features(net, images, rt), y, k)
-    else:
-        prior = torch.bincount(y, minlength=k).float()
-        prior = prior / prior.sum()
+    prior = torch.bincount(y, minlength=k).float()
+    prior = prior / prior.sum()
     running = prior.clone()  # running mean of the pool's predicted class distribution
 
     def batches():
