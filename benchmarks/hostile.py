@@ -238,12 +238,12 @@ def cases() -> list[Case]:
              says="labeled", absent=["x.model"]),
         Case("fit on a built-in dataset's name", ["fit", "mnist", "--out", "x.model"],
              absent=["x.model"]),
-        # a pipe, a dangling and a looping link among the images: listed and skipped
         # found in a later session
         Case("export --onnx a folder", ["export", "m.model", "--onnx", "digits"],
              says="is a folder", untouched=["digits"]),
         Case("an image too large to decode (a decompression bomb)",
              ["predict", "m.model", "bomb.png"], expect="said", codes=(1,), says="too large"),
+        # a pipe, a dangling and a looping link among the images: listed and skipped
         Case("a FIFO and broken links named *.png in the folder",
              ["predict", "m.model", "digits/unlabeled"], expect="said", codes=(1,),
              says="pipe.png"),

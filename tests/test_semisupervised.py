@@ -304,4 +304,3 @@ def test_flexmatch_scales_its_own_base_threshold_and_one_threshold_is_the_other(
     assert len(bases) == 10 and set(bases) == {0.9}  # the flexible run's 10 steps
     assert all(torch.is_tensor(t) and (t <= 0.9).all() for t in used[:10])
     assert used[10:] == [0.3] * 10
-

@@ -45,11 +45,10 @@ def _open(path: str | Path, load: bool = True):
         raise UnreadableImage("not an image (Pillow cannot identify its format)") from None
     except PermissionError:
         raise UnreadableImage("cannot open (permission denied)") from None
-    except Image.DecompressionBombError:
-        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    except Image.DecompressionBombError:  # raised at twice MAX_IMAGE_PIXELS (never if None)
         raise UnreadableImage(f"too large to decode safely (Pillow refuses images over "
-                              f"{limit:,} pixels as possible decompression bombs): "
-                              f"shrink it") from None
+                              f"{2 * Image.MAX_IMAGE_PIXELS:,} pixels as possible "
+                              f"decompression bombs): shrink it") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise UnreadableImage(f"truncated or damaged ({str(e)[:80]})") from None
 
