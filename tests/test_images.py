@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -41,6 +43,17 @@ def test_a_decompression_bomb_is_unreadable_not_a_crash(tmp_path, monkeypatch):
     for read in (lambda p: images.decode(p, 8, 1), images.header):
         with pytest.raises(images.UnreadableImage, match="too large.*2,000 pixels.*shrink"):
             read(tmp_path / "bomb.png")
+
+
+def test_a_large_image_under_the_refusal_is_decoded_without_a_warning(tmp_path, monkeypatch):
+    """Between Pillow's limit and twice it an image is decoded; Pillow's warning would
+    print in the middle of a run's progress bars and add nothing."""
+    Image.new("L", (40, 40), 200).save(tmp_path / "large.png")  # 1,600 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # over the limit, under twice it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert images.decode(tmp_path / "large.png", 8, 1)[0, 4, 4] == 200
+        assert images.header(tmp_path / "large.png") is not None
 
 
 def test_truncated_png_is_unreadable(tmp_path):

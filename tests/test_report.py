@@ -48,3 +48,14 @@ def test_a_results_file_with_a_bad_accuracy_is_refused_with_one_line(tmp_path, c
     err = capsys.readouterr().err.strip()
     assert "must be a number in [0, 1]" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "report.md").exists()
+
+
+@pytest.mark.parametrize("value", [-3.0, "12", None, float("inf")])
+def test_a_results_file_with_bad_seconds_is_refused_with_one_line(tmp_path, capsys, value):
+    results = json.loads((RESULTS / "compare-mnist-100.json").read_text())
+    results["runs"][1]["train_seconds"] = value
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "run 1" in err and "train_seconds" in err and "0 or more" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "report.md").exists()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from glob import glob
 from pathlib import Path
@@ -37,9 +38,13 @@ def _open(path: str | Path, load: bool = True):
     if os.path.getsize(path) == 0:
         raise UnreadableImage("empty file (0 bytes)")
     try:
-        image = Image.open(path)
-        if load:
-            image.load()
+        with warnings.catch_warnings():
+            # between MAX_IMAGE_PIXELS and twice it Pillow decodes and warns mid-run; the
+            # image is used, and past twice it is refused below: the warning says nothing more
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            if load:
+                image.load()
         return image
     except UnidentifiedImageError:
         raise UnreadableImage("not an image (Pillow cannot identify its format)") from None

@@ -46,8 +46,8 @@ class Run:
 
 def check_runs(results: dict, where: str) -> None:
     """The runs of a results.json as a report reads them: each a dict whose accuracy is a
-    number in [0, 1] and whose labels and seeds are whole numbers; UsageError naming the
-    first run and field that is not."""
+    number in [0, 1], whose labels and seeds are whole numbers and whose seconds are 0 or
+    more; UsageError naming the first run and field that is not."""
     runs = results.get("runs") if isinstance(results, dict) else None
     if not isinstance(runs, list) or not runs:
         raise UsageError(f"{where} holds no runs: pass a run folder written by `fewlabels "
@@ -65,6 +65,11 @@ def check_runs(results: dict, where: str) -> None:
             if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
                 raise UsageError(f"{where}: run {i} has {key} {run.get(key)!r}; it must be a "
                                  "whole number: run the comparison again")
+        value = run.get("train_seconds")
+        if not is_finite_number(value) or value < 0:
+            raise UsageError(f"{where}: run {i} ({run.get('arm')!r}, seed {run.get('seed')!r}) "
+                             f"has train_seconds {value!r}; it must be a number of seconds, 0 "
+                             "or more: the file was changed by hand; run the comparison again")
 
 
 def run_key(dataset: str, arm: str, labels: int, seed: int, pretrain_seed: int | None) -> tuple:
