@@ -247,6 +247,14 @@ def cases() -> list[Case]:
         Case("a FIFO and broken links named *.png in the folder",
              ["predict", "m.model", "digits/unlabeled"], expect="said", codes=(1,),
              says="pipe.png"),
+        # found this session: an empty path (an unset shell variable) read as the current
+        # folder or as the option left out, and a traceback from embed
+        Case("compare --out ''", ["compare", "--quick", "--out", ""], says="empty path",
+             absent=["runs"]),
+        Case("embed --out ''", ["embed", "m.model", "digits/test/3", "--out", ""],
+             says="empty path"),
+        Case("embed --out .", ["embed", "m.model", "digits/test/3", "--out", "."],
+             says="is a folder"),
     ]
 
 

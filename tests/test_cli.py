@@ -55,6 +55,31 @@ def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, m
     assert not (tmp_path / "run").exists(), "a refused run leaves no folder"
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["compare", "--quick", "--out", ""], "argument --out: '' is an empty path"),
+    (["pretrain", "--out", " "], "argument --out: ' ' is an empty path"),
+    (["fit", "digits", "--out", ""], "argument --out: '' is an empty path"),
+    (["embed", "m.model", "a.png", "--out", ""], "argument --out: '' is an empty path"),
+    (["export", "m.model", "--onnx", ""], "argument --onnx: '' is an empty path"),
+    (["compare", "--quick", "--bogus"], "unrecognized arguments: --bogus"),
+    (["--threads", "abc", "compare"], "argument --threads: invalid int value: 'abc'"),
+    (["embed", "m.model", "a.png", "--out", "."], "--out '.' is a folder"),
+])
+def test_parse_errors_and_empty_paths_are_one_line_not_a_default(capsys, tmp_path, monkeypatch,
+                                                                  argv, message):
+    """An empty path (an unset shell variable) is refused, not read as the current folder
+    or as the option left out; argparse's own errors are one line too."""
+    monkeypatch.chdir(tmp_path)
+    try:
+        code = main(argv)
+    except SystemExit as e:  # argparse exits from parse_args
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err
+    assert err.startswith("fewlabels: error: ") and err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == [], "nothing written"
+
+
 def test_cuda_without_a_gpu_exits_2(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     code, _, err = run_cli(capsys, "compare", "--device", "cuda", "--out", str(tmp_path))

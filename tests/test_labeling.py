@@ -104,7 +104,15 @@ def test_a_class_name_that_is_not_one_folder_name_is_refused(name):
 
 def test_a_class_name_of_255_bytes_is_one_folder_name(tmp_path):
     name = "\U0001F600" * 63 + "abc"  # 255 bytes in UTF-8
-    (tmp_path / check_class_name(name)).mkdir()
+    (tmp_path / check_class_name(name, tmp_path)).mkdir()
+
+
+def test_a_class_name_is_held_to_its_file_system_s_limit(tmp_path, monkeypatch):
+    """The limit is the folder's own (``pathconf``), read where the folder would go."""
+    monkeypatch.setattr("fewlabels.outputs.os.pathconf", lambda folder, key: 20)
+    check_class_name("a" * 20, tmp_path / "labeled")  # not there yet: its parent's limit
+    with pytest.raises(UsageError, match="21 bytes in UTF-8, more than the 20"):
+        check_class_name("a" * 21, tmp_path / "labeled")
 
 
 def test_bad_answers_touch_nothing(folder):

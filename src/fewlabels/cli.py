@@ -350,9 +350,9 @@ def _cmd_embed(args) -> int:
     from .predictor import load_for_embedding
 
     out = Path(args.out)
-    listing = out.with_suffix(".files.txt")
     out.parent.mkdir(parents=True, exist_ok=True)
     check_output_file(out, "--out", True, "features.npy")  # before the images are read
+    listing = out.with_suffix(".files.txt")
     check_output_file(listing, "--out's file list", force=True)
     source = load_for_embedding(args.model, args.device)
     feats, files, errors = source.embed(args.paths, progress=True, batch=args.batch)
@@ -395,7 +395,8 @@ def _data_parser(sub) -> None:
     p = sub.add_parser("data", help="fetch or describe a dataset")
     p.add_argument("action", choices=("fetch", "info"))
     p.add_argument("dataset", help="mnist, fashion-mnist or mnist-hard")
-    p.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
+    p.add_argument("--data-dir", type=_path,
+                   help="folder holding the IDX files (default: the cache)")
     p.add_argument("--force", action="store_true", help="fetch again even if cached")
     p.set_defaults(func=_cmd_data)
 
@@ -435,10 +436,11 @@ def _compare_parser(sub) -> None:
                         "width=N)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any config field, e.g. --set probe.lr=0.1 (repeatable)")
-    p.add_argument("--pretrained", metavar="PATH", help="reuse a saved .encoder (from "
+    p.add_argument("--pretrained", type=_path, metavar="PATH", help="reuse a saved .encoder (from "
                    "`fewlabels pretrain` or a run folder) or .autoencoder (from the Python "
                    "API) instead of pretraining")
-    p.add_argument("--data-dir", help="folder holding the IDX files (default: the cache)")
+    p.add_argument("--data-dir", type=_path,
+                   help="folder holding the IDX files (default: the cache)")
     p.add_argument("--tune", type=int, metavar="N",
                    help="Optuna trials per tunable arm, label budget and seed, each scored on a "
                         "validation split of the labels (default 0: the preset's values)")
@@ -456,7 +458,8 @@ def _compare_parser(sub) -> None:
                         "RUN_DIR/tensorboard (needs the tensorboard package)")
     p.add_argument("--quick", action="store_true",
                    help="the same protocol on reduced epochs: a first look in minutes")
-    p.add_argument("--out", help="run folder (default: runs/<time>-<datasets>-<preset>)")
+    p.add_argument("--out", type=_path,
+                   help="run folder (default: runs/<time>-<datasets>-<preset>)")
     p.set_defaults(func=_cmd_compare)
 
 
@@ -490,8 +493,9 @@ def _pretrain_parser(sub) -> None:
                         "'pretrain.' may be written or left out)")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
-    p.add_argument("--data-dir")
-    p.add_argument("--out", help="where to write the encoder (default: PRESET.encoder or "
+    p.add_argument("--data-dir", type=_path)
+    p.add_argument("--out", type=_path,
+                   help="where to write the encoder (default: PRESET.encoder or "
                    "METHOD.encoder); the training state is kept beside it (OUT.state) "
                    "until it ends, and the same command resumes from it")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
@@ -502,7 +506,8 @@ def _pretrain_parser(sub) -> None:
 
 def _probe_parser(sub) -> None:
     p = sub.add_parser("probe", help="frozen linear probe of a saved encoder")
-    p.add_argument("--encoder", required=True, help="a file written by `fewlabels pretrain`")
+    p.add_argument("--encoder", type=_path,
+                   required=True, help="a file written by `fewlabels pretrain`")
     p.add_argument("--labels", default="600")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int)
@@ -512,7 +517,7 @@ def _probe_parser(sub) -> None:
     p.add_argument("--dataset", help="default: the encoder's pretraining dataset")
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="auto")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", type=_path)
     p.set_defaults(func=_cmd_probe)
 
 
@@ -522,7 +527,8 @@ def _fit_parser(sub) -> None:
     p.add_argument("data", help="DIR with labeled/<class>/*, optional unlabeled/ and test/<class>/"
                    "; or an .npz with x_train, y_train (-1 = unlabeled), optional x_test, "
                    "y_test, classes")
-    p.add_argument("--out", required=True, help="the model file to write, e.g. digits.model "
+    p.add_argument("--out", type=_path,
+                   required=True, help="the model file to write, e.g. digits.model "
                    "(checked before training starts)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
@@ -565,7 +571,8 @@ def _embed_parser(sub) -> None:
     p = sub.add_parser("embed", help="features of images from a model or an encoder")
     p.add_argument("model", help="a .model from `fit` or an .encoder")
     p.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
-    p.add_argument("--out", required=True, help="features.npy; the file list goes beside it "
+    p.add_argument("--out", type=_path,
+                   required=True, help="features.npy; the file list goes beside it "
                    "(features.files.txt)")
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
@@ -575,7 +582,7 @@ def _embed_parser(sub) -> None:
 def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a model as ONNX, checked with onnxruntime")
     p.add_argument("model", help="a file written by `fewlabels fit`")
-    p.add_argument("--onnx", required=True, help="the .onnx file to write")
+    p.add_argument("--onnx", type=_path, required=True, help="the .onnx file to write")
     p.add_argument("--check", nargs="+", help="images to compare onnxruntime with PyTorch on "
                    "(default: the 16 training images kept in the model file)")
     p.set_defaults(func=_cmd_export)
@@ -590,15 +597,16 @@ def _suggest_parser(sub) -> None:
                    "outside DIR/labeled/); DIR/labeled/<class>/ count as chosen already")
     p.add_argument("--budget", type=int, required=True, help="how many images to suggest")
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--encoder", help="an .encoder from `pretrain` or `compare`")
-    which.add_argument("--model", help="a .model from `fit`")
+    which.add_argument("--encoder", type=_path, help="an .encoder from `pretrain` or `compare`")
+    which.add_argument("--model", type=_path, help="a .model from `fit`")
     p.add_argument("--strategy", default="typical", choices=STRATEGIES,
                    help="typical (TypiClust, default), coverage (ProbCover) or random")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--classes", type=int, help="classes to expect (coverage's radius; "
                    "default: DIR/labeled's class folders; coverage needs one or the other)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.add_argument("--links", help="also write a folder of links to the suggested images, "
+    p.add_argument("--links", type=_path,
+                   help="also write a folder of links to the suggested images, "
                    "numbered in order (a new or empty folder)")
     p.set_defaults(func=_cmd_suggest)
 
@@ -639,9 +647,10 @@ def _label_parser(sub) -> None:
     p.add_argument("folder", help="DIR: the images to label (DIR/unlabeled/ or anywhere "
                    "outside DIR/labeled/)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--encoder", help="an .encoder: show the images `suggest` chooses, in "
+    which.add_argument("--encoder", type=_path,
+                       help="an .encoder: show the images `suggest` chooses, in "
                        "its order (default: every image, in name order)")
-    which.add_argument("--model", help="a .model from `fit`, to suggest with")
+    which.add_argument("--model", type=_path, help="a .model from `fit`, to suggest with")
     p.add_argument("--budget", type=int, default=100, help="images to suggest (default 100)")
     p.add_argument("--strategy", default="typical", choices=STRATEGIES)
     p.add_argument("--classes", type=int, help="classes to expect (coverage's radius; "
@@ -683,12 +692,29 @@ def _evaluate_parser(sub) -> None:
                        "the notebook's .classifier) on its dataset's test split")
     p.add_argument("checkpoint")
     p.add_argument("--device", default="auto")
-    p.add_argument("--data-dir")
+    p.add_argument("--data-dir", type=_path)
     p.set_defaults(func=_cmd_evaluate)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, as every other refusal here (the usage is one
+    ``-h`` away); the subcommands' parsers are of this class too."""
+
+    def error(self, message: str):
+        self.exit(2, f"fewlabels: error: {message} (`{self.prog} -h` lists the options)\n")
+
+
+def _path(value: str) -> str:
+    """A path option's value: refused when empty (an unset shell variable, say), which
+    would otherwise read as the current folder or as the option left out."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is an empty path: give a file or "
+                                         "folder name")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="fewlabels", description=__doc__)
+    p = _Parser(prog="fewlabels", description=__doc__)
     p.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     p.add_argument("--threads", type=int, help="torch threads (default: $FEWLABELS_THREADS, "
                    "else the CPUs this process may use: its affinity and cgroup quota)")

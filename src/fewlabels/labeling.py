@@ -25,15 +25,14 @@ from urllib.parse import parse_qs, urlparse
 from . import images
 from .checkpoint import atomic_write_bytes
 from .errors import UsageError
-from .outputs import run_folder_lock
+from .outputs import name_limit, run_folder_lock
 from .suggesting import candidates
 
 STATE = ".fewlabels"  # beside the images: the queue and the journal of answers
 MAX_CLASS_NAME = 100
-MAX_NAME_BYTES = 255  # a folder name's limit on the usual file systems
 
 
-def check_class_name(name) -> str:
+def check_class_name(name, folder: str | Path = ".") -> str:
     """A class name that is one folder name: else a UsageError naming what is wrong."""
     if not isinstance(name, str) or not name.strip():
         raise UsageError("a class name must be a non-empty string")
@@ -51,9 +50,10 @@ def check_class_name(name) -> str:
     except UnicodeEncodeError:  # a lone surrogate, which JSON can carry and no file name can
         raise UsageError(f"class name {name[:20]!r} is not valid text (a lone surrogate "
                          "character): use letters, digits, spaces or punctuation") from None
-    if size > MAX_NAME_BYTES:
+    limit = name_limit(folder)
+    if size > limit:
         raise UsageError(f"class name {name[:20]!r}... is {size} bytes in UTF-8, more than the "
-                         f"{MAX_NAME_BYTES} a folder name may hold: use a shorter name")
+                         f"{limit} a folder name may hold here: use a shorter name")
     return name
 
 
@@ -144,7 +144,7 @@ class Session:
             entry = {"file": rel, "class": None, "copy": None}
             target = None
             if label is not None:
-                folder = self.labeled / check_class_name(label)
+                folder = self.labeled / check_class_name(label, self.labeled)
                 folder.mkdir(parents=True, exist_ok=True)
                 target = folder / path.name
                 n = 1

@@ -17,6 +17,18 @@ LOCK = ".lock"  # in a run folder: the process id of the run writing it
 MIN_FREE_BYTES = 64 * 2**20  # a model file and its state fit in far less
 
 
+def name_limit(folder: str | Path) -> int:
+    """The most bytes a file name may hold in ``folder`` (its nearest folder that exists:
+    the file system's own limit), 255 where that cannot be read."""
+    folder = Path(folder).absolute()
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 255
+
+
 def check_output_file(path: str | Path, what: str, force: bool = False,
                       example: str = "model.model") -> Path:
     """``path`` as a file to write later: refused now if it is a folder, if its folder is
@@ -34,7 +46,7 @@ def check_output_file(path: str | Path, what: str, force: bool = False,
         raise UsageError(f"{what} {str(path)!r} cannot be a file ({e.strerror}): choose "
                          "another path") from None
     parent = path.parent  # "." for a bare name
-    name_max = os.pathconf(parent, "PC_NAME_MAX") if parent.is_dir() else 255
+    name_max = name_limit(parent)
     if len(os.fsencode(path.name)) > name_max:
         raise UsageError(f"{what}: the file name {path.name[:40]!r}... is "
                          f"{len(os.fsencode(path.name))} bytes long, more than the {name_max} "
