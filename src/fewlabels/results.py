@@ -65,8 +65,8 @@ def check_runs(results: dict, where: str) -> None:
             if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
                 raise UsageError(f"{where}: run {i} has {key} {run.get(key)!r}; it must be a "
                                  "whole number: run the comparison again")
-        value = run.get("train_seconds")
-        if not is_finite_number(value) or value < 0:
+        value = run.get("train_seconds")  # a missing key: the report's own message below
+        if "train_seconds" in run and (not is_finite_number(value) or value < 0):
             raise UsageError(f"{where}: run {i} ({run.get('arm')!r}, seed {run.get('seed')!r}) "
                              f"has train_seconds {value!r}; it must be a number of seconds, 0 "
                              "or more: the file was changed by hand; run the comparison again")
