@@ -13,6 +13,11 @@ differences against ``random`` over draws, 95% intervals (``fewlabels.stats``).
     python benchmarks/selection.py --encoder runs/X/mnist.encoder --budgets 10 20 40 100 \\
         --seeds 0 1 2 3 4 --out benchmarks/results/selection-mnist-probe.json
 
+Rows print as JSON lines as they finish; ``--merge LOG ...`` writes the result of rows
+printed by several processes (one a strategy or a budget, side by side) instead of running:
+
+    python benchmarks/selection.py --merge runs/sel-*.log --out selection-....json
+
 ``--classes-kept 5 --assumed-classes 10``: five classes, the strategies told ten — what
 ``suggest`` assumes of a folder with nothing labeled yet.
 """
@@ -58,7 +63,9 @@ def first_classes(ds: Dataset, count: int) -> Dataset:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--encoder", required=True)
+    p.add_argument("--encoder")
+    p.add_argument("--merge", nargs="+", type=Path, metavar="LOG",
+                   help="write the result of the rows these logs hold, running nothing")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--arm", default="probe", choices=sorted(a for a in ARMS
                                                             if ARMS[a].pretrained))
@@ -81,7 +88,12 @@ def main(argv=None) -> int:
                    help="a config override, as `compare --set` (a variant measured with "
                         "--development)")
     p.add_argument("--out", type=Path)
+    p.add_argument("--note", help="a line on how the rows were run, kept in the result")
     args = p.parse_args(argv)
+    if args.merge:
+        return write_result(read_rows(args.merge), args.out, note=args.note)
+    if not args.encoder:
+        p.error("--encoder is required (or --merge)")
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     (check_development_draws if args.development else check_reported_draws)(args.seeds)
     cfg = load_preset("default", parse_set(args.set))
@@ -120,24 +132,57 @@ def main(argv=None) -> int:
                        "labels": budget, "seed": seed, "test_accuracy": accuracy,
                        "split": "development" if dev is not None else "test",
                        "classes_hit": len(set(ds.train_labels[labeled].tolist())),
-                       "selection_seconds": round(chosen_seconds, 1)}
+                       "selection_seconds": round(chosen_seconds, 1),
+                       "encoder": Path(args.encoder).name, "set": args.set,
+                       "kmeans_restarts": args.restarts, "classes": ds.num_classes,
+                       "assumed_classes": classes, "embedding_seconds": round(embed_seconds, 1),
+                       "precision": rt.precision, "threads": torch.get_num_threads()}
                 runs.append(row)
                 print(json.dumps(row), flush=True)
+    return write_result(runs, args.out, note=args.note)
+
+
+RUN_FIELDS = ("arm", "model", "dataset", "labels", "seed", "test_accuracy", "split",
+              "classes_hit", "selection_seconds")
+
+
+def read_rows(logs: list[Path]) -> list[dict]:
+    """The rows that earlier runs printed, in these logs (other lines skipped), in the
+    order one process prints them."""
+    rows = []
+    for log in logs:
+        for line in log.read_text().splitlines():
+            if line.startswith("{") and '"test_accuracy"' in line:
+                rows.append(json.loads(line))
+    if not rows:
+        sys.exit(f"selection.py: no rows in {', '.join(map(str, logs))}: pass the logs "
+                 "that selection.py's runs printed")
+    return sorted(rows, key=lambda r: (r["labels"], r["seed"], STRATEGIES.index(r["arm"])))
+
+
+def write_result(rows: list[dict], out: Path | None, *, note: str | None = None) -> int:
+    """Summary and paired differences against ``random`` of ``rows``; printed, and written
+    to ``out`` where given. Fields the runs share are kept once (a list where they differ)."""
+    def shared(field):
+        values = sorted({json.dumps(r.get(field)) for r in rows})
+        values = [json.loads(v) for v in values]
+        return values[0] if len(values) == 1 else values
+    runs = [{k: r[k] for k in RUN_FIELDS} for r in rows]
     paired = [d for d in paired_differences(runs, first=list(STRATEGIES)[::-1])
               if d["b"] == "random"]
-    result = {"encoder": Path(args.encoder).name, "dataset": args.dataset, "arm": args.arm,
-              "split": "development" if dev is not None else "test",
-              "set": args.set, "kmeans_restarts": args.restarts, "classes": ds.num_classes,
-              "assumed_classes": classes,
-              "embedding_seconds": round(embed_seconds, 1), "runs": runs,
-              "summary": summarize(runs), "paired_against_random": paired,
-              "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
-              "threads": torch.get_num_threads()}
+    result = {field: shared(field) for field in
+              ("encoder", "dataset", "model", "split", "set", "kmeans_restarts", "classes",
+               "assumed_classes", "embedding_seconds", "precision", "threads")}
+    result["arm"] = result.pop("model")
+    result.update(runs=runs, summary=summarize(runs), paired_against_random=paired,
+                  cpu=cpu_name(), cpu_bf16=cpu_bf16_units())
+    if note:
+        result["note"] = note
     for d in paired:
         print(f"{d['labels']:>4} labels  {d['a']:<9} − random  {d['mean']:+.4f}  "
               f"95% [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  n={d['n']}")
-    if args.out:
-        args.out.write_text(json.dumps(result, indent=1))
+    if out:
+        out.write_text(json.dumps(result, indent=1))
     return 0
 
 

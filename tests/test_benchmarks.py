@@ -158,12 +158,12 @@ def test_stage_encoders_are_kept_one_a_stage(tmp_path):
 def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_path,
                                                                            tiny_encoder):
     out = tmp_path / "selection.json"
-    subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--encoder",
-                    str(tiny_encoder), "--pool", "2000", "--budgets", "20", "--seeds", "0", "1",
-                    "--strategies", "random", "typical", "balanced", "--out", str(out)],
-                   check=True, capture_output=True, text=True, timeout=600,
-                   env={**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"},
-                        "FEWLABELS_THREADS": "1"})
+    run = subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--encoder",
+                          str(tiny_encoder), "--pool", "2000", "--budgets", "20", "--seeds", "0",
+                          "1", "--strategies", "random", "typical", "balanced", "--out", str(out)],
+                         check=True, capture_output=True, text=True, timeout=600,
+                         env={**{k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"},
+                              "FEWLABELS_THREADS": "1"})
     result = json.loads(out.read_text())
     # the benchmarks take their threads as the CLI does, not torch's default of every core
     assert result["threads"] == 1
@@ -172,6 +172,27 @@ def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_p
     assert all(r["classes_hit"] == 10 for r in result["runs"] if r["arm"] == "balanced")
     pairs = {d["a"]: d for d in result["paired_against_random"]}
     assert set(pairs) == {"typical", "balanced"} and all(d["n"] == 2 for d in pairs.values())
+
+    # rows printed by processes side by side (here: one log a strategy, in another order)
+    # merge into the same result
+    rows = [line for line in run.stdout.splitlines() if line.startswith("{")]
+    logs = []
+    for strategy in ("balanced", "typical", "random"):
+        logs.append(tmp_path / f"{strategy}.log")
+        logs[-1].write_text("progress line\n" + "\n".join(
+            r for r in rows if json.loads(r)["arm"] == strategy))
+    merged_out = tmp_path / "merged.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--merge", *map(str, logs),
+                    "--out", str(merged_out), "--note", "three logs"], check=True,
+                   capture_output=True, text=True, timeout=120)
+    merged = json.loads(merged_out.read_text())
+    assert merged["note"] == "three logs" and merged["threads"] == 1
+    assert merged["paired_against_random"] == result["paired_against_random"]
+    assert merged["summary"] == result["summary"]
+    refused = subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--merge",
+                              str(tmp_path / "merged.json")], capture_output=True, text=True,
+                             timeout=120)
+    assert refused.returncode != 0 and "no rows" in refused.stderr
 
 
 @pytest.mark.usefixtures("mnist")
