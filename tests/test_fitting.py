@@ -337,6 +337,9 @@ def test_an_arm_the_held_out_labels_separate_wins_whatever_its_loss():
     best, why = choose_arm({"supervised": supervised, "probe": probe},
                            {"supervised": 0.01, "probe": 0.5})
     assert best == "probe" and "separable on the 200 held-out images" in why
+    # one arm given: nothing to separate it from, and the reason says so
+    best, why = choose_arm({"probe": probe}, {"probe": 0.5})
+    assert best == "probe" and why.startswith("the only arm given") and "separable" not in why
 
 
 @pytest.mark.parametrize("pool, scale", [(60_000, 1.0), (20_000, 3.0), (1_500, 16.0)])

@@ -124,6 +124,9 @@ def choose_arm(right: dict[str, torch.Tensor], losses: dict[str, float],
     top = max(right, key=lambda a: accuracy[a])
     close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= alpha]
     n = len(right[top])
+    if len(right) == 1:
+        return top, (f"the only arm given (validation accuracy {accuracy[top]:.4f} on "
+                     f"{n} held-out images)")
     if len(close) == 1:
         return top, (f"the highest validation accuracy, {accuracy[top]:.4f}, separable on "
                      f"the {n} held-out images from every other arm (McNemar p < {alpha:g})")
