@@ -31,6 +31,16 @@ from fewlabels.pretrain import load_encoder
 from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve, set_threads
 
 
+def loss_curve(records: list[dict], points: int = 10) -> list[float]:
+    """The training loss at about ``points`` evenly spaced records (a run that stalls or
+    diverges shows in it)."""
+    losses = [r["loss"] for r in records or [] if "loss" in r]
+    if not losses:
+        return []
+    every = max(1, len(losses) // points)
+    return [round(float(v), 4) for v in losses[every - 1::every]]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -73,6 +83,7 @@ def main(argv=None) -> int:
                "labels": count, "seed": seed, "split": "development",
                **dev.score(outcome.predict), "seconds": round(seconds, 1),
                "chosen": {k: v for k, v in outcome.chosen.items() if k != "val_scores"},
+               "loss_curve": loss_curve(outcome.history),
                "encoder": Path(args.encoder).name if args.encoder else None,  # not its path
                "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
                "threads": torch.get_num_threads()}
