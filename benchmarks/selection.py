@@ -65,7 +65,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--encoder")
     p.add_argument("--merge", nargs="+", type=Path, metavar="LOG",
-                   help="write the result of the rows these logs hold, running nothing")
+                   help="write the result of the rows these logs hold (those of --budgets, "
+                        "--seeds and --strategies), running nothing")
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--arm", default="probe", choices=sorted(a for a in ARMS
                                                             if ARMS[a].pretrained))
@@ -90,8 +91,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path)
     p.add_argument("--note", help="a line on how the rows were run, kept in the result")
     args = p.parse_args(argv)
-    if args.merge:
-        return write_result(read_rows(args.merge), args.out, note=args.note)
+    if args.merge:  # the rows of the budgets, draws and strategies asked for
+        rows = [r for r in read_rows(args.merge) if r["labels"] in args.budgets
+                and r["seed"] in args.seeds and r["arm"] in args.strategies]
+        if not rows:
+            p.error("no row of those --budgets, --seeds and --strategies in the logs")
+        return write_result(rows, args.out, note=args.note)
     if not args.encoder:
         p.error("--encoder is required (or --merge)")
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed

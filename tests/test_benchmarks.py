@@ -189,6 +189,11 @@ def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_p
     assert merged["note"] == "three logs" and merged["threads"] == 1
     assert merged["paired_against_random"] == result["paired_against_random"]
     assert merged["summary"] == result["summary"]
+    # --seeds picks the draws kept
+    subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--merge", *map(str, logs),
+                    "--seeds", "1", "--out", str(merged_out)], check=True, capture_output=True,
+                   text=True, timeout=120)
+    assert {r["seed"] for r in json.loads(merged_out.read_text())["runs"]} == {1}
     refused = subprocess.run([sys.executable, str(BENCHMARKS / "selection.py"), "--merge",
                               str(tmp_path / "merged.json")], capture_output=True, text=True,
                              timeout=120)
