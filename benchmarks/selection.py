@@ -184,8 +184,10 @@ def write_result(rows: list[dict], out: Path | None, *, note: str | None = None)
     if note:
         result["note"] = note
     for d in paired:
+        interval = (f"95% [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]" if d["ci95"]
+                    else "no interval from one draw")
         print(f"{d['labels']:>4} labels  {d['a']:<9} − random  {d['mean']:+.4f}  "
-              f"95% [{d['ci95'][0]:+.4f}, {d['ci95'][1]:+.4f}]  n={d['n']}")
+              f"{interval}  n={d['n']}")
     if out:
         out.write_text(json.dumps(result, indent=1))
     return 0
