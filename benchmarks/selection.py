@@ -95,7 +95,9 @@ def main(argv=None) -> int:
         rows = [r for r in read_rows(args.merge) if r["labels"] in args.budgets
                 and r["seed"] in args.seeds and r["arm"] in args.strategies]
         if not rows:
-            p.error("no row of those --budgets, --seeds and --strategies in the logs")
+            p.error(f"no rows of those --budgets, --seeds and --strategies in "
+                    f"{', '.join(map(str, args.merge))}: pass the logs that selection.py's "
+                    "runs printed")
         return write_result(rows, args.out, note=args.note)
     if not args.encoder:
         p.error("--encoder is required (or --merge)")
@@ -159,9 +161,6 @@ def read_rows(logs: list[Path]) -> list[dict]:
         for line in log.read_text().splitlines():
             if line.startswith("{") and '"test_accuracy"' in line:
                 rows.append(json.loads(line))
-    if not rows:
-        sys.exit(f"selection.py: no rows in {', '.join(map(str, logs))}: pass the logs "
-                 "that selection.py's runs printed")
     return sorted(rows, key=lambda r: (r["labels"], r["seed"], STRATEGIES.index(r["arm"])))
 
 
