@@ -9,6 +9,7 @@ from fewlabels.classifiers import (
     predict,
 )
 from fewlabels.encoders import ConvEncoder
+from fewlabels.errors import UsageError
 from fewlabels.runtime import resolve
 
 CPU = resolve("cpu", "fp32")
@@ -111,3 +112,46 @@ def test_supervised_training_smooths_its_labels_except_in_the_notebooks_recipe()
     assert torch.allclose(smoothed, F.cross_entropy(logits, y, label_smoothing=0.1))
     assert torch.allclose(plain, F.cross_entropy(logits, y)) and not torch.allclose(plain,
                                                                                     smoothed)
+
+
+def test_the_loss_floor_of_smoothed_targets_is_fitted_and_chance_is_not():
+    import math
+
+    from fewlabels.classifiers import fitted_share
+
+    assert fitted_share(math.log(10), 10, 0.1) == pytest.approx(0.0, abs=1e-12)
+    # the entropy of targets smoothed by 0.1 over ten classes: 0.91 and nine times 0.01
+    floor = -0.91 * math.log(0.91) - 9 * 0.01 * math.log(0.01)
+    assert fitted_share(floor, 10, 0.1) == pytest.approx(1.0)
+    assert fitted_share(0.0, 10, 0.0) == pytest.approx(1.0)
+    assert fitted_share(5.0, 1, 0.1) == 1.0  # one class: nothing to fit
+
+
+@pytest.mark.parametrize("share, cycles", [(0.8, 1), (0.7, 3)])
+def test_supervised_training_runs_another_cycle_while_it_ends_under_fitted(
+        mnist_slice, monkeypatch, share, cycles):
+    from fewlabels import classifiers
+    from fewlabels.augment import AugmentConfig
+    from fewlabels.classifiers import SupervisedConfig, train_network
+    from fewlabels.encoders import ClassifierNet
+
+    def make_net(images, labels):
+        torch.manual_seed(0)
+        return ClassifierNet(ConvEncoder(width=4), 10)
+
+    losses = []
+    monkeypatch.setattr(classifiers, "fitted_share",
+                        lambda loss, *args: losses.append(loss) or share)
+    images, labels = mnist_slice.train_images[:64], mnist_slice.train_labels[:64]
+    cfg = SupervisedConfig(epochs=2, batch=32, cycles=3, fit_level=0.75).validate()
+    r = train_network(make_net, images, labels, cfg, CPU, AugmentConfig(), seed=0)
+    records = r["history"].records
+    assert r["cycles"] == cycles == records[-1]["cycle"] == len(losses)
+    assert records[-1]["epoch"] == 2 * cycles and records[-1]["step"] == 4 * cycles
+    assert [r["cycle"] for r in records] == sorted(r["cycle"] for r in records)
+    # each cycle is judged by the mean loss of its last epoch's records
+    for cycle, loss in enumerate(losses, 1):
+        last = [r["loss"] for r in records if r["cycle"] == cycle and r["epoch"] > 2 * cycle - 1]
+        assert loss == pytest.approx(sum(last) / len(last))
+    with pytest.raises(UsageError, match="fit_level=1.5"):
+        SupervisedConfig(fit_level=1.5).validate()

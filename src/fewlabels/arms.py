@@ -137,7 +137,8 @@ def network_outcome(net: ClassifierNet, rt: Runtime, **fields) -> Outcome:
 def _trained(r: dict, rt: Runtime, method: str | None = None) -> Outcome:
     """The Outcome of ``train_network``'s result ``r``: its network as the predictor."""
     return network_outcome(r["net"], rt, method=method, history=r["history"].records,
-                    chosen={"lr": r["lr"], "val_scores": r["val_scores"]})
+                    chosen={"lr": r["lr"], "val_scores": r["val_scores"],
+                            "cycles": r["cycles"]})
 
 
 def _supervised(ctx: Context, s: SupervisedConfig) -> Outcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -286,9 +287,18 @@ class SupervisedConfig:
     # without (0.2: 0.98320, 0.3: 0.98337, a tie), supervised 0.97647 against 0.97220,
     # Fashion-MNIST's finetune 0.74870 against 0.74230 — higher on every draw
     label_smoothing: float = 0.1
+    # Cosine cycles of ``epochs`` each, run again from where the last ended (a warm restart:
+    # Loshchilov & Hutter, ICLR 2017) while a cycle ends under-fitted: its last epoch's
+    # training loss less than ``fit_level`` of the way down from chance (ln C) to the
+    # smoothed targets' entropy. At most ``cycles``. A network that fits in one cycle
+    # (MNIST ends at 0.98 of the way, Fashion-MNIST at 0.89) trains exactly as with one.
+    cycles: int = 3
+    fit_level: float = 0.75
 
     def validate(self, where: str = "supervised.") -> SupervisedConfig:
         check_epochs(f"{where}epochs", self.epochs, integer=True)
+        check_epochs(f"{where}cycles", self.cycles, integer=True)
+        check_fraction(f"{where}fit_level", self.fit_level, zero=True, one=True)
         check_batch(f"{where}batch", self.batch)
         check_lr_list(f"{where}lrs", self.lrs)
         check_non_negative(f"{where}weight_decay", self.weight_decay)
@@ -343,12 +353,32 @@ def classification_loss(net: nn.Module, x: torch.Tensor, y: torch.Tensor,
     return loss_fn
 
 
+def fitted_share(loss: float, num_classes: int, label_smoothing: float) -> float:
+    """How far ``loss`` (cross entropy against targets smoothed by ``label_smoothing``) has
+    come down from chance, ln C (0), to the least it can reach, the smoothed targets'
+    entropy (1). One class: 1, nothing to fit."""
+    if num_classes < 2:
+        return 1.0
+    hit = 1 - label_smoothing + label_smoothing / num_classes
+    miss = label_smoothing / num_classes
+    floor = -hit * math.log(hit) - (num_classes - 1) * (miss * math.log(miss) if miss else 0.0)
+    return (math.log(num_classes) - loss) / (math.log(num_classes) - floor)
+
+
+def last_epoch_loss(records: list[dict], epochs: float) -> float:
+    """The mean training loss the records log after epoch ``epochs - 1``."""
+    last = [r["loss"] for r in records if r.get("epoch", 0) > epochs - 1] or [records[-1]["loss"]]
+    return sum(last) / len(last)
+
+
 def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
                      cfg: SupervisedConfig, lr: float, rt: Runtime, aug: AugmentConfig,
                      seed: int, progress: bool = False) -> History:
     """Train the whole ``net`` (encoder + linear layer) on ``images``; leave it in eval
-    mode and return its training curve. A ``FinetuneConfig`` trains the encoder at its
-    ``encoder_lr_scale``."""
+    mode and return its training curve (each record says its ``cycle``). A
+    ``FinetuneConfig`` trains the encoder at its ``encoder_lr_scale``. Cosine cycles of
+    ``cfg.epochs`` follow one another while a cycle ends under-fitted (``cfg.fit_level``),
+    at most ``cfg.cycles``."""
     net.to(rt.device)
     x = as_float(images.to(rt.device))
     y = labels.to(rt.device)
@@ -359,14 +389,27 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
     loss_fn = classification_loss(net, x, y, aug if cfg.augment else None, g,
                                   cfg.label_smoothing)
+    batches = shuffled_batches(torch.arange(len(x)), size, torch.Generator().manual_seed(seed))
     net.encoder.requires_grad_(True)
     net.train()
-    history = loop(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn,
-        shuffled_batches(torch.arange(len(x)), size, torch.Generator().manual_seed(seed)),
-        steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
-        log_every=max(1, min(per_epoch, steps // 50)), desc="supervised", progress=progress,
-        schedule=(warmup_cosine(steps, min(per_epoch, max(1, steps // 10)))
-                  if cfg.schedule == "cosine" else None), per_epoch=per_epoch)
+    history = History()
+    for cycle in range(1, cfg.cycles + 1):
+        part = loop(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn, batches,
+            steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
+            log_every=max(1, min(per_epoch, steps // 50)),
+            desc="supervised" if cycle == 1 else f"supervised, cycle {cycle}",
+            progress=progress, schedule=(warmup_cosine(steps, min(per_epoch, max(1, steps // 10)))
+                                         if cfg.schedule == "cosine" else None),
+            per_epoch=per_epoch)
+        before = (cycle - 1) * cfg.epochs
+        history.records += [{**r, "step": r["step"] + (cycle - 1) * steps,
+                             "epoch": r["epoch"] + before, "cycle": cycle}
+                            for r in part.records]
+        history.seconds += part.seconds
+        history.thread_changes += part.thread_changes
+        loss = last_epoch_loss(part.records, cfg.epochs)
+        if fitted_share(loss, net.head.out_features, cfg.label_smoothing) >= cfg.fit_level:
+            break
     net.eval()
     return history
 
@@ -388,7 +431,8 @@ def train_network(make_net, images, labels, cfg: SupervisedConfig, rt: Runtime,
 
     (net, history), best, scores = _choose_on_validation(
         cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score)
-    return {"net": net, "lr": best, "val_scores": scores, "history": history}
+    return {"net": net, "lr": best, "val_scores": scores, "history": history,
+            "cycles": history.records[-1]["cycle"]}
 
 
 def with_fitted_head(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,

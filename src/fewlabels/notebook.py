@@ -279,7 +279,8 @@ class Classifier:
         seed, lr = self.config["seed"], self.config["lr"]
         if optimize_encoder:  # the supervised arm's training, on the notebook's settings
             cfg = SupervisedConfig(epochs=epochs, batch=batch, lrs=[lr], weight_decay=0.0,
-                                   schedule="constant", augment=False, label_smoothing=0.0)
+                                   schedule="constant", augment=False, label_smoothing=0.0,
+                                   cycles=1)  # exactly ``epochs``
             self.history = train_classifier(self.net, images, labels, cfg, lr, self.runtime,
                                             None, seed, progress)
         else:  # the probe arm's, with the notebook's minibatches on raw features
