@@ -289,7 +289,8 @@ FLAGS = [
     (["--pretrain-epochs", "0.5"], lambda c: c.pretrain.epochs == 0.5),
     (["--set", "probe.lr=0.2"], lambda c: c.probe.lr == 0.2),
     (["--tune", "3"], lambda c: c.tune == 3),
-    (["--quick"], lambda c: c.quick and c.probe.epochs <= 50 and c.pretrain.epochs <= 12),
+    (["--quick"], lambda c: c.quick and c.probe.epochs <= 50 and c.pretrain.epochs <= 12
+                   and c.supervised.cycles == c.finetune.cycles == 1),
 ]
 
 

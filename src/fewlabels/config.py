@@ -158,6 +158,7 @@ def quick(cfg: CompareConfig) -> CompareConfig:
     p.pool = min(p.pool or 10_000, 10_000)
     cfg.supervised.epochs = min(cfg.supervised.epochs, 40)
     cfg.supervised.lrs = cfg.supervised.lrs[-1:]
+    cfg.supervised.cycles = cfg.finetune.cycles = 1  # a first look: no cycle after the first
     cfg.probe.epochs = min(cfg.probe.epochs, 50)
     cfg.finetune.epochs = min(cfg.finetune.epochs, 20)
     cfg.finetune.lrs = cfg.finetune.lrs[-1:]
