@@ -153,5 +153,9 @@ def test_supervised_training_runs_another_cycle_while_it_ends_under_fitted(
     for cycle, loss in enumerate(losses, 1):
         last = [r["loss"] for r in records if r["cycle"] == cycle and r["epoch"] > 2 * cycle - 1]
         assert loss == pytest.approx(sum(last) / len(last))
-    with pytest.raises(UsageError, match="fit_level=1.5"):
+    with pytest.raises(UsageError, match=r"fit_level=1.5 is out of range: .* in \[0, 1\]"):
         SupervisedConfig(fit_level=1.5).validate()
+    with pytest.raises(UsageError, match="cycles=0 is not allowed: it must be a positive integer"):
+        SupervisedConfig(cycles=0).validate()
+    with pytest.raises(UsageError, match="cycles=101 is out of range: at most 100 cycles"):
+        SupervisedConfig(cycles=101).validate()

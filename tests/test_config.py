@@ -158,3 +158,12 @@ def test_self_labelling_needs_a_scan_stage():
         load_preset("default", parse_set(["pretrain.refine=", "pretrain.self_label_epochs=2"]))
     # the default recipe has no self-labelling, so dropping SCAN alone is allowed
     assert load_preset("default", parse_set(["pretrain.refine="])).pretrain.refine == ""
+
+
+def test_a_whole_number_is_read_exactly_as_written():
+    cfg = load_preset("default", parse_set(["supervised.epochs=1e2", "supervised.cycles=2.0"]),
+                      validate=False)
+    assert cfg.supervised.epochs == 100 and cfg.supervised.cycles == 2
+    big = "99999999999999999999999"  # through a float it would read 99999999999999991611392
+    with pytest.raises(UsageError, match=f"cycles={big} is out of range: at most 100 cycles"):
+        load_preset("default", parse_set([f"finetune.cycles={big}"]))

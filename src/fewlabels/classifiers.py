@@ -108,6 +108,9 @@ def check_batch(name: str, batch: int | float) -> None:
                          "in (0, 1] of the labeled images") from None
 
 
+MOST_CYCLES = 100  # far past any recipe (three by default)
+
+
 @dataclass
 class ProbeConfig:
     epochs: int = 100  # passes over the labeled subset (full batch: one AdamW step each)
@@ -297,7 +300,10 @@ class SupervisedConfig:
 
     def validate(self, where: str = "supervised.") -> SupervisedConfig:
         check_epochs(f"{where}epochs", self.epochs, integer=True)
-        check_epochs(f"{where}cycles", self.cycles, integer=True)
+        check_positive(f"{where}cycles", self.cycles, integer=True)
+        if self.cycles > MOST_CYCLES:
+            raise UsageError(f"{where}cycles={self.cycles!r} is out of range: at most "
+                             f"{MOST_CYCLES} cycles; give fewer")
         check_fraction(f"{where}fit_level", self.fit_level, zero=True, one=True)
         check_batch(f"{where}batch", self.batch)
         check_lr_list(f"{where}lrs", self.lrs)

@@ -194,7 +194,10 @@ def _coerce(value, like):
         if isinstance(like, int):
             if not number.is_integer():
                 raise UsageError(f"{value!r} is not a whole number")
-            return int(number)
+            try:  # exactly as written where it is an integer: a float rounds past 2**53
+                return int(value.strip())
+            except ValueError:  # "1e3", "7.0"
+                return int(number)
         return number
     if isinstance(like, dict) and isinstance(value, dict):
         # a key the default lacks (a method's options) has no type to follow: read a
