@@ -398,18 +398,17 @@ def train_classifier(net: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     batches = shuffled_batches(torch.arange(len(x)), size, torch.Generator().manual_seed(seed))
     net.encoder.requires_grad_(True)
     net.train()
+    schedule = (warmup_cosine(steps, min(per_epoch, max(1, steps // 10)))
+                if cfg.schedule == "cosine" else None)  # every cycle's, from its own step 1
     history = History()
     for cycle in range(1, cfg.cycles + 1):
         part = loop(param_groups(net, getattr(cfg, "encoder_lr_scale", 1.0)), loss_fn, batches,
             steps=steps, lr=lr, weight_decay=cfg.weight_decay, runtime=rt,
             log_every=max(1, min(per_epoch, steps // 50)),
             desc="supervised" if cycle == 1 else f"supervised, cycle {cycle}",
-            progress=progress, schedule=(warmup_cosine(steps, min(per_epoch, max(1, steps // 10)))
-                                         if cfg.schedule == "cosine" else None),
-            per_epoch=per_epoch)
-        before = (cycle - 1) * cfg.epochs
+            progress=progress, schedule=schedule, per_epoch=per_epoch)
         history.records += [{**r, "step": r["step"] + (cycle - 1) * steps,
-                             "epoch": r["epoch"] + before, "cycle": cycle}
+                             "epoch": r["epoch"] + (cycle - 1) * cfg.epochs, "cycle": cycle}
                             for r in part.records]
         history.seconds += part.seconds
         history.thread_changes += part.thread_changes
