@@ -37,6 +37,7 @@ from fewlabels.runtime import (
     resolve,
     set_threads,
 )
+from fewlabels.semisupervised import resized
 from fewlabels.train import batch_size, steps_per_epoch
 
 
@@ -163,7 +164,11 @@ SEMI_PARTS = ("semisupervised: weak views of the pool", "semisupervised: strong 
               "semisupervised: student forward + backward", "semisupervised: optimizer step")
 
 
-def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
+def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks,
+                         reduced_side: float = 1.0) -> list[dict]:
+    """The semi-supervised step's parts; with ``reduced_side`` under 1, the teacher's and
+    the student's again on images resized to it (the arm's first steps under
+    ``semisupervised.reduced_side``), in the same process."""
     s, p = cfg.semisupervised, cfg.pretrain
     net = new_classifier(lambda: build_encoder(p.encoder, (1, 28, 28), **p.encoder_options),
                          10, 0).to(rt.device)
@@ -175,16 +180,16 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
     weak, strong, lab = augment(xu, p.augment, g), strong_augment(xu, s.strong, g), \
         augment(xl, p.augment, g)
 
-    def teacher():
+    def teacher(side: float = 1.0):
         with torch.no_grad(), rt.autocast():
             net.eval()
-            out = net(weak)
+            out = net(resized(weak, side))
             net.train()
         return out
 
-    def student():
+    def student(side: float = 1.0):
         with rt.autocast():
-            logits = net(torch.cat([lab, strong])).float()
+            logits = net(resized(torch.cat([lab, strong]), side)).float()
         loss = torch.nn.functional.cross_entropy(logits[:len(xl)], y) + logits.mean() * 0
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -194,8 +199,14 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
              (lambda: strong_augment(xu, s.strong, g), len(xu)),
              (lambda: augment(xl, p.augment, g), len(xl)), (teacher, len(xu)), (student, n),
              (opt.step, n)]
-    return [measure(name, call, images, steps, peaks, by_operator=call is student)
+    rows = [measure(name, call, images, steps, peaks, by_operator=call is student)
             for name, (call, images) in zip(SEMI_PARTS, parts, strict=True)]
+    if reduced_side < 1:
+        rows += [measure(f"{name} at {reduced_side:g} of the side", lambda c=call: c(reduced_side),
+                         images, steps, peaks)
+                 for name, call, images in ((SEMI_PARTS[3], teacher, len(xu)),
+                                            (SEMI_PARTS[4], student, n))]
+    return rows
 
 
 def per_comparison(cfg, pool: int = 60_000, labels: int = 600, draws: int = 3) -> dict:
@@ -229,6 +240,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="2,000 pool and 500 test images (a check that it runs)")
     ap.add_argument("--out")
+    ap.add_argument("--reduced-side", type=float, default=None,
+                    help="also time the teacher and the student on images resized to this "
+                         "share of the side (default: the preset's semisupervised.reduced_side)")
     args = ap.parse_args()
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     rt = resolve("auto", "auto")
@@ -244,7 +258,8 @@ def main() -> None:
     labeled = pool[:600]
     rows = [{"stage": "data: the pool to float (once a run)", "seconds": round(moved, 3)}]
     rows += pretraining_stages(cfg, rt, pool, args.steps, peaks)
-    rows += semisupervised_parts(cfg, rt, pool, labeled, args.steps, peaks)
+    side = cfg.semisupervised.reduced_side if args.reduced_side is None else args.reduced_side
+    rows += semisupervised_parts(cfg, rt, pool, labeled, args.steps, peaks, side)
     sup = cfg.supervised
     net = new_classifier(lambda: build_encoder("conv", (1, 28, 28),
                                                **cfg.pretrain.encoder_options), 10, 0)

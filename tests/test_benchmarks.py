@@ -94,10 +94,15 @@ def test_workers_benchmark_times_both_ways_and_checks_the_numbers(tiny_encoder):
 @pytest.mark.usefixtures("mnist")
 def test_stage_profile_times_every_stage_against_the_matmul_peak():
     out = subprocess.run([sys.executable, str(BENCHMARKS / "stages.py"), "--steps", "1",
-                          "--quick"], capture_output=True, text=True, timeout=600, check=True)
+                          "--quick", "--reduced-side", "0.5"], capture_output=True, text=True,
+                         timeout=600, check=True)
     report = json.loads(out.stdout)
     names = [r["stage"] for r in report["stages"]]
     assert any("simclr" in n for n in names) and any("teacher forward" in n for n in names)
+    rows = {r["stage"]: r for r in report["stages"]}
+    for part in ("teacher forward (eval, no grad)", "student forward + backward"):
+        full, half = (rows[f"semisupervised: {part}{at}"] for at in ("", " at 0.5 of the side"))
+        assert 0 < half["gflop"] < 0.35 * full["gflop"]  # a quarter of the pixels
     assert report["matmul_peak_gflop_per_s"]["fp32"] > 0
     for row in report["stages"]:
         assert row["seconds"] > 0

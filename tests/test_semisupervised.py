@@ -6,12 +6,14 @@ from fewlabels import semisupervised
 from fewlabels.augment import AugmentConfig
 from fewlabels.classifiers import with_fitted_head
 from fewlabels.encoders import ConvEncoder
+from fewlabels.errors import UsageError
 from fewlabels.runtime import resolve
 from fewlabels.semisupervised import (
     SemiSupervisedConfig,
     consistency_loss,
     flexible_thresholds,
     pool_predictions,
+    resized,
     settled_views,
     train_semisupervised,
 )
@@ -238,6 +240,40 @@ def test_settled_pool_images_skip_teacher_and_student_on_most_visits(mnist_slice
     assert chosen["student_share"] < 0.7
     # the teacher skips the images left out as well: it looks at what the student computes
     assert chosen["teacher_share"] == chosen["student_share"]
+
+
+def test_resized_scales_height_and_width_and_keeps_full_size_and_empty_batches():
+    x = torch.rand(3, 2, 28, 36)
+    assert resized(x, 0.72).shape == (3, 2, 20, 26)
+    assert resized(x, 1.0) is x
+    assert resized(torch.rand(0, 1, 28, 28), 0.5).shape == (0, 1, 28, 28)
+    assert resized(torch.rand(1, 1, 2, 2), 0.1).shape == (1, 1, 1, 1)
+    flat = torch.full((1, 1, 28, 28), 0.25)  # a mean-preserving filter keeps a flat image
+    assert torch.allclose(resized(flat, 0.5), torch.full((1, 1, 14, 14), 0.25))
+
+
+def test_the_first_steps_see_reduced_images_teacher_and_student_alike(mnist_slice):
+    rt = resolve("cpu", "fp32")
+    torch.manual_seed(0)
+    images, labels = mnist_slice.train_images[:96], mnist_slice.train_labels[:96]
+    net = with_fitted_head(ConvEncoder(width=4), images, labels, 10, 20, rt, seed=0)
+    # eight steps (two a pass), the first three quarters at half the side
+    cfg = SemiSupervisedConfig(epochs=4, batch=16, ratio=3, hard_share=0, threshold=0,
+                               ema=0.5, align=False, flexible_below=0, settled_loss=0,
+                               reduced_side=0.5, reduced_share=0.75)
+    seen = []
+    hook = lambda m, i, o: seen.append((m.training, tuple(i[0].shape[-2:])))  # noqa: E731
+    net.register_forward_hook(hook)  # the teacher, a copy of net, keeps it too
+    history, _ = train_semisupervised(net, images, labels, images, cfg, rt, AugmentConfig(),
+                                      seed=0)
+    # each step: the teacher (eval mode) on the weak views, then the student, at one size
+    assert seen == [(False, (14, 14)), (True, (14, 14))] * 6 + [
+        (False, (28, 28)), (True, (28, 28))] * 2, seen
+    assert len(history.records) == 8
+    with pytest.raises(UsageError, match="reduced_side"):
+        SemiSupervisedConfig(reduced_side=0).validate()
+    with pytest.raises(UsageError, match="reduced_share"):
+        SemiSupervisedConfig(reduced_share=1.5).validate()
 
 
 def test_frozen_layers_keep_their_pretrained_weights_and_the_rest_trains(mnist_slice):

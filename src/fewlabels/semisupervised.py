@@ -97,6 +97,13 @@ class SemiSupervisedConfig:
     # after training, the final model's BatchNorm statistics re-estimated on the clean pool
     # (the moving averages held the student's batches: mostly strong views)
     recalibrate: bool = False
+    # the first ``reduced_share`` of the steps see every image (the teacher's weak views,
+    # the student's labeled and strong views) resized to ``reduced_side`` of its height and
+    # width (antialiased bilinear): a step's convolutions cost about the pixels' share
+    # (progressive resizing; the encoder ends in a global mean, so any size fits it).
+    # 1: every step at the data's size
+    reduced_side: float = 1.0
+    reduced_share: float = 0.5
     strong: StrongAugmentConfig = field(default_factory=StrongAugmentConfig)
 
     def pool_epochs(self, share: float) -> float:
@@ -140,6 +147,8 @@ class SemiSupervisedConfig:
         check_non_negative(f"{where}frozen_layers", self.frozen_layers, integer=True)
         check_non_negative(f"{where}settled_loss", self.settled_loss)
         check_fraction(f"{where}settled_share", self.settled_share, one=True)
+        check_fraction(f"{where}reduced_side", self.reduced_side, one=True)
+        check_fraction(f"{where}reduced_share", self.reduced_share, zero=True, one=True)
         self.strong.validate(f"{where}strong.")
         return self
 
@@ -201,6 +210,16 @@ def settled_views(kept: torch.Tensor, last_loss: torch.Tensor, cfg: SemiSupervis
     keep = ~settled | drawn
     weights = torch.where(settled, 1.0 / cfg.settled_share, 1.0)
     return kept[keep], weights[keep]
+
+
+def resized(x: torch.Tensor, side: float) -> torch.Tensor:
+    """``x`` (N, C, H, W) at ``side`` of its height and width (at least 1 pixel each;
+    antialiased bilinear), or ``x`` itself at ``side`` 1 or when it holds no image."""
+    if side >= 1 or not len(x):
+        return x
+    h, w = x.shape[-2:]
+    size = (max(1, round(h * side)), max(1, round(w * side)))
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 def flexible_thresholds(claims: torch.Tensor, classes: int, threshold: float) -> torch.Tensor:
@@ -268,11 +287,15 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
             yield next(labeled_batches), next(pool_batches)
 
     average = MovingAverage(net, cfg.ema)
+    reduced_steps = round(cfg.reduced_share * steps) if cfg.reduced_side < 1 else 0
+    taken = 0  # steps begun
     # each pool image's strong-view loss at its last computed visit (never: infinite)
     last_loss = torch.full((len(u),), float("inf"), device=rt.device)
 
     def loss_fn(batch):
-        nonlocal running
+        nonlocal running, taken
+        side = cfg.reduced_side if taken < reduced_steps else 1.0
+        taken += 1
         average.update()  # the weights the last step left
         idx_l, idx_u = (i.to(rt.device) for i in batch)
         drawn = len(idx_u)
@@ -286,7 +309,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
         with torch.no_grad():  # the teacher's view: eval mode, no backward to pay for
             teacher = average.module
             teacher.eval()
-            logits_weak = teacher(weak).float()
+            logits_weak = teacher(resized(weak, side)).float()
             net.train()
         if cfg.align and len(idx_u):
             with torch.no_grad():
@@ -306,7 +329,7 @@ def train_semisupervised(net: nn.Module, images: torch.Tensor, labels: torch.Ten
         strong = xu[kept]
         if len(strong):
             strong = strong_augment(strong, cfg.strong, g, aug.flip)
-        logits = net(torch.cat([views, strong])).float()
+        logits = net(resized(torch.cat([views, strong]), side)).float()
         logits_l, logits_strong = logits[:len(idx_l)], logits[len(idx_l):]
         losses = view_losses(logits_strong, pseudo[kept])
         counted = mask[kept]
