@@ -244,6 +244,8 @@ def main() -> None:
                     help="also time the teacher and the student on images resized to this "
                          "share of the side (default: the preset's semisupervised.reduced_side)")
     args = ap.parse_args()
+    if args.reduced_side is not None and not 0 < args.reduced_side <= 1:
+        ap.error(f"--reduced-side {args.reduced_side} is out of range: use a fraction in (0, 1]")
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     rt = resolve("auto", "auto")
     cfg = load_preset("default")
