@@ -11,7 +11,7 @@ what the hardware can do; for the pretraining steps and the semi-supervised stud
 the step's time goes by kind of operator (torch's profiler) and the convolutions' own share
 of the peak — what bounds a step below it. Prints JSON; the README's profile table is made
 from it.
-Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE]
+Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE] [--reduced-side S]
 """
 
 from __future__ import annotations
