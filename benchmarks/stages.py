@@ -26,9 +26,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from fewlabels.augment import augment, strong_augment
 from fewlabels.classifiers import features, new_classifier, param_groups, predict
-from fewlabels.config import load_preset
+from fewlabels.config import load_preset, parse_set
 from fewlabels.data import as_float, load_dataset
 from fewlabels.encoders import build_encoder
+from fewlabels.errors import UsageError
 from fewlabels.pretrain import build_method, nearest_neighbors, stages
 from fewlabels.runtime import (
     cpu_bf16_units,
@@ -164,11 +165,10 @@ SEMI_PARTS = ("semisupervised: weak views of the pool", "semisupervised: strong 
               "semisupervised: student forward + backward", "semisupervised: optimizer step")
 
 
-def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks,
-                         reduced_side: float = 1.0) -> list[dict]:
-    """The semi-supervised step's parts; with ``reduced_side`` under 1, the teacher's and
-    the student's again on images resized to it (the arm's first steps under
-    ``semisupervised.reduced_side``), in the same process."""
+def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
+    """The semi-supervised step's parts; with ``semisupervised.reduced_side`` under 1, the
+    teacher's and the student's again on images resized to it (the arm's first steps), in
+    the same process."""
     s, p = cfg.semisupervised, cfg.pretrain
     net = new_classifier(lambda: build_encoder(p.encoder, (1, 28, 28), **p.encoder_options),
                          10, 0).to(rt.device)
@@ -201,9 +201,9 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks,
              (opt.step, n)]
     rows = [measure(name, call, images, steps, peaks, by_operator=call is student)
             for name, (call, images) in zip(SEMI_PARTS, parts, strict=True)]
-    if reduced_side < 1:
-        rows += [measure(f"{name} at {reduced_side:g} of the side", lambda c=call: c(reduced_side),
-                         images, steps, peaks)
+    if s.reduced_side < 1:
+        rows += [measure(f"{name} at {s.reduced_side:g} of the side",
+                         lambda c=call: c(s.reduced_side), images, steps, peaks)
                  for name, call, images in ((SEMI_PARTS[3], teacher, len(xu)),
                                             (SEMI_PARTS[4], student, n))]
     return rows
@@ -244,11 +244,13 @@ def main() -> None:
                     help="also time the teacher and the student on images resized to this "
                          "share of the side (default: the preset's semisupervised.reduced_side)")
     args = ap.parse_args()
-    if args.reduced_side is not None and not 0 < args.reduced_side <= 1:
-        ap.error(f"--reduced-side {args.reduced_side} is out of range: use a fraction in (0, 1]")
+    side = [] if args.reduced_side is None else [f"semisupervised.reduced_side={args.reduced_side}"]
+    try:  # the preset's own check of the setting
+        cfg = load_preset("default", parse_set(side))
+    except UsageError as e:
+        ap.error(str(e))
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     rt = resolve("auto", "auto")
-    cfg = load_preset("default")
     ds = load_dataset("mnist")
     # the best of a few sizes: a small product does not fill the cores
     peaks = {"fp32": max(matmul_peak(torch.float32, n) for n in (1024, 2048))}
@@ -260,8 +262,7 @@ def main() -> None:
     labeled = pool[:600]
     rows = [{"stage": "data: the pool to float (once a run)", "seconds": round(moved, 3)}]
     rows += pretraining_stages(cfg, rt, pool, args.steps, peaks)
-    side = cfg.semisupervised.reduced_side if args.reduced_side is None else args.reduced_side
-    rows += semisupervised_parts(cfg, rt, pool, labeled, args.steps, peaks, side)
+    rows += semisupervised_parts(cfg, rt, pool, labeled, args.steps, peaks)
     sup = cfg.supervised
     net = new_classifier(lambda: build_encoder("conv", (1, 28, 28),
                                                **cfg.pretrain.encoder_options), 10, 0)
