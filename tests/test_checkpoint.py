@@ -79,6 +79,20 @@ def test_a_checkpoint_without_its_checksum_is_refused(tmp_path):
         checkpoint.load(path, "model")
 
 
+def test_metadata_nested_too_deep_with_a_good_checksum_is_one_error(tmp_path):
+    """A tampered file can carry a checksum of its own (the digest is no secret): metadata
+    deeper than the JSON parser's recursion is refused as invalid, not a traceback."""
+    from safetensors.torch import save_file
+
+    tensors, meta = {"w": torch.zeros(2)}, "[" * 100_000 + "]" * 100_000
+    path = tmp_path / "deep.model"
+    save_file(tensors, str(path), metadata={
+        "format": checkpoint.FORMAT, "kind": "model", "meta": meta,
+        "sha256": checkpoint.digest(tensors, "model", meta)})
+    with pytest.raises(UsageError, match="has no valid metadata"):
+        checkpoint.load(path, "model")
+
+
 def test_a_full_disk_keeps_the_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
     path, tensors, meta = small(tmp_path)
     before = path.read_bytes()

@@ -401,6 +401,17 @@ def test_report_on_a_results_file_missing_keys_is_one_line(capsys, tmp_path, con
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+def test_report_on_a_results_json_that_is_a_folder_or_nested_too_deep_is_one_line(
+        capsys, tmp_path):
+    (tmp_path / "a" / "results.json").mkdir(parents=True)
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "results.json").write_text("[" * 100_000 + "]" * 100_000)
+    for run, message in (("a", "holds no results.json file"),
+                         ("b", "is not valid JSON (nested too deeply to read)")):
+        code, _, err = run_cli(capsys, "report", str(tmp_path / run))
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_probe_refuses_zero_epochs_before_any_work(capsys, tiny_encoder):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--epochs", "0")
     assert code == 2 and "probe --epochs=0 is not allowed" in err

@@ -61,6 +61,46 @@ def test_a_journal_line_torn_by_a_kill_is_dropped_and_the_next_answer_gets_its_o
     assert Session(folder).view() == again.view()
 
 
+DEEP = "[" * 100_000 + "]" * 100_000  # deeper than the JSON parser's recursion
+
+
+@pytest.mark.parametrize("line, why", [
+    ("{bad", "not JSON"), (DEEP, "nested too deeply"), ("[1]", "not an answer"),
+    ('{"file": 3, "class": null, "copy": null}', "its file is not a path"),
+    ('{"file": "unlabeled/3.png", "class": "a/b", "copy": "labeled/a/b/3.png"}',
+     "not one folder name"),
+    ('{"file": "unlabeled/3.png", "class": "cat", "copy": "../victim"}',
+     "is not in labeled/cat/"),
+    ('{"file": "unlabeled/3.png", "class": "cat", "copy": "labeled/dog/3.png"}',
+     "is not in labeled/cat/"),
+    ('{"file": "unlabeled/3.png", "class": null, "copy": "labeled/cat/3.png"}',
+     "a skipped image with a copy")])
+def test_a_journal_line_changed_by_hand_is_refused_and_touches_nothing(folder, line, why):
+    """A damaged or tampered answer is one error naming the line, never a traceback, and
+    never a path outside labeled/ that undo would delete."""
+    Session(folder).answer("unlabeled/0.png", "cat", seen=0)
+    victim = folder.parent / "victim"
+    victim.write_text("keep")
+    journal = folder / ".fewlabels" / "labeling.jsonl"
+    before = journal.read_text()
+    journal.write_text(before + line + "\n")
+    with pytest.raises(UsageError, match=f"labeling.jsonl line 2 .*{why}"):
+        Session(folder)
+    assert victim.read_text() == "keep" and (folder / "labeled" / "cat" / "0.png").is_file()
+    journal.write_text(before)
+    assert Session(folder).view()["labeled"] == 1
+
+
+@pytest.mark.parametrize("content, why", [
+    ("{bad", "not JSON"), (DEEP, "nested too deeply"), ('["unlabeled/0.png", 3]',
+                                                       "not a list of files")])
+def test_a_damaged_queue_is_refused_not_guessed(folder, content, why):
+    Session(folder, ["unlabeled/1.png", "unlabeled/0.png"])
+    (folder / ".fewlabels" / "queue.json").write_text(content)
+    with pytest.raises(UsageError, match=f"queue.json is damaged .*{why}.*delete it"):
+        Session(folder)
+
+
 def test_a_kill_between_journal_and_copy_leaves_no_stray_copy_and_asks_again(folder,
                                                                             monkeypatch):
     s = Session(folder)

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 
-from .errors import UsageError
+from .errors import UsageError, parse_json
 
 FORMAT = "fewlabels-checkpoint-v2"  # v2: with the SHA-256 (v1 files are refused)
 
@@ -138,7 +138,7 @@ def load(path: str | Path, kind: str | tuple[str, ...]) -> tuple[dict[str, torch
                          f"{str(stored)[:16]}…, computed {actual[:16]}…): the file is damaged; "
                          "use a good copy or save it again")
     try:
-        meta = json.loads(header["meta"])
+        meta = parse_json(header["meta"])
     except (KeyError, ValueError):
         meta = None
     if not isinstance(meta, dict):

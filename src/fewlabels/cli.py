@@ -8,7 +8,14 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import Terminated, UsageError, check_positive, check_unique, one_line
+from .errors import (
+    Terminated,
+    UsageError,
+    check_positive,
+    check_unique,
+    one_line,
+    parse_json,
+)
 from .outputs import check_output_file
 
 
@@ -144,11 +151,11 @@ def _cmd_report(args) -> int:
     from .results import check_runs
 
     folder = Path(args.run_dir)
+    if not (folder / "results.json").is_file():
+        raise UsageError(f"{folder} holds no results.json file: pass a run folder written by "
+                         "`fewlabels compare`")
     try:
-        results = json.loads((folder / "results.json").read_text())
-    except FileNotFoundError:
-        raise UsageError(f"{folder} holds no results.json: pass a run folder written by "
-                         "`fewlabels compare`") from None
+        results = parse_json((folder / "results.json").read_text())
     except ValueError as e:
         raise UsageError(f"{folder / 'results.json'} is not valid JSON ({e}); "
                          "it cannot be reported") from None

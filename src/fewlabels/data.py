@@ -29,7 +29,7 @@ import torch
 
 from . import mnist_hard
 from .checkpoint import atomic_write_bytes
-from .errors import DataError, UsageError, check_choice
+from .errors import DataError, UsageError, check_choice, parse_json
 
 ROLES = ("train-images", "train-labels", "test-images", "test-labels")
 
@@ -370,7 +370,7 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
             if files is None:  # pragma: no cover - fetch() already verified them
                 raise DataError(f"dataset {name!r} failed verification right after fetching")
         try:
-            source = json.loads((folder / "source.json").read_text())["source"]
+            source = parse_json((folder / "source.json").read_text())["source"]
         except (OSError, ValueError, KeyError):
             source = str(folder)
     arrays = {role: parse_idx(data, spec.files[role].name) for role, data in files.items()}

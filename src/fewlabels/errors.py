@@ -1,6 +1,7 @@
 """Errors a user can fix. The CLI prints their message on one line and exits with code 2."""
 
 import inspect
+import json
 import math
 
 
@@ -20,6 +21,15 @@ def is_finite_number(value) -> bool:
     """A number (not a bool), neither infinite nor NaN."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def parse_json(text: str | bytes):
+    """``json.loads``, where nesting too deep for the parser is a ValueError like any other
+    malformed JSON (the parser raises RecursionError): for files a user may have changed."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
 
 
 def one_line(name: str) -> str:

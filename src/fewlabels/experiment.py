@@ -25,7 +25,7 @@ from .arms import ARMS, SAMPLED
 from .classifiers import features
 from .config import SELECTED, CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
-from .errors import UsageError
+from .errors import UsageError, parse_json
 from .metrics import Metrics
 from .outputs import LOCK, run_folder_lock
 from .parallel import claim
@@ -197,7 +197,7 @@ def _check_resumable(out_dir: Path, cfg: CompareConfig) -> None:
                              "nothing there is overwritten")
         return
     try:
-        old = json.loads(previous.read_text())
+        old = parse_json(previous.read_text())
     except (OSError, ValueError):
         raise UsageError(f"{previous} is unreadable, so the interrupted run there cannot be "
                          "resumed: choose another --out folder") from None

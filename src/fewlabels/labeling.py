@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlparse
 
 from . import images
 from .checkpoint import atomic_write_bytes
-from .errors import UsageError
+from .errors import UsageError, parse_json
 from .outputs import name_limit, run_folder_lock
 from .suggesting import candidates
 
@@ -72,11 +72,46 @@ class Session:
             self.state.mkdir(exist_ok=True)
             atomic_write_bytes(saved, json.dumps(queue).encode())
         elif saved.is_file():
-            queue = json.loads(saved.read_text())
+            queue = self._read_queue(saved)
         else:
             queue = self._unlabeled()
         self.queue = [q for q in queue if self._inside(q) is not None]
         self.answers = self._read_journal()
+
+    def _read_queue(self, saved: Path) -> list[str]:
+        """The queue a first run saved; a damaged one is a UsageError (not a guess)."""
+        try:
+            queue = parse_json(saved.read_text())
+        except ValueError as e:
+            queue = e
+        if not isinstance(queue, list) or not all(isinstance(q, str) for q in queue):
+            why = f"not JSON: {queue}" if isinstance(queue, ValueError) else "not a list of files"
+            raise UsageError(f"{saved} is damaged ({why}): delete it and run `fewlabels label` "
+                             "again (with --encoder to have the images chosen again); the "
+                             "answers so far are kept")
+        return queue
+
+    def _bad_answer(self, entry) -> str | None:
+        """Why a journal line is not an answer this page wrote, or None when it is one. A
+        copy must lie in labeled/<its class>/: undo deletes it."""
+        if not isinstance(entry, dict) or set(entry) != {"file", "class", "copy"}:
+            return "not an answer: an object with file, class and copy"
+        if not isinstance(entry["file"], str):
+            return "its file is not a path"
+        label, copy = entry["class"], entry["copy"]
+        if label is None:
+            return None if copy is None else "a skipped image with a copy"
+        try:
+            check_class_name(label, self.labeled)
+        except UsageError as e:
+            return str(e)
+        if not isinstance(copy, str):
+            return "a labeled image without its copy"
+        try:
+            inside = (self.root / copy).resolve().parent == (self.labeled / label).resolve()
+        except (OSError, ValueError):
+            inside = False
+        return None if inside else f"its copy {copy!r} is not in labeled/{label}/"
 
     def _read_journal(self) -> list[dict]:
         """The answers so far. An answer is journaled before its copy is written: a last
@@ -87,7 +122,20 @@ class Session:
         if not self.journal.is_file():
             return []
         *lines, torn = self.journal.read_text().split("\n")  # torn: "" after a newline
-        answers = [json.loads(line) for line in lines if line.strip()]
+        answers = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entry = parse_json(line)
+            except ValueError as e:
+                entry = e
+            why = f"not JSON: {entry}" if isinstance(entry, ValueError) else self._bad_answer(entry)
+            if why:
+                raise UsageError(f"{self.journal} line {number} is not an answer this page "
+                                 f"wrote ({why[:120]}): remove that line, or the file to "
+                                 "start its record again (the copies in labeled/ are kept)")
+            answers.append(entry)
         kept = [a for a in answers if not a.get("copy") or (self.root / a["copy"]).is_file()]
         if torn.strip() or len(kept) < len(answers):
             self._write_journal(kept)
@@ -255,7 +303,7 @@ def handler(session: Session):
                 size = int(self.headers.get("Content-Length", 0))
                 if not 0 <= size <= 100_000:
                     raise UsageError("request too large")
-                body = json.loads(self.rfile.read(size) or b"{}")
+                body = parse_json(self.rfile.read(size) or b"{}")
                 if not isinstance(body, dict):
                     raise UsageError("the request must be a JSON object")
                 seen = body.get("seen")

@@ -19,6 +19,7 @@ import torch
 from . import plots
 from .arms import TUNED, arm_of, colour
 from .checkpoint import atomic_write_text
+from .errors import parse_json
 from .stats import unit_name
 
 HEADER = ["dataset", "arm", "labels", "test accuracy (mean ± std)", "95% interval",
@@ -247,7 +248,7 @@ def _read_metrics(folder: Path) -> list[dict]:
     records = []
     for line in path.read_text().splitlines():
         try:
-            records.append(json.loads(line))
+            records.append(parse_json(line))
         except ValueError:
             continue  # a line cut by a kill or a full disk: the curve just misses a point
     return records

@@ -15,7 +15,7 @@ import torch
 
 from . import stats
 from .arms import ARMS, order
-from .errors import UsageError, is_finite_number
+from .errors import UsageError, is_finite_number, parse_json
 
 RUNS_FILE = "runs.jsonl"
 
@@ -96,7 +96,7 @@ class RunLog:
             good = []
             for line in path.read_text().splitlines():
                 try:
-                    record = json.loads(line)
+                    record = parse_json(line)
                     run = Run(**{k: v for k, v in record.items() if k in names})
                 except (ValueError, TypeError):
                     continue  # torn by a kill mid-line
