@@ -50,6 +50,17 @@ def test_refine_stage_mines_neighbors_and_continues_the_history(mnist_slice):
     assert list(dict.fromkeys(phases)) == ["vicreg", "scan round 1", "self-label"]
 
 
+def test_scan_on_a_pool_smaller_than_its_neighbours_takes_every_other_image(mnist_slice):
+    """A folder of six images has five others to mine, not cfg.neighbors (20): SCAN trains
+    on them instead of failing in topk."""
+    cfg = PretrainConfig(method="simclr", epochs=1, batch=4, encoder_options={"width": 4},
+                         refine="scan", refine_epochs=1, refine_options={"clusters": 10})
+    tiny = mnist_slice.subset(train=6, test=6)
+    _, method, history = pretrain(tiny, cfg, resolve("cpu", "fp32"), None, progress=False)
+    assert type(method).__name__ == "SCANLoss" and cfg.neighbors > 5
+    assert [r["phase"] for r in history.records][-1] == "scan round 1"
+
+
 @pytest.mark.parametrize("fields, words", [
     ({"self_label_epochs": 1}, "needs a SCAN refine stage"),
     ({"refine": "scan", "refine_epochs": 1, "self_label_epochs": 1,

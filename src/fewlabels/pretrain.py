@@ -253,10 +253,12 @@ class _Pretraining:
         neighbors = (self.saved["neighbors"].to(self.rt.device) if number == self.resuming_at
                      and self.saved is not None else
                      nearest_neighbors(features(method.encoder, self.images, self.rt),
-                                       cfg.neighbors))
+                                       min(cfg.neighbors, len(self.images) - 1)))
+        # a pool of a few images has fewer other images than cfg.neighbors: all of them
 
         def with_a_neighbor(idx):
-            pick = torch.randint(0, cfg.neighbors, (len(idx),), generator=g, device=g.device)
+            pick = torch.randint(0, neighbors.shape[1], (len(idx),), generator=g,
+                                 device=g.device)
             x, n = pool[idx], pool[neighbors[idx, pick]]
             return [augment(x, cfg.augment, g), augment(n, cfg.augment, g)], x
         return with_a_neighbor, neighbors

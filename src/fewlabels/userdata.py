@@ -2,9 +2,9 @@
 
 An image folder::
 
-    DIR/labeled/<class>/*      the labeled images, one folder a class (its name is the class)
+    DIR/labeled/<class>/**     the labeled images, one folder a class (its name is the class)
     DIR/unlabeled/**           optional: images without labels, any layout below
-    DIR/test/<class>/*         optional: a test split; without it no test accuracy is claimed
+    DIR/test/<class>/**        optional: a test split; without it no test accuracy is claimed
 
 Arrays: an ``.npz`` with ``x_train`` (N, H, W) or (N, H, W, C) or (N, C, H, W), uint8 or
 float in [0, 1]; ``y_train`` (N,), −1 for an unlabeled image; optional ``x_test``,
