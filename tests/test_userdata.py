@@ -80,11 +80,22 @@ def test_warnings_for_a_single_image_class_and_unbalanced_labels(tmp_path):
      r"holds arrays fewlabels does not read: \['class_names'\]; it reads x_train, y_train"),
     ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 0.5, 0, 1])},
      "y_train holds values that are not whole numbers"),
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.array([0, 1, 0, 1], complex)},
+     r"y_train holds values that are not whole numbers \(dtype complex128\)"),
+    # two labels a row would flatten into twice the labels: refused as a shape
+    ({"x_train": np.zeros((4, 8, 8), np.uint8), "y_train": np.zeros((4, 2), np.int64)},
+     r"y_train has shape \[4, 2\]: give one class index an image"),
 ])
 def test_bad_arrays_are_one_clear_error(tmp_path, arrays, message):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(UsageError, match=message):
         quiet(tmp_path / "bad.npz")
+
+
+def test_labels_of_shape_n_by_1_are_read_as_keras_stores_them(tmp_path):
+    np.savez(tmp_path / "k.npz", x_train=np.zeros((4, 8, 8), np.uint8),
+             y_train=np.array([[0], [1], [0], [-1]]))
+    assert quiet(tmp_path / "k.npz")[0].train_labels.tolist() == [0, 1, 0, -1]
 
 
 @pytest.mark.parametrize("content", [b"", b"PK\x03\x04 truncated"])

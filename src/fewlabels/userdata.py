@@ -196,10 +196,16 @@ def _resized(x: np.ndarray, size: int | None) -> np.ndarray:
 
 
 def _labels(y: np.ndarray, name: str) -> np.ndarray:
-    """Labels as int64, refused when they are not whole numbers."""
-    y = np.asarray(y).reshape(-1)
+    """Labels as int64, refused when they are not whole numbers or not one a row ((N,) or,
+    as Keras' datasets store them, (N, 1))."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{name} has shape {list(y.shape)}: give one class index an image, "
+                        "shape (N,) or (N, 1)")
     floating = np.issubdtype(y.dtype, np.floating)
-    if not np.issubdtype(y.dtype, np.number) or (
+    if not (np.issubdtype(y.dtype, np.integer) or floating) or (
             floating and not np.all(np.isfinite(y) & (y == np.round(y)))):
         raise DataError(f"{name} holds values that are not whole numbers (dtype {y.dtype}): "
                         "give integer class indices")
