@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -56,6 +57,8 @@ def digest(path: Path) -> str | None:
         return None
     if path.is_dir():
         return "dir:" + ",".join(sorted(p.name for p in path.iterdir()))
+    if not path.is_file():  # a pipe or a device: its kind, never read (a read would block)
+        return f"mode:{stat.S_IFMT(path.stat().st_mode)}"
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -143,6 +146,7 @@ def scratch(root: Path) -> None:
 
     Image.new("1", (30000, 30000)).save(root / "bomb.png")  # 110 KB: 900 million pixels
     os.mkfifo(root / "digits" / "unlabeled" / "pipe.png")
+    os.mkfifo(root / "pipe.npy")
     (root / "digits" / "unlabeled" / "dangling.png").symlink_to(root / "nowhere.png")
     (root / "digits" / "unlabeled" / "loop.png").symlink_to(root / "digits" / "unlabeled"
                                                             / "loop.png")
@@ -219,6 +223,9 @@ def cases() -> list[Case]:
              untouched=["a-file"]),
         Case("embed --out a folder", ["embed", "m.model", "digits/test/3", "--out", "digits"],
              says="is a folder", untouched=["digits"]),
+        Case("embed --out a named pipe (a rename would replace it, as /dev/null as root)",
+             ["embed", "m.model", "digits/test/3", "--out", "pipe.npy"],
+             says="is a named pipe, not a file", untouched=["pipe.npy"]),
         Case("suggest --links under a file", ["suggest", "digits", "--budget", "3", "--model",
                                               "m.model", "--links", "a-file/links"],
              says="cannot be made", untouched=["a-file"]),

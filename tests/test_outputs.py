@@ -1,6 +1,7 @@
 """Output paths checked before any work, and one writer at a time in a run folder."""
 
 import os
+import stat
 
 import pytest
 
@@ -22,6 +23,23 @@ def test_an_output_file_is_checked_before_any_work(tmp_path):
         check_output_file(tmp_path / "missing" / "m.model", "--out")
     with pytest.raises(UsageError, match=r"cannot be a file \(Not a directory\)"):
         check_output_file(tmp_path / "m.model" / "x.model", "--out")  # under a file
+
+
+def test_a_device_or_a_pipe_is_never_replaced_by_an_output(tmp_path):
+    """An atomic write renames a whole file into place: onto /dev/null (as root) that made
+    the device a regular file. Devices, pipes and sockets are refused, --force or not,
+    before any work and at the write itself."""
+    from fewlabels.checkpoint import atomic_write_bytes
+
+    pipe = tmp_path / "features.npy"
+    os.mkfifo(pipe)
+    for path, kind in (("/dev/null", "a character device"), (pipe, "a named pipe")):
+        with pytest.raises(UsageError, match=f"is {kind}, not a file: .* give a file path"):
+            check_output_file(path, "--out", force=True)
+    with pytest.raises(UsageError, match="is a named pipe, not a file"):
+        atomic_write_bytes(pipe, b"data")
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features.npy"]  # no temp left
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")

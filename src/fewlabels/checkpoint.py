@@ -16,13 +16,19 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 
 from .errors import UsageError, parse_json
+from .outputs import not_a_file
 
 FORMAT = "fewlabels-checkpoint-v2"  # v2: with the SHA-256 (v1 files are refused)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename: never a half file."""
+    """Write ``data`` to ``path`` via a temporary file and a rename: never a half file. A
+    device, pipe or socket at ``path`` is refused, never replaced by the rename."""
     path = Path(path)
+    kind = not_a_file(path)
+    if kind:
+        raise UsageError(f"{str(path)!r} is {kind}, not a file: fewlabels writes a whole file "
+                         "and renames it into place, which would replace it; give a file path")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:
