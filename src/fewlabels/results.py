@@ -44,32 +44,39 @@ class Run:
         return run_key(self.dataset, self.arm, self.labels, self.seed, self.pretrain_seed)
 
 
+AGAIN = "the file was changed by hand; run the comparison again"
+
+
 def check_runs(results: dict, where: str) -> None:
-    """The runs of a results.json as a report reads them: each a dict whose accuracy is a
-    number in [0, 1], whose labels and seeds are whole numbers and whose seconds are 0 or
-    more; UsageError naming the first run and field that is not."""
+    """The runs of a results.json as a report reads them (``check_run``); UsageError naming
+    the first run and field that is not."""
     runs = results.get("runs") if isinstance(results, dict) else None
     if not isinstance(runs, list) or not runs:
         raise UsageError(f"{where} holds no runs: pass a run folder written by `fewlabels "
                          "compare`")
     for i, run in enumerate(runs):
-        if not isinstance(run, dict):
-            raise UsageError(f"{where}: run {i} is {type(run).__name__}, not an object: it was "
-                             "changed by hand; run the comparison again")
-        value = run.get("test_accuracy")
-        if not is_finite_number(value) or not 0 <= value <= 1:
-            raise UsageError(f"{where}: run {i} ({run.get('arm')!r}, seed {run.get('seed')!r}) "
-                             f"has test_accuracy {value!r}; it must be a number in [0, 1]: the "
-                             "file was changed by hand; run the comparison again")
-        for key in ("labels", "seed"):
-            if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
-                raise UsageError(f"{where}: run {i} has {key} {run.get(key)!r}; it must be a "
-                                 "whole number: run the comparison again")
-        value = run.get("train_seconds")  # a missing key: the report's own message below
-        if "train_seconds" in run and (not is_finite_number(value) or value < 0):
-            raise UsageError(f"{where}: run {i} ({run.get('arm')!r}, seed {run.get('seed')!r}) "
-                             f"has train_seconds {value!r}; it must be a number of seconds, 0 "
-                             "or more: the file was changed by hand; run the comparison again")
+        check_run(run, f"{where}: run {i}", AGAIN)
+
+
+def check_run(run, where: str, fix: str) -> None:
+    """A run as a report reads it: a dict whose accuracy is a number in [0, 1], whose labels
+    and seeds are whole numbers and whose seconds are 0 or more; else a UsageError that
+    names ``where``, the field and ``fix``."""
+    if not isinstance(run, dict):
+        raise UsageError(f"{where} is {type(run).__name__}, not an object: {fix}")
+    value = run.get("test_accuracy")
+    if not is_finite_number(value) or not 0 <= value <= 1:
+        raise UsageError(f"{where} ({run.get('arm')!r}, seed {run.get('seed')!r}) has "
+                         f"test_accuracy {value!r}; it must be a number in [0, 1]: {fix}")
+    for key in ("labels", "seed"):
+        if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
+            raise UsageError(f"{where} has {key} {run.get(key)!r}; it must be a whole number: "
+                             f"{fix}")
+    value = run.get("train_seconds")  # a missing key: the report's own message
+    if "train_seconds" in run and (not is_finite_number(value) or value < 0):
+        raise UsageError(f"{where} ({run.get('arm')!r}, seed {run.get('seed')!r}) has "
+                         f"train_seconds {value!r}; it must be a number of seconds, 0 or more: "
+                         f"{fix}")
 
 
 def run_key(dataset: str, arm: str, labels: int, seed: int, pretrain_seed: int | None) -> tuple:
@@ -81,7 +88,9 @@ class RunLog:
     """``runs.jsonl`` in a run folder: every finished run, appended and fsynced the moment
     it ends, so an interruption loses only the run in progress. Opening it keeps the runs
     already there, from every worker's file too (``runs-<i>-of-<n>.jsonl``, see
-    ``parallel``); a line torn by a kill is dropped, and one's own file rewritten without it.
+    ``parallel``); a last line torn by a kill is dropped, and one's own file rewritten
+    without it. Any other line that is not a run as this version writes it (changed by hand)
+    is a UsageError naming the file and line, before anything is written.
     """
 
     def __init__(self, folder: Path, shard: tuple[int, int] | None = None):
@@ -94,12 +103,22 @@ class RunLog:
         names = {f.name for f in fields(Run)}
         for path in sorted(folder.glob("runs*.jsonl")):
             good = []
-            for line in path.read_text().splitlines():
+            text = path.read_text()
+            lines = text.splitlines()
+            for number, line in enumerate(lines, 1):
                 try:
                     record = parse_json(line)
+                except ValueError:
+                    if number == len(lines) and not text.endswith("\n"):
+                        continue  # the last line, torn by a kill mid-write
+                    record = None
+                fix = ("the file was changed by hand: remove that line (its run is trained "
+                       "again) or choose another --out")
+                check_run(record, f"{path} line {number}", fix)
+                try:
                     run = Run(**{k: v for k, v in record.items() if k in names})
-                except (ValueError, TypeError):
-                    continue  # torn by a kill mid-line
+                except TypeError as e:
+                    raise UsageError(f"{path} line {number} is not a run ({e}): {fix}") from None
                 self.done[run.key()] = run
                 good.append(line)
             if path == self.path:
