@@ -412,6 +412,21 @@ def test_report_on_a_results_json_that_is_a_folder_or_nested_too_deep_is_one_lin
         assert code == 2 and message in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("record", [
+    '{"dataset": "mnist", "stage": "pretrain", "loss": 1}', "[1, 2]",
+    '{"dataset": "mnist", "stage": "pretrain", "step": 1, "loss": "a"}'])
+@pytest.mark.usefixtures("mnist")
+def test_report_names_metrics_jsonl_when_its_records_were_changed(capsys, tmp_path, record):
+    """A changed curve record is blamed on metrics.jsonl, not on results.json."""
+    run = tmp_path / "run"
+    assert run_cli(capsys, "--threads", "1", "compare", "--arms", "pixels-knn", "--labels",
+                   "100", "--seeds", "0", "--out", str(run))[0] == 0
+    (run / "metrics.jsonl").write_text(record + "\n")
+    code, _, err = run_cli(capsys, "report", str(run))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "metrics.jsonl does not hold what the report's curves need" in err
+
+
 def test_probe_refuses_zero_epochs_before_any_work(capsys, tiny_encoder):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--epochs", "0")
     assert code == 2 and "probe --epochs=0 is not allowed" in err

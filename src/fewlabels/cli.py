@@ -162,6 +162,8 @@ def _cmd_report(args) -> int:
     check_runs(results, str(folder / "results.json"))
     try:
         written = write_report(folder, results)
+    except UsageError:  # one that names its own file (metrics.jsonl)
+        raise
     except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
         raise UsageError(f"{folder / 'results.json'} does not hold what a report needs "
                          f"({type(e).__name__}: {str(e)[:80]}): it was changed or written by "

@@ -19,7 +19,7 @@ import torch
 from . import plots
 from .arms import TUNED, arm_of, colour
 from .checkpoint import atomic_write_text
-from .errors import parse_json
+from .errors import UsageError, parse_json
 from .stats import unit_name
 
 HEADER = ["dataset", "arm", "labels", "test accuracy (mean ± std)", "95% interval",
@@ -273,33 +273,13 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
     metrics = _read_metrics(folder)
     for name in datasets:
         classes = results["data"][name]["classes"]
-        pre = [m for m in metrics if m.get("dataset") == name and m.get("stage") == "pretrain"]
-        series = {k: ([m["step"] for m in pre if k in m], [m[k] for m in pre if k in m])
-                  for k in ("loss", "val_loss", "knn")}
-        series = {k: v for k, v in series.items() if v[0]}
-        phases: dict[str, float] = {}  # where each pretraining stage starts
-        last = 0
-        for m in pre:
-            if "phase" in m:
-                phases.setdefault(m["phase"], last)
-            last = m["step"]
-        if series:
-            made.append((f"{name}: pretraining loss, and kNN accuracy on a validation split "
-                         "of the labeled subset" if "knn" in series else
-                         f"{name}: autoencoder pretraining loss (train and held-out pool)",
-                         _save(plots.curves(series, f"{name} pretraining",
-                                            phases=[(x, p) for p, x in phases.items()]),
-                               folder / f"pretraining-{_slug(name)}.png")))
-        ceiling = _ceiling_curve(results, name, metrics)
-        if ceiling is not None:
-            made.append((f"{name}: the ceiling's validation accuracy, one point an epoch (on "
-                         "training labels held out from it; dotted: the rate drops tenfold). "
-                         "It ends on a plateau, and its best epoch is the ceiling",
-                         _save(ceiling, folder / f"ceiling-{_slug(name)}.png")))
-        curves = _learning_curves(name, metrics)
-        if curves is not None:
-            made.append((f"{name}: learning curves on the labeled subset (first seed, "
-                         "smallest budget)", _save(curves, folder / f"curves-{_slug(name)}.png")))
+        try:
+            made += _curve_plots(folder, results, name, metrics)
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError) as e:
+            raise UsageError(f"{folder / 'metrics.jsonl'} does not hold what the report's "
+                             f"curves need ({type(e).__name__}: {str(e)[:80]}): it was changed "
+                             "by hand; remove the changed lines, or the file (the report is "
+                             "then made without curves)") from None
         saved = folder / f"{name}.reconstructions.npy"
         if saved.is_file():
             truth, recon = torch.from_numpy(np.load(saved)).float().div(255)
@@ -317,6 +297,41 @@ def make_plots(folder: Path, results: dict) -> list[tuple[str, str]]:
                          f"{len(fmap['labels'])} test images, coloured by class",
                          _save(plots.feature_map(fmap, classes, f"{name} features"),
                                folder / f"features-{_slug(name)}.png")))
+    return made
+
+
+def _curve_plots(folder: Path, results: dict, name: str,
+                 metrics: list[dict]) -> list[tuple[str, str]]:
+    """The plots of ``name`` drawn from metrics.jsonl's records: pretraining, the ceiling's
+    validation curve and the arms' learning curves."""
+    made = []
+    pre = [m for m in metrics if m.get("dataset") == name and m.get("stage") == "pretrain"]
+    series = {k: ([m["step"] for m in pre if k in m], [m[k] for m in pre if k in m])
+              for k in ("loss", "val_loss", "knn")}
+    series = {k: v for k, v in series.items() if v[0]}
+    phases: dict[str, float] = {}  # where each pretraining stage starts
+    last = 0
+    for m in pre:
+        if "phase" in m:
+            phases.setdefault(m["phase"], last)
+        last = m["step"]
+    if series:
+        made.append((f"{name}: pretraining loss, and kNN accuracy on a validation split "
+                     "of the labeled subset" if "knn" in series else
+                     f"{name}: autoencoder pretraining loss (train and held-out pool)",
+                     _save(plots.curves(series, f"{name} pretraining",
+                                        phases=[(x, p) for p, x in phases.items()]),
+                           folder / f"pretraining-{_slug(name)}.png")))
+    ceiling = _ceiling_curve(results, name, metrics)
+    if ceiling is not None:
+        made.append((f"{name}: the ceiling's validation accuracy, one point an epoch (on "
+                     "training labels held out from it; dotted: the rate drops tenfold). "
+                     "It ends on a plateau, and its best epoch is the ceiling",
+                     _save(ceiling, folder / f"ceiling-{_slug(name)}.png")))
+    curves = _learning_curves(name, metrics)
+    if curves is not None:
+        made.append((f"{name}: learning curves on the labeled subset (first seed, "
+                     "smallest budget)", _save(curves, folder / f"curves-{_slug(name)}.png")))
     return made
 
 
