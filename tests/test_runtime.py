@@ -68,8 +68,11 @@ def test_threads_follow_the_flag_then_the_environment_then_the_cpus_allowed(monk
         monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
         with pytest.raises(UsageError, match=r"threads=1000 is out of range: 1\.\.2"):
             runtime.set_threads(1000)
-        monkeypatch.setenv("FEWLABELS_THREADS", "3")
-        with pytest.raises(UsageError, match="threads=3 is out of range"):
+        monkeypatch.setenv("FEWLABELS_THREADS", "3")  # the message names the variable
+        with pytest.raises(UsageError, match="FEWLABELS_THREADS=3 is out of range"):
+            runtime.set_threads()
+        monkeypatch.setenv("FEWLABELS_THREADS", "0")
+        with pytest.raises(UsageError, match="FEWLABELS_THREADS=0 is not allowed"):
             runtime.set_threads()
     finally:
         torch.set_num_threads(before)

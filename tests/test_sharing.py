@@ -93,3 +93,16 @@ def test_the_sampler_counts_other_processes_not_this_one():
         x @ x
     load = sample()
     assert load is not None and 0 <= load <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("value", ["abc", "2", "yes"])
+def test_a_share_setting_other_than_0_or_1_is_refused(monkeypatch, value):
+    from fewlabels.errors import UsageError
+    from fewlabels.sharing import sharing_enabled
+
+    monkeypatch.setenv("FEWLABELS_SHARE", value)
+    with pytest.raises(UsageError, match=f"FEWLABELS_SHARE={value!r} is not 0 or 1"):
+        sharing_enabled()
+    for value, enabled in (("0", False), ("1", True)):
+        monkeypatch.setenv("FEWLABELS_SHARE", value)
+        assert sharing_enabled() is enabled

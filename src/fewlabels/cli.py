@@ -751,8 +751,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from . import distributed
         from .runtime import set_threads
+        from .sharing import sharing_enabled
 
         set_threads(args.threads)
+        sharing_enabled()  # a bad $FEWLABELS_SHARE is refused now, not in the first step
         if distributed.setup() > 1 and args.command != "pretrain":
             raise UsageError(f"under torchrun only `fewlabels pretrain` runs data-parallel, "
                              f"not {args.command!r}: pretrain there, then pass the encoder "

@@ -111,17 +111,19 @@ def set_threads(threads: int | None = None) -> int:
     Returns the number in use."""
     from .errors import check_positive
 
+    name = "threads"
     if threads is None and os.environ.get("FEWLABELS_THREADS"):
+        name = "FEWLABELS_THREADS"
         try:
             threads = int(os.environ["FEWLABELS_THREADS"])
         except ValueError:
             raise UsageError(f"FEWLABELS_THREADS={os.environ['FEWLABELS_THREADS']!r} is not "
                              "a whole number: set it to a thread count >= 1, or unset it") from None
     if threads is not None:
-        check_positive("threads", threads, integer=True)
+        check_positive(name, threads, integer=True)
         cpus = available_cpus()
         if threads > cpus:  # more threads than CPUs wait for each other at every barrier
-            raise UsageError(f"threads={threads} is out of range: 1..{cpus} (the CPUs this "
+            raise UsageError(f"{name}={threads} is out of range: 1..{cpus} (the CPUs this "
                              "process may use); give fewer")
     elif os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()

@@ -44,6 +44,18 @@ def others_busy(cpus: set[int]) -> Callable[[], float | None]:
     return sample
 
 
+def sharing_enabled() -> bool:
+    """``$FEWLABELS_SHARE``: 1 (or unset) adapts the threads to other processes, 0 keeps them
+    fixed; any other value is a UsageError, not a guess."""
+    value = os.environ.get("FEWLABELS_SHARE") or "1"  # empty: as unset
+    if value not in ("0", "1"):
+        from .errors import UsageError
+
+        raise UsageError(f"FEWLABELS_SHARE={value!r} is not 0 or 1: set 0 to keep the threads "
+                         "fixed, 1 (or unset it) to give way to other processes")
+    return value == "1"
+
+
 _last = {"crowded": False}  # what the last look of this process found
 
 
@@ -58,7 +70,7 @@ class ThreadShare:
     def __init__(self, sample: Callable[[], float | None] | None = None,
                  interval: float = INTERVAL, clock: Callable[[], float] = time.monotonic):
         self.threads = torch.get_num_threads()
-        enabled = self.threads > 1 and os.environ.get("FEWLABELS_SHARE", "1") != "0"
+        enabled = self.threads > 1 and sharing_enabled()
         if enabled and sample is None and hasattr(os, "sched_getaffinity"):
             sample = others_busy(os.sched_getaffinity(0))
         self.sample = sample if enabled else None
