@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 
 from .errors import UsageError, parse_json
-from .outputs import not_a_file
+from .outputs import check_not_special
 
 FORMAT = "fewlabels-checkpoint-v2"  # v2: with the SHA-256 (v1 files are refused)
 
@@ -25,10 +25,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename: never a half file. A
     device, pipe or socket at ``path`` is refused, never replaced by the rename."""
     path = Path(path)
-    kind = not_a_file(path)
-    if kind:
-        raise UsageError(f"{str(path)!r} is {kind}, not a file: fewlabels writes a whole file "
-                         "and renames it into place, which would replace it; give a file path")
+    check_not_special(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as fh:

@@ -29,16 +29,21 @@ def name_limit(folder: str | Path) -> int:
         return 255
 
 
-def not_a_file(path: str | Path) -> str | None:
-    """What ``path`` is when it exists as something a rename would replace that is no
-    regular file or folder (a device such as /dev/null, a pipe, a socket); else None."""
+def check_not_special(path: str | Path, what: str = "") -> None:
+    """Refuse ``path`` when it exists as something a rename would replace that is no regular
+    file or folder (a device such as /dev/null, a pipe, a socket): every output is written
+    whole and renamed into place. ``what`` names the option, when there is one."""
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return None
+        return
     kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
              (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"))
-    return next((name for test, name in kinds if test(mode)), None)
+    kind = next((name for test, name in kinds if test(mode)), None)
+    if kind:
+        raise UsageError(f"{what + ' ' if what else ''}{str(path)!r} is {kind}, not a file: "
+                         "fewlabels writes a whole file and renames it into place, which "
+                         "would replace it; give a file path")
 
 
 def check_output_file(path: str | Path, what: str, force: bool = False,
@@ -66,11 +71,7 @@ def check_output_file(path: str | Path, what: str, force: bool = False,
     if found is not None and stat.S_ISDIR(found.st_mode):
         raise UsageError(f"{what} {str(path)!r} is a folder: give a file name, e.g. "
                          f"{str(path / example)!r}")
-    kind = not_a_file(path) if found is not None else None
-    if kind:
-        raise UsageError(f"{what} {str(path)!r} is {kind}, not a file: fewlabels writes a "
-                         "whole file and renames it into place, which would replace it; "
-                         "give a file path")
+    check_not_special(path, what)
     if found is not None and not force:
         raise UsageError(f"{what} {str(path)!r} exists: pass --force to replace it, or "
                          "choose another name")

@@ -101,6 +101,8 @@ class RunLog:
                               else f"runs-{shard[0]}-of-{shard[1]}.jsonl")
         self.done: dict[tuple, Run] = {}
         names = {f.name for f in fields(Run)}
+        fix = ("the file was changed by hand: remove that line (its run is trained again) or "
+               "choose another --out")
         for path in sorted(folder.glob("runs*.jsonl")):
             good = []
             text = path.read_text()
@@ -112,8 +114,6 @@ class RunLog:
                     if number == len(lines) and not text.endswith("\n"):
                         continue  # the last line, torn by a kill mid-write
                     record = None
-                fix = ("the file was changed by hand: remove that line (its run is trained "
-                       "again) or choose another --out")
                 check_run(record, f"{path} line {number}", fix)
                 try:
                     run = Run(**{k: v for k, v in record.items() if k in names})
