@@ -7,10 +7,11 @@ import sys
 HOLD = """
 import sys, time
 from pathlib import Path
-from fewlabels.outputs import run_folder_lock
+from fewlabels.outputs import output_file_lock, run_folder_lock
 from fewlabels.errors import UsageError
+lock = output_file_lock if sys.argv[3:] == ["file"] else run_folder_lock
 try:
-    with run_folder_lock(Path(sys.argv[1])):
+    with lock(Path(sys.argv[1])):
         print("held", flush=True)
         end = time.time() + 60
         while not Path(sys.argv[2]).exists() and time.time() < end:  # until told to let go
@@ -20,10 +21,11 @@ except UsageError:
 """
 
 
-def start_holder(folder, release) -> subprocess.Popen:
-    """A process that takes ``folder``'s lock (or is refused), says which on its first line,
-    and holds it until the file ``release`` exists (60 s at most)."""
-    return subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(release)],
+def start_holder(folder, release, kind: str = "folder") -> subprocess.Popen:
+    """A process that takes ``folder``'s lock (an output file's with ``kind`` "file") or is
+    refused, says which on its first line, and holds it until the file ``release`` exists
+    (60 s at most)."""
+    return subprocess.Popen([sys.executable, "-c", HOLD, str(folder), str(release), kind],
                             stdout=subprocess.PIPE, text=True)
 
 

@@ -356,3 +356,22 @@ def test_a_small_pool_gets_more_epochs_up_to_the_cap(pool, scale):
     assert cfg.pretrain.epochs == pytest.approx(recipe.epochs * scale)
     assert cfg.pretrain.refine_epochs == round(recipe.refine_epochs * scale)
     assert cfg.pretrain.refine_options["clusters"] == 3
+
+
+def test_a_second_fit_onto_the_same_model_file_is_refused_before_any_work(tmp_path):
+    """Two fits onto one --out would share one pretraining state and replace each other's
+    model: the second is refused, naming the process that writes it, before reading data."""
+    from fewlabels.errors import UsageError
+    from lock_holder import start_holder
+
+    model = tmp_path / "m.model"
+    other = start_holder(model, tmp_path / "never", kind="file")
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match=f"'{model}' is being written by process "
+                                             f"{other.pid}"):
+            fit(tmp_path / "no-such-folder", model)
+    finally:
+        other.kill()
+        other.wait()
+    assert not model.exists()

@@ -5,8 +5,16 @@ import stat
 
 import pytest
 
+from fewlabels.checkpoint import atomic_write_bytes
 from fewlabels.errors import UsageError
-from fewlabels.outputs import LOCK, check_output_file, run_folder_lock
+from fewlabels.outputs import (
+    BESIDE_BYTES,
+    LOCK,
+    check_output_file,
+    name_limit,
+    output_file_lock,
+    run_folder_lock,
+)
 from lock_holder import start_holder
 
 
@@ -29,8 +37,6 @@ def test_a_device_or_a_pipe_is_never_replaced_by_an_output(tmp_path):
     """An atomic write renames a whole file into place: onto /dev/null (as root) that made
     the device a regular file. Devices, pipes and sockets are refused, --force or not,
     before any work and at the write itself."""
-    from fewlabels.checkpoint import atomic_write_bytes
-
     pipe = tmp_path / "features.npy"
     os.mkfifo(pipe)
     for path, kind in (("/dev/null", "a character device"), (pipe, "a named pipe")):
@@ -82,3 +88,33 @@ def test_of_runs_started_at_once_on_one_folder_exactly_one_writes(tmp_path):
     for p in procs:
         p.wait(timeout=60)
     assert sorted(answers) == ["held"] + ["refused"] * 5
+
+
+def test_a_name_leaves_room_for_the_files_written_beside_it(tmp_path):
+    """A name the file system takes, but whose temporary file or pretraining state it would
+    not, is refused before any work: not after hours of training, at the write."""
+    room = name_limit(tmp_path) - BESIDE_BYTES
+    with pytest.raises(UsageError, match=f"bytes long, more than {room}"):
+        check_output_file(tmp_path / ("a" * (room - 5) + ".model!"), "--out")
+    longest = tmp_path / ("b" * (room - 6) + ".model")
+    check_output_file(longest, "--out")
+    state = longest.with_name(f"{longest.name}.pretraining-state")
+    for path in (longest, state):  # each written whole under its temporary name
+        atomic_write_bytes(path, b"data")
+        assert path.read_bytes() == b"data"
+
+
+def test_a_model_file_has_one_writer(tmp_path):
+    model = tmp_path / "m.model"
+    other = start_holder(model, tmp_path / "never", kind="file")
+    try:
+        assert other.stdout.readline().strip() == "held"
+        with pytest.raises(UsageError, match=f"being written by process {other.pid}.*another "
+                                             "--out$"), output_file_lock(model):
+            pass
+    finally:
+        other.kill()
+        other.wait()
+    with output_file_lock(model):  # a killed holder's lock is taken over
+        assert (tmp_path / "m.model.lock").read_text() == str(os.getpid())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

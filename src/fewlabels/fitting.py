@@ -10,6 +10,7 @@ save one ``Model``. Nothing reads the test split before the final predictions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -31,7 +32,7 @@ from .errors import (
     check_seed,
     check_unique,
 )
-from .outputs import check_output_file
+from .outputs import check_output_file, output_file_lock
 from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
@@ -156,85 +157,90 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     pretraining state is saved beside ``out`` every ``save_every`` steps; a fit run again
     after an interruption resumes it."""
     _check_options(arms, val_fraction, seed, out, force, save_every)
-    cfg = load_preset(preset, overrides or {})
-    cfg.device, cfg.precision = device, precision
-    if quick_run:
-        cfg = quick(cfg)
-    ds = data if isinstance(data, Dataset) else load_user_data(data, image_size,
-                                                               progress=progress)[0]
-    cfg = adapt(cfg, ds)
-    cfg.validate()
-    cfg.check_data(ds.image_shape)
-    rt = resolve(device, precision)
-    start = time.perf_counter()
-    labels = ds.train_labels
-    labeled = (labels != UNLABELED).nonzero().flatten()
-    unlabeled = len(labels) - len(labeled)
-    log(f"{ds.name}: {len(labeled)} labeled and {unlabeled} unlabeled training images, "
-        f"{ds.num_classes} classes, images {list(ds.image_shape)}"
-        + (f", {len(ds.test_labels)} test images" if has_test(ds) else ", no test split"))
-    train, val = stratified_split(labels, labeled, val_fraction, seed)
-    if len(val) == 0:
-        raise UsageError(f"no labeled image can be held out for validation at --val-fraction "
-                         f"{val_fraction}: label at least two images a class")
-    encoder = None
-    if any(ARMS[a].pretrained for a in arms):
-        log(f"pretraining {cfg.pretrain.name()} on {len(ds.train_images)} images "
-            f"({cfg.pretrain.epochs:g} epochs)")
-        # beside the model file, its pretraining state: an interrupted fit resumes there
-        state = Path(f"{out}.pretraining-state") if out is not None else None
-        if state is not None and state.exists():
-            log(f"resuming the interrupted pretraining saved in {state}")
-        encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress,
-                                       state_path=state, save_every=save_every)
-        log(f"pretrained in {history.seconds:.0f} s")
-    hidden = ds.without_test()
-    scoring, scoring_train = without_images(hidden, val, train)
-    right, losses, scores, nets = {}, {}, {}, {}
-    for arm in arms:
-        t = time.perf_counter()
-        outcome = ARMS[arm].run(cfg.context(scoring, scoring_train, seed, encoder, rt),
-                                cfg.settings(arm))
-        logits = outcome.net.forward_head(features(outcome.net, ds.train_images[val], rt)
-                                          ).float().cpu()
-        right[arm] = logits.argmax(1) == labels[val]
-        losses[arm] = F.cross_entropy(logits, labels[val]).item()
-        scores[arm] = right[arm].float().mean().item()
-        nets[arm] = outcome.net
-        log(f"  {arm:<15} validation accuracy {scores[arm]:.4f}, loss {losses[arm]:.4f} on "
-            f"{len(val)} held-out labeled images ({time.perf_counter() - t:.0f} s)")
-    best, why = choose_arm(right, losses,
-                           unlabeled_arms=[a for a in arms if ARMS[a].pretrained])
-    if refit:
-        log(f"chosen: {best} ({why}); training it again on all {len(labeled)} labeled images")
-        nets[best] = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
-                                    cfg.settings(best)).net
-    else:
-        log(f"chosen: {best} ({why}); kept as scored, trained on {len(train)} labeled "
-            f"images (--refit would train it again on all {len(labeled)})")
-    net = nets[best].cpu().float().eval()
-    meta = {**model_meta(ds.classes, ds.image_shape, best, cfg.pretrain.encoder,
-                         cfg.pretrain.encoder_options),
-            "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
-                       best: dataclasses.asdict(cfg.settings(best))},
-            "validation_accuracy": scores, "validation_loss": losses, "choice": why,
-            "validation_images": len(val), "refit": refit,
-            "training_labels": len(labeled) if refit else len(train),
-            "labeled_images": len(labeled), "unlabeled_images": unlabeled,
-            "seed": seed, "data": ds.provenance(), "source": ds.source,
-            "fewlabels": version("fewlabels")}  # no timings: the same fit, the same bytes
-    g = torch.Generator().manual_seed(seed)
-    samples = ds.train_images[torch.randperm(len(ds.train_images), generator=g)[:16]]
-    model = Model(net, meta, samples.clone())
-    if has_test(ds):  # the only read of the test split, after the model is final
-        accuracy = model.accuracy(ds.test_images, ds.test_labels)
-        meta["test_accuracy"] = accuracy
-        log(f"test accuracy {accuracy:.4f} on {len(ds.test_labels)} test images")
-    else:
-        meta["test_accuracy"] = None
-        log("no test split: no test accuracy is claimed; the figures above are validation "
-            f"accuracies on {len(val)} held-out labeled images")
-    if out is not None:
-        model.save(out)
-        log(f"saved {out} ({time.perf_counter() - start:.0f} s in all)")
-    return model
+    # one fit at a time onto a model file (its pretraining state is shared); checked
+    # again under the lock: another fit may have saved it since the first check
+    with output_file_lock(out) if out is not None else contextlib.nullcontext():
+        if out is not None:
+            check_output_file(out, "--out", force)
+        cfg = load_preset(preset, overrides or {})
+        cfg.device, cfg.precision = device, precision
+        if quick_run:
+            cfg = quick(cfg)
+        ds = data if isinstance(data, Dataset) else load_user_data(data, image_size,
+                                                                   progress=progress)[0]
+        cfg = adapt(cfg, ds)
+        cfg.validate()
+        cfg.check_data(ds.image_shape)
+        rt = resolve(device, precision)
+        start = time.perf_counter()
+        labels = ds.train_labels
+        labeled = (labels != UNLABELED).nonzero().flatten()
+        unlabeled = len(labels) - len(labeled)
+        log(f"{ds.name}: {len(labeled)} labeled and {unlabeled} unlabeled training images, "
+            f"{ds.num_classes} classes, images {list(ds.image_shape)}"
+            + (f", {len(ds.test_labels)} test images" if has_test(ds) else ", no test split"))
+        train, val = stratified_split(labels, labeled, val_fraction, seed)
+        if len(val) == 0:
+            raise UsageError(f"no labeled image can be held out for validation at --val-fraction "
+                             f"{val_fraction}: label at least two images a class")
+        encoder = None
+        if any(ARMS[a].pretrained for a in arms):
+            log(f"pretraining {cfg.pretrain.name()} on {len(ds.train_images)} images "
+                f"({cfg.pretrain.epochs:g} epochs)")
+            # beside the model file, its pretraining state: an interrupted fit resumes there
+            state = Path(f"{out}.pretraining-state") if out is not None else None
+            if state is not None and state.exists():
+                log(f"resuming the interrupted pretraining saved in {state}")
+            encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress,
+                                           state_path=state, save_every=save_every)
+            log(f"pretrained in {history.seconds:.0f} s")
+        hidden = ds.without_test()
+        scoring, scoring_train = without_images(hidden, val, train)
+        right, losses, scores, nets = {}, {}, {}, {}
+        for arm in arms:
+            t = time.perf_counter()
+            outcome = ARMS[arm].run(cfg.context(scoring, scoring_train, seed, encoder, rt),
+                                    cfg.settings(arm))
+            logits = outcome.net.forward_head(features(outcome.net, ds.train_images[val], rt)
+                                              ).float().cpu()
+            right[arm] = logits.argmax(1) == labels[val]
+            losses[arm] = F.cross_entropy(logits, labels[val]).item()
+            scores[arm] = right[arm].float().mean().item()
+            nets[arm] = outcome.net
+            log(f"  {arm:<15} validation accuracy {scores[arm]:.4f}, loss {losses[arm]:.4f} on "
+                f"{len(val)} held-out labeled images ({time.perf_counter() - t:.0f} s)")
+        best, why = choose_arm(right, losses,
+                               unlabeled_arms=[a for a in arms if ARMS[a].pretrained])
+        if refit:
+            log(f"chosen: {best} ({why}); training it again on all {len(labeled)} labeled images")
+            nets[best] = ARMS[best].run(cfg.context(hidden, labeled, seed, encoder, rt),
+                                        cfg.settings(best)).net
+        else:
+            log(f"chosen: {best} ({why}); kept as scored, trained on {len(train)} labeled "
+                f"images (--refit would train it again on all {len(labeled)})")
+        net = nets[best].cpu().float().eval()
+        meta = {**model_meta(ds.classes, ds.image_shape, best, cfg.pretrain.encoder,
+                             cfg.pretrain.encoder_options),
+                "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
+                           best: dataclasses.asdict(cfg.settings(best))},
+                "validation_accuracy": scores, "validation_loss": losses, "choice": why,
+                "validation_images": len(val), "refit": refit,
+                "training_labels": len(labeled) if refit else len(train),
+                "labeled_images": len(labeled), "unlabeled_images": unlabeled,
+                "seed": seed, "data": ds.provenance(), "source": ds.source,
+                "fewlabels": version("fewlabels")}  # no timings: the same fit, the same bytes
+        g = torch.Generator().manual_seed(seed)
+        samples = ds.train_images[torch.randperm(len(ds.train_images), generator=g)[:16]]
+        model = Model(net, meta, samples.clone())
+        if has_test(ds):  # the only read of the test split, after the model is final
+            accuracy = model.accuracy(ds.test_images, ds.test_labels)
+            meta["test_accuracy"] = accuracy
+            log(f"test accuracy {accuracy:.4f} on {len(ds.test_labels)} test images")
+        else:
+            meta["test_accuracy"] = None
+            log("no test split: no test accuracy is claimed; the figures above are validation "
+                f"accuracies on {len(val)} held-out labeled images")
+        if out is not None:
+            model.save(out)
+            log(f"saved {out} ({time.perf_counter() - start:.0f} s in all)")
+        return model

@@ -1,6 +1,7 @@
 """Where results go, checked before any work starts: an output file that can be written
-and replaces nothing by surprise, and a run folder that one process at a time writes
-(a lock naming the process that holds it; a lock left by a killed process is taken over)."""
+and replaces nothing by surprise, and a run folder or model file that one process at a
+time writes (a lock naming the process that holds it; a lock left by a killed process is
+taken over)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from .errors import UsageError
 
 LOCK = ".lock"  # in a run folder: the process id of the run writing it
 MIN_FREE_BYTES = 64 * 2**20  # a model file and its state fit in far less
+# the most bytes a name written beside an output adds to the output's own name: ``fit``'s
+# pretraining state written whole under a temporary name, ".<name>.pretraining-state.tmp-<pid>"
+# (a process id has at most 7 digits)
+BESIDE_BYTES = len("." + ".pretraining-state" + ".tmp-") + 7
 
 
 def name_limit(folder: str | Path) -> int:
@@ -63,11 +68,13 @@ def check_output_file(path: str | Path, what: str, force: bool = False,
         raise UsageError(f"{what} {str(path)!r} cannot be a file ({e.strerror}): choose "
                          "another path") from None
     parent = path.parent  # "." for a bare name
-    name_max = name_limit(parent)
+    name_max = name_limit(parent) - BESIDE_BYTES
     if len(os.fsencode(path.name)) > name_max:
         raise UsageError(f"{what}: the file name {path.name[:40]!r}... is "
-                         f"{len(os.fsencode(path.name))} bytes long, more than the {name_max} "
-                         "this file system allows: choose a shorter name")
+                         f"{len(os.fsencode(path.name))} bytes long, more than {name_max}: "
+                         f"files written beside it add up to {BESIDE_BYTES} bytes to its name, "
+                         f"and this file system allows {name_max + BESIDE_BYTES}; choose a "
+                         "shorter name")
     if found is not None and stat.S_ISDIR(found.st_mode):
         raise UsageError(f"{what} {str(path)!r} is a folder: give a file name, e.g. "
                          f"{str(path / example)!r}")
@@ -119,24 +126,38 @@ def _take(lock: Path) -> int | None:
         except FileNotFoundError:
             pass
         os.close(fd)
-    raise UsageError(f"{str(lock)!r} could not be taken: remove it if no run is writing its "
-                     "folder")
+    raise UsageError(f"{str(lock)!r} could not be taken: remove it if no run is writing "
+                     "beside it")
 
 
 @contextlib.contextmanager
 def run_folder_lock(folder: Path):
     """Hold ``folder``'s lock while the block runs; refuse with one line when another live
     process holds it. Taking it again in the process that holds it is a no-op."""
-    lock = (Path(folder) / LOCK).absolute()
+    with _lock((Path(folder) / LOCK).absolute(), folder, "choose another --out folder"):
+        yield
+
+
+@contextlib.contextmanager
+def output_file_lock(path: Path):
+    """Hold the lock of the output file ``path`` (``<path>.lock`` beside it) while the block
+    runs, as ``run_folder_lock`` does for a folder: two ``fit`` runs onto one model file
+    would share its pretraining state and replace each other's model."""
+    with _lock(Path(f"{path}.lock").absolute(), path, "choose another --out"):
+        yield
+
+
+@contextlib.contextmanager
+def _lock(lock: Path, written, fix: str):
     if lock in _held:  # the outer block lets go of it
         yield
         return
     fd = _take(lock)
     if fd is None:
         holder = _holder(lock)
-        raise UsageError(f"{str(folder)!r} is being written by "
+        raise UsageError(f"{str(written)!r} is being written by "
                          + (f"process {holder}" if holder else "another process")
-                         + ": wait for it to end, or choose another --out folder")
+                         + f": wait for it to end, or {fix}")
     _held.add(lock)
     try:
         yield
