@@ -9,6 +9,7 @@ import warnings
 import pytest
 
 from fewlabels.arms import ARMS, TUNED, arm_of, order
+from fewlabels.catalog import ARM_ABOUT
 from fewlabels.config import CompareConfig, load_preset
 from fewlabels.experiment import compare
 
@@ -23,6 +24,7 @@ def test_every_arm_is_complete():
     assert order()[:2] == ["probe", "probe" + TUNED]
     # every arm runs unless the user picks some, but the ceiling, asked for by name
     assert cfg.arms == [a for a in ARMS if a != "ceiling"]
+    assert list(ARM_ABOUT) == list(ARMS)  # the help lists every arm, in the registry's order
 
 
 def test_a_withheld_test_split_refuses_every_use(mnist):

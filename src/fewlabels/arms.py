@@ -18,6 +18,7 @@ import torch
 
 from . import memo
 from .augment import AugmentConfig
+from .catalog import ARM_ABOUT
 from .ceiling import CeilingConfig, train_ceiling
 from .classifiers import (
     FinetuneConfig,
@@ -108,10 +109,14 @@ class Arm:
     run: Runner
     section: str  # the CompareConfig field holding this arm's settings (its runner's)
     colour: str  # in every plot
-    about: str  # one line for the CLI's help and the docs
     space: Callable | None = None  # (optuna trial, section) → sets the tuned values
     pretrained: bool = False  # needs the pretrained encoder
     every_label: bool = False  # trains once per dataset on every training label
+
+    @property
+    def about(self) -> str:
+        """One line for the CLI's help and the docs (``catalog``: read without torch)."""
+        return ARM_ABOUT[self.name]
 
 
 def _epochs(trial, base: int, longer: bool = False) -> int:
@@ -331,27 +336,16 @@ def _knn_space(trial, s: KNNConfig) -> None:
 
 
 ARMS: dict[str, Arm] = {a.name: a for a in (
-    Arm("probe", _probe, "probe", "#4c72b0",
-        "one linear layer on the frozen pretrained encoder", _probe_space, pretrained=True),
-    Arm("finetune", _finetune, "finetune", "#8172b3",
-        "the pretrained encoder and a fitted linear layer, all trained on the labels",
-        _supervised_space, pretrained=True),
+    Arm("probe", _probe, "probe", "#4c72b0", _probe_space, pretrained=True),
+    Arm("finetune", _finetune, "finetune", "#8172b3", _supervised_space, pretrained=True),
     Arm("semisupervised", _semisupervised, "semisupervised", "#c44e52",
-        "the pretrained network trained on the labels and the unlabeled pool (FixMatch)",
         _semisupervised_space, pretrained=True),
-    Arm("supervised", _supervised, "supervised", "#dd8452",
-        "the same encoder trained from scratch on the labels alone", _supervised_space),
-    Arm("pixels-logreg", _sklearn(_logreg), "pixels_logreg", "#8c8c8c",
-        "logistic regression on raw pixels", _logreg_space),
-    Arm("pixels-knn", _sklearn(_knn), "pixels_knn", "#b0b0b0",
-        "k-nearest neighbours on raw pixels", _knn_space),
+    Arm("supervised", _supervised, "supervised", "#dd8452", _supervised_space),
+    Arm("pixels-logreg", _sklearn(_logreg), "pixels_logreg", "#8c8c8c", _logreg_space),
+    Arm("pixels-knn", _sklearn(_knn), "pixels_knn", "#b0b0b0", _knn_space),
     Arm("pixels-labelspreading", _labelspreading, "pixels_labelspreading", "#937860",
-        "label spreading over a nearest-neighbour graph of every training image's pixels",
         _labelspreading_space),
-    Arm("ceiling", _ceiling, "ceiling", "#55a868",
-        "the supervised network on every training label but a validation split, trained "
-        "to its plateau, once per dataset",
-        every_label=True),
+    Arm("ceiling", _ceiling, "ceiling", "#55a868", every_label=True),
 )}
 
 

@@ -411,7 +411,7 @@ def _data_parser(sub) -> None:
 
 
 def _compare_parser(sub) -> None:
-    from .arms import ARMS
+    from .catalog import ARM_ABOUT
 
     p = sub.add_parser("compare", help="pretrain, train every arm on the same label draws, "
                                        "write results.json and a report")
@@ -427,7 +427,7 @@ def _compare_parser(sub) -> None:
                         "draw is evaluated on each, and the intervals cover both")
     p.add_argument("--arms", nargs="+", help="which arms to run (default: all but the "
                    "ceiling, which is asked for by name): " + "; ".join(
-        f"{name}: {arm.about}" for name, arm in ARMS.items()))
+        f"{name}: {about}" for name, about in ARM_ABOUT.items()))
     p.add_argument("--label-sampling", nargs="+",
                    help="balanced (the same count a class: an oracle, it "
                    "reads labels no user has; default) | random | typical | coverage (chosen "
@@ -598,7 +598,7 @@ def _export_parser(sub) -> None:
 
 
 def _suggest_parser(sub) -> None:
-    from .selection import STRATEGIES
+    from .catalog import STRATEGIES
 
     p = sub.add_parser("suggest", help="which images of a folder to label next, chosen in an "
                        "encoder's embedding without any label")
@@ -649,7 +649,7 @@ def _cmd_suggest(args) -> int:
 
 
 def _label_parser(sub) -> None:
-    from .selection import STRATEGIES
+    from .catalog import STRATEGIES
 
     p = sub.add_parser("label", help="a labeling page in the browser: answers go at once into "
                        "DIR/labeled/<class>/ (copies; the originals are never changed)")

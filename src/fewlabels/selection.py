@@ -28,9 +28,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .catalog import STRATEGIES
 from .errors import UsageError, check_choice, check_positive
 
-STRATEGIES = ("random", "typical", "coverage")
 MAX_CLUSTERS = 500  # TypiClust's cap on k-means clusters for a large budget
 TYPICALITY_NEIGHBORS = 20
 # k-means runs, the tightest kept: typical's when there are at most RESTART_CLUSTERS
