@@ -182,3 +182,13 @@ def test_a_built_in_name_given_to_fit_points_to_compare(tmp_path):
     with pytest.raises(UsageError, match=r"neither a folder nor an \.npz file") as e:
         quiet(tmp_path / "nothere")
     assert "built-in" not in str(e.value)
+
+
+def test_an_npz_that_is_missing_or_not_a_file_is_named_as_such(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.npz")  # reading it would wait forever
+    with pytest.raises(UsageError, match="'.*pipe.npz' is not a regular file: give an .npz"):
+        load_user_data(tmp_path / "pipe.npz", progress=False)
+    with pytest.raises(UsageError, match="'.*gone.npz' does not exist: give an .npz"):
+        load_user_data(tmp_path / "gone.npz", progress=False)

@@ -217,7 +217,9 @@ NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test", "classes")  # what an .n
 
 def _from_arrays(path: Path, size: int | None) -> Dataset:
     if not path.is_file():
-        raise UsageError(f"{str(path)!r} does not exist: give an .npz with x_train and y_train")
+        raise UsageError(f"{str(path)!r} " + ("is not a regular file" if path.exists()
+                                             else "does not exist")
+                         + ": give an .npz with x_train and y_train")
     try:
         arrays = np.load(path, allow_pickle=False)
         fields = {k: arrays[k] for k in arrays.files}
