@@ -147,6 +147,7 @@ def scratch(root: Path) -> None:
     Image.new("1", (30000, 30000)).save(root / "bomb.png")  # 110 KB: 900 million pixels
     os.mkfifo(root / "digits" / "unlabeled" / "pipe.png")
     os.mkfifo(root / "pipe.npy")
+    os.mkfifo(root / "pipe.npz")
     (root / "digits" / "unlabeled" / "dangling.png").symlink_to(root / "nowhere.png")
     (root / "digits" / "unlabeled" / "loop.png").symlink_to(root / "digits" / "unlabeled"
                                                             / "loop.png")
@@ -233,6 +234,11 @@ def cases() -> list[Case]:
                                                     "--model", "m.model", "--strategy",
                                                     "coverage", "--classes", "99999"],
              says="--classes 99999 is out of range"),
+        Case("fit --out a name the file system takes but not its temporary files",
+             [*fit, "--out", "m" * 243 + ".model"], says="files written beside it",
+             absent=["m" * 243 + ".model"]),
+        Case("fit on an .npz that is a named pipe", ["fit", "pipe.npz", "--out", "x.model"],
+             says="is not a regular file", absent=["x.model"]),
         # hangs
         Case("--set pretrain.epochs=inf", [*fit, "--set", "pretrain.epochs=inf", "--out",
                                            "x.model"], says="epochs", absent=["x.model"]),
