@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 
 from fewlabels.arms import ARMS
+from fewlabels.catalog import STRATEGIES as SELECTIONS
 from fewlabels.classifiers import features
 from fewlabels.config import load_preset, parse_set
 from fewlabels.data import Dataset, draw_labels, load_dataset
@@ -47,7 +48,7 @@ from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve, set_threads
 from fewlabels.selection import KMEANS_RESTARTS, select
 from fewlabels.stats import paired_differences, summarize
 
-STRATEGIES = ("random", "typical", "coverage", "balanced")
+STRATEGIES = (*SELECTIONS, "balanced")  # the library's strategies, then the oracle
 
 
 def first_classes(ds: Dataset, count: int) -> Dataset:

@@ -16,7 +16,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save as save_bytes
 
 from .errors import UsageError, parse_json
-from .outputs import check_not_special
+from .outputs import check_not_special, temporary_path
 
 FORMAT = "fewlabels-checkpoint-v2"  # v2: with the SHA-256 (v1 files are refused)
 
@@ -26,7 +26,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     device, pipe or socket at ``path`` is refused, never replaced by the rename."""
     path = Path(path)
     check_not_special(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = temporary_path(path)
     try:
         with open(tmp, "wb") as fh:
             fh.write(data)

@@ -32,7 +32,7 @@ from .errors import (
     check_seed,
     check_unique,
 )
-from .outputs import check_output_file, output_file_lock
+from .outputs import check_output_file, output_file_lock, pretraining_state_path
 from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
@@ -187,8 +187,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         if any(ARMS[a].pretrained for a in arms):
             log(f"pretraining {cfg.pretrain.name()} on {len(ds.train_images)} images "
                 f"({cfg.pretrain.epochs:g} epochs)")
-            # beside the model file, its pretraining state: an interrupted fit resumes there
-            state = Path(f"{out}.pretraining-state") if out is not None else None
+            state = pretraining_state_path(out) if out is not None else None
             if state is not None and state.exists():
                 log(f"resuming the interrupted pretraining saved in {state}")
             encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress,

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlparse
 from . import images
 from .checkpoint import atomic_write_bytes
 from .errors import UsageError, parse_json
-from .outputs import name_limit, run_folder_lock
+from .outputs import name_limit, run_folder_lock, temporary_path
 from .suggesting import candidates
 
 STATE = ".fewlabels"  # beside the images: the queue and the journal of answers
@@ -202,7 +202,7 @@ class Session:
                 entry.update({"class": label, "copy": os.path.relpath(target, self.root)})
             self._append(entry)  # journaled first: a kill leaves no copy it does not name
             if target is not None:
-                tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+                tmp = temporary_path(target)
                 try:
                     shutil.copyfile(path, tmp)
                     os.replace(tmp, target)

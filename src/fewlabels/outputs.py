@@ -16,10 +16,22 @@ from .errors import UsageError
 
 LOCK = ".lock"  # in a run folder: the process id of the run writing it
 MIN_FREE_BYTES = 64 * 2**20  # a model file and its state fit in far less
+
+
+def temporary_path(path: Path, pid: int | None = None) -> Path:
+    """Where an output is written whole before it is renamed into place (``.NAME.tmp-PID``,
+    this process's id unless ``pid``)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
+
+
+def pretraining_state_path(model: str | Path) -> Path:
+    """Beside ``fit``'s model file, its pretraining state: an interrupted fit resumes there."""
+    return Path(f"{model}.pretraining-state")
+
+
 # the most bytes a name written beside an output adds to the output's own name: ``fit``'s
-# pretraining state written whole under a temporary name, ".<name>.pretraining-state.tmp-<pid>"
-# (a process id has at most 7 digits)
-BESIDE_BYTES = len("." + ".pretraining-state" + ".tmp-") + 7
+# pretraining state written whole under its temporary name (a process id: 7 digits at most)
+BESIDE_BYTES = len(temporary_path(pretraining_state_path("m"), pid=9_999_999).name) - len("m")
 
 
 def name_limit(folder: str | Path) -> int:
