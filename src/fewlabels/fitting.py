@@ -162,17 +162,10 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     with output_file_lock(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             check_output_file(out, "--out", force)
-        cfg = load_preset(preset, overrides or {})
-        cfg.device, cfg.precision = device, precision
-        if quick_run:
-            cfg = quick(cfg)
-        ds = data if isinstance(data, Dataset) else load_user_data(data, image_size,
-                                                                   progress=progress)[0]
-        cfg = adapt(cfg, ds)
-        cfg.validate()
-        cfg.check_data(ds.image_shape)
-        rt = resolve(device, precision)
         start = time.perf_counter()
+        cfg, ds = _recipe_and_data(data, image_size, preset, overrides, quick_run, device,
+                                   precision, progress)
+        rt = resolve(device, precision)
         labels = ds.train_labels
         labeled = (labels != UNLABELED).nonzero().flatten()
         unlabeled = len(labels) - len(labeled)
@@ -185,29 +178,9 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
                              f"{val_fraction}: label at least two images a class")
         encoder = None
         if any(ARMS[a].pretrained for a in arms):
-            log(f"pretraining {cfg.pretrain.name()} on {len(ds.train_images)} images "
-                f"({cfg.pretrain.epochs:g} epochs)")
-            state = pretraining_state_path(out) if out is not None else None
-            if state is not None and state.exists():
-                log(f"resuming the interrupted pretraining saved in {state}")
-            encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress,
-                                           state_path=state, save_every=save_every)
-            log(f"pretrained in {history.seconds:.0f} s")
+            encoder = _pretrained(ds, cfg, rt, out, progress, save_every, log)
         hidden = ds.without_test()
-        scoring, scoring_train = without_images(hidden, val, train)
-        right, losses, scores, nets = {}, {}, {}, {}
-        for arm in arms:
-            t = time.perf_counter()
-            outcome = ARMS[arm].run(cfg.context(scoring, scoring_train, seed, encoder, rt),
-                                    cfg.settings(arm))
-            logits = outcome.net.forward_head(features(outcome.net, ds.train_images[val], rt)
-                                              ).float().cpu()
-            right[arm] = logits.argmax(1) == labels[val]
-            losses[arm] = F.cross_entropy(logits, labels[val]).item()
-            scores[arm] = right[arm].float().mean().item()
-            nets[arm] = outcome.net
-            log(f"  {arm:<15} validation accuracy {scores[arm]:.4f}, loss {losses[arm]:.4f} on "
-                f"{len(val)} held-out labeled images ({time.perf_counter() - t:.0f} s)")
+        nets, right, losses = _candidates(arms, cfg, hidden, train, val, seed, encoder, rt, log)
         best, why = choose_arm(right, losses,
                                unlabeled_arms=[a for a in arms if ARMS[a].pretrained])
         if refit:
@@ -217,7 +190,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         else:
             log(f"chosen: {best} ({why}); kept as scored, trained on {len(train)} labeled "
                 f"images (--refit would train it again on all {len(labeled)})")
-        net = nets[best].cpu().float().eval()
+        scores = {arm: r.float().mean().item() for arm, r in right.items()}
         meta = {**model_meta(ds.classes, ds.image_shape, best, cfg.pretrain.encoder,
                              cfg.pretrain.encoder_options),
                 "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
@@ -228,18 +201,79 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
                 "labeled_images": len(labeled), "unlabeled_images": unlabeled,
                 "seed": seed, "data": ds.provenance(), "source": ds.source,
                 "fewlabels": version("fewlabels")}  # no timings: the same fit, the same bytes
-        g = torch.Generator().manual_seed(seed)
-        samples = ds.train_images[torch.randperm(len(ds.train_images), generator=g)[:16]]
-        model = Model(net, meta, samples.clone())
-        if has_test(ds):  # the only read of the test split, after the model is final
-            accuracy = model.accuracy(ds.test_images, ds.test_labels)
-            meta["test_accuracy"] = accuracy
-            log(f"test accuracy {accuracy:.4f} on {len(ds.test_labels)} test images")
-        else:
-            meta["test_accuracy"] = None
-            log("no test split: no test accuracy is claimed; the figures above are validation "
-                f"accuracies on {len(val)} held-out labeled images")
+        model = _tested_model(nets[best], meta, ds, seed, len(val), log)
         if out is not None:
             model.save(out)
             log(f"saved {out} ({time.perf_counter() - start:.0f} s in all)")
         return model
+
+
+def _recipe_and_data(data, image_size, preset, overrides, quick_run, device, precision,
+                     progress) -> tuple[CompareConfig, Dataset]:
+    """The preset with ``overrides``, adapted to the data read from ``data`` and checked."""
+    cfg = load_preset(preset, overrides or {})
+    cfg.device, cfg.precision = device, precision
+    if quick_run:
+        cfg = quick(cfg)
+    ds = data if isinstance(data, Dataset) else load_user_data(data, image_size,
+                                                               progress=progress)[0]
+    cfg = adapt(cfg, ds)
+    cfg.validate()
+    cfg.check_data(ds.image_shape)
+    return cfg, ds
+
+
+def _pretrained(ds: Dataset, cfg: CompareConfig, rt, out, progress: bool, save_every: int,
+                log) -> torch.nn.Module:
+    """The encoder pretrained on every training image of ``ds``, resuming the state an
+    interrupted fit onto ``out`` saved."""
+    log(f"pretraining {cfg.pretrain.name()} on {len(ds.train_images)} images "
+        f"({cfg.pretrain.epochs:g} epochs)")
+    state = pretraining_state_path(out) if out is not None else None
+    if state is not None and state.exists():
+        log(f"resuming the interrupted pretraining saved in {state}")
+    encoder, _, history = pretrain(ds, cfg.pretrain, rt, progress=progress,
+                                   state_path=state, save_every=save_every)
+    log(f"pretrained in {history.seconds:.0f} s")
+    return encoder
+
+
+def _candidates(arms, cfg: CompareConfig, hidden: Dataset, train: torch.Tensor,
+                val: torch.Tensor, seed: int, encoder, rt, log
+                ) -> tuple[dict, dict[str, torch.Tensor], dict[str, float]]:
+    """Each arm trained on the ``train`` labels (the ``val`` images out of its pool too) and
+    scored on ``val``: its network, its per-image "was right" and its validation loss."""
+    scoring, scoring_train = without_images(hidden, val, train)
+    labels = hidden.train_labels
+    nets, right, losses = {}, {}, {}
+    for arm in arms:
+        t = time.perf_counter()
+        outcome = ARMS[arm].run(cfg.context(scoring, scoring_train, seed, encoder, rt),
+                                cfg.settings(arm))
+        logits = outcome.net.forward_head(features(outcome.net, hidden.train_images[val], rt)
+                                          ).float().cpu()
+        right[arm] = logits.argmax(1) == labels[val]
+        losses[arm] = F.cross_entropy(logits, labels[val]).item()
+        nets[arm] = outcome.net
+        log(f"  {arm:<15} validation accuracy {right[arm].float().mean().item():.4f}, loss "
+            f"{losses[arm]:.4f} on {len(val)} held-out labeled images "
+            f"({time.perf_counter() - t:.0f} s)")
+    return nets, right, losses
+
+
+def _tested_model(net: torch.nn.Module, meta: dict, ds: Dataset, seed: int, validation: int,
+                  log) -> Model:
+    """The final ``Model`` of ``net``, scored on the test split if ``ds`` has one — the
+    only read of it, after the model is final (``meta["test_accuracy"]``)."""
+    g = torch.Generator().manual_seed(seed)
+    samples = ds.train_images[torch.randperm(len(ds.train_images), generator=g)[:16]]
+    model = Model(net.cpu().float().eval(), meta, samples.clone())
+    if has_test(ds):
+        accuracy = model.accuracy(ds.test_images, ds.test_labels)
+        meta["test_accuracy"] = accuracy
+        log(f"test accuracy {accuracy:.4f} on {len(ds.test_labels)} test images")
+    else:
+        meta["test_accuracy"] = None
+        log("no test split: no test accuracy is claimed; the figures above are validation "
+            f"accuracies on {validation} held-out labeled images")
+    return model
