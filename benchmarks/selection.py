@@ -121,9 +121,13 @@ def main(argv=None) -> int:
     feats = features(encoder, ds.train_images, rt).cpu()  # labels unread
     embed_seconds = time.perf_counter() - t
     runs = []
+    total = len(args.budgets) * len(args.seeds) * len(args.strategies)
     for budget in args.budgets:
         for seed in args.seeds:
             for strategy in args.strategies:
+                # a row of a slow arm runs for minutes: say which one (stdout keeps the rows)
+                print(f"row {len(runs) + 1} of {total}: {strategy}, {budget} labels, draw "
+                      f"{seed}, {args.arm}", file=sys.stderr, flush=True)
                 t = time.perf_counter()
                 if strategy == "balanced":
                     labeled = draw_labels(ds.train_labels, budget, seed, "balanced")

@@ -177,6 +177,9 @@ def test_selection_benchmark_scores_each_strategy_and_pairs_it_with_random(tmp_p
     assert all(r["classes_hit"] == 10 for r in result["runs"] if r["arm"] == "balanced")
     pairs = {d["a"]: d for d in result["paired_against_random"]}
     assert set(pairs) == {"typical", "balanced"} and all(d["n"] == 2 for d in pairs.values())
+    # each row says on stderr when it starts (a slow arm's row runs for minutes)
+    assert "row 1 of 6: random, 20 labels, draw 0, probe" in run.stderr
+    assert "row 6 of 6: balanced, 20 labels, draw 1, probe" in run.stderr
 
     # rows printed by processes side by side (here: one log a strategy, in another order)
     # merge into the same result
