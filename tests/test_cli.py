@@ -463,6 +463,8 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
     # the wall clock of the whole command (workers included), not of its last step
     assert 0.8 * took <= two["wall_seconds"] <= took
     assert two["environment"]["workers"] == 2 and one["environment"]["workers"] == 1
+    # gathering the workers' runs is not a resumed run: the folder is described once
+    assert "resuming" not in out and out.count("using the pretrained encoder") == 1
 
 
 def test_workers_auto_is_one_more_than_the_threads_and_at_most_one_a_run(capsys, monkeypatch,

@@ -305,15 +305,18 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
     checkpoint.atomic_write_text(out_dir / "plan.json",
                                  json.dumps(as_records(planned), indent=1))
     finished = RunLog(out_dir, shard)
-    if finished.done and shard is None:
-        log(f"resuming {out_dir}: {len(finished.done)} finished runs kept")
+    # what the folder holds is said once, by the command's first pass: not again by each
+    # worker, nor when the command gathers its workers' runs
+    say = log if shard is None and workers <= 1 else (lambda _line: None)
+    if finished.done:
+        say(f"resuming {out_dir}: {len(finished.done)} finished runs kept")
     runs: list[Run] = []
     pretrain_seconds, data, maps = {}, {}, {}
     for name, ds in loaded.items():
         data[name] = {"sha256": ds.sha256, "source": ds.source, "image_shape": ds.image_shape,
                       "classes": list(ds.classes)}
         encoders, pretrain_seconds[name] = _encoders(ds, cfg, rt, budgets[name][0], out_dir,
-                                                     pretrained, metrics, log, save_every)
+                                                     pretrained, metrics, say, save_every)
         if (cfg.feature_map > 0 and shard is None and not pretrain_only
                 and cfg.needs_encoder()):
             f = features(encoders[cfg.pretraining_seeds()[0]],
