@@ -11,7 +11,7 @@ unlabeled images' true digits (the development accuracy). One JSON line a folder
 arm's figures and the arm each rule would keep — ``fit``'s (``choose_arm``), the most
 accurate on the held-out labels, and a fixed order (semisupervised first).
 
-    python benchmarks/fit_choice.py --seeds 100 101 102 103 104 [--table FILE]
+    python benchmarks/fit_choice.py --seeds 100 101 102 103 104 [--set KEY=VALUE] [--table FILE]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from digits_folder import digits_arrays  # noqa: E402
 
 from fewlabels.arms import ARMS  # noqa: E402
 from fewlabels.classifiers import features  # noqa: E402
-from fewlabels.config import load_preset  # noqa: E402
+from fewlabels.config import load_preset, parse_set  # noqa: E402
 from fewlabels.data import Dataset  # noqa: E402
 from fewlabels.development import check_development_draws  # noqa: E402
 from fewlabels.errors import UsageError  # noqa: E402
@@ -62,10 +62,10 @@ def folder(seed: int, per_class: int = 10, dropped: int = 300) -> tuple[Dataset,
     return ds, torch.from_numpy(target[rest])
 
 
-def measure(seed: int) -> dict:
+def measure(seed: int, overrides: list[str] = ()) -> dict:
     start = time.perf_counter()
     ds, truth = folder(seed)
-    cfg = adapt(load_preset("default"), ds)
+    cfg = adapt(load_preset("default", parse_set(list(overrides))), ds)
     cfg.validate()
     rt = resolve(cfg.device, cfg.precision)
     encoder = pretrain(ds, cfg.pretrain, rt, progress=False)[0]
@@ -92,7 +92,8 @@ def measure(seed: int) -> dict:
     top = max(right, key=lambda a: accuracy[a])
     close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= 0.05]
     pretrained = [a for a in CANDIDATES if ARMS[a].pretrained]
-    return {"seed": seed, "split": "development", "development_accuracy": development,
+    return {"seed": seed, "split": "development", "set": list(overrides),
+            "development_accuracy": development,
             "candidate_development_accuracy": kept,
             "validation_accuracy": accuracy, "validation_loss": losses,
             "fit_choice": choose_arm(right, losses, unlabeled_arms=pretrained)[0],
@@ -106,15 +107,18 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[100, 101, 102, 103, 104])
     p.add_argument("--table", type=Path, help="append each JSON line to this file too")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field, as the CLI's --set (repeatable)")
     args = p.parse_args(argv)
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:
         check_development_draws(args.seeds)
+        load_preset("default", parse_set(args.set))  # a bad --set stops here, not later
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for seed in args.seeds:
-        row = json.dumps(measure(seed))
+        row = json.dumps(measure(seed, args.set))
         print(row, flush=True)
         if args.table:
             with args.table.open("a") as f:
