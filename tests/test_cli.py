@@ -304,6 +304,24 @@ def test_every_config_flag_acts_under_every_preset(preset, flag, holds):
     assert holds(cfg) and not holds(load_preset(preset))
 
 
+def test_a_list_option_given_twice_adds_up_and_replaces_its_default():
+    """argparse keeps the last of a repeated option silently: ``--labels 100 --labels 600``
+    ran only 600. Every list option adds up instead; its default is replaced, not extended."""
+    from fewlabels.cli import build_parser, compare_config
+
+    parse = build_parser().parse_args
+    cfg = compare_config(parse(["compare", "--labels", "100", "--labels", "600", "--arms",
+                                "probe", "--arms", "supervised", "--seeds", "3"]))
+    assert cfg.labels == ["100", "600"]
+    assert cfg.arms == ["probe", "supervised"] and cfg.seeds == [3]
+    assert parse(["probe", "--encoder", "e.encoder", "--seeds", "5", "--seeds", "6"]
+                 ).seeds == [5, 6]
+    assert parse(["probe", "--encoder", "e.encoder"]).seeds == [0, 1, 2]
+    assert parse(["fit", "d", "--out", "m.model", "--arms", "probe"]).arms == ["probe"]
+    assert parse(["export", "m.model", "--onnx", "m.onnx", "--check", "a.png", "--check",
+                  "b.png"]).check == ["a.png", "b.png"]
+
+
 def test_latent_size_sets_the_mlp_code_and_is_refused_for_the_conv_encoder(capsys, tmp_path):
     from fewlabels.cli import build_parser, compare_config
 

@@ -19,6 +19,17 @@ from .errors import (
 from .outputs import check_output_file
 
 
+class Several(argparse.Action):
+    """A list option given more than once adds up (``--labels 100 --labels 600`` is
+    ``--labels 100 600``), where argparse would keep the last silently; the first use
+    replaces the default."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        current = getattr(namespace, self.dest, None)
+        kept = [] if current is None or current is self.default else current
+        setattr(namespace, self.dest, [*kept, *values])
+
+
 def _cmd_data(args) -> int:
     from .data import dataset_info, fetch, load_dataset
 
@@ -416,19 +427,21 @@ def _compare_parser(sub) -> None:
     p = sub.add_parser("compare", help="pretrain, train every arm on the same label draws, "
                                        "write results.json and a report")
     p.add_argument("--preset", default="default", help="seed | default (default: default)")
-    p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+",
+    p.add_argument("--dataset", "--datasets", dest="datasets", nargs="+", action=Several,
                    help="mnist fashion-mnist mnist-hard (default: mnist); each is pretrained "
                         "once")
-    p.add_argument("--labels", nargs="+",
+    p.add_argument("--labels", nargs="+", action=Several,
                    help="label budgets, e.g. 100 600 1000 6000 all (also 1%%, 0.01)")
-    p.add_argument("--seeds", nargs="+", type=int, help="one label draw per seed (default 0 1 2)")
-    p.add_argument("--pretrain-seeds", nargs="+", type=int,
+    p.add_argument("--seeds", nargs="+", action=Several, type=int,
+                   help="one label draw per seed (default 0 1 2)")
+    p.add_argument("--pretrain-seeds", nargs="+", action=Several, type=int,
                    help="one pretraining run per seed (default: one run, seed 0); every label "
                         "draw is evaluated on each, and the intervals cover both")
-    p.add_argument("--arms", nargs="+", help="which arms to run (default: all but the "
-                   "ceiling, which is asked for by name): " + "; ".join(
-        f"{name}: {about}" for name, about in ARM_ABOUT.items()))
-    p.add_argument("--label-sampling", nargs="+",
+    p.add_argument("--arms", nargs="+", action=Several,
+                   help="which arms to run (default: all but the ceiling, which is asked "
+                        "for by name): " + "; ".join(f"{name}: {about}"
+                                                     for name, about in ARM_ABOUT.items()))
+    p.add_argument("--label-sampling", nargs="+", action=Several,
                    help="balanced (the same count a class: an oracle, it "
                    "reads labels no user has; default) | random | typical | coverage (chosen "
                    "in the run's pretrained embedding, without labels); several: each a "
@@ -518,7 +531,7 @@ def _probe_parser(sub) -> None:
     p.add_argument("--encoder", type=_path,
                    required=True, help="a file written by `fewlabels pretrain`")
     p.add_argument("--labels", default="600")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--seeds", nargs="+", action=Several, type=int, default=[0, 1, 2])
     p.add_argument("--epochs", type=int)
     p.add_argument("--augment", action="store_true",
                    help="train the linear layer on augmented views (default: clean images, "
@@ -540,8 +553,8 @@ def _fit_parser(sub) -> None:
                    required=True, help="the model file to write, e.g. digits.model "
                    "(checked before training starts)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
-    p.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
-                                                 "supervised"],
+    p.add_argument("--arms", nargs="+", action=Several,
+                   default=["probe", "finetune", "semisupervised", "supervised"],
                    help="candidate arms, chosen on a validation split of the labels (default: "
                         "probe finetune semisupervised supervised)")
     p.add_argument("--image-size", type=int, help="side the images are brought to (default: "
@@ -592,8 +605,9 @@ def _export_parser(sub) -> None:
     p = sub.add_parser("export", help="write a model as ONNX, checked with onnxruntime")
     p.add_argument("model", help="a file written by `fewlabels fit`")
     p.add_argument("--onnx", type=_path, required=True, help="the .onnx file to write")
-    p.add_argument("--check", nargs="+", help="images to compare onnxruntime with PyTorch on "
-                   "(default: the 16 training images kept in the model file)")
+    p.add_argument("--check", nargs="+", action=Several,
+                   help="images to compare onnxruntime with PyTorch on (default: the 16 "
+                        "training images kept in the model file)")
     p.set_defaults(func=_cmd_export)
 
 
