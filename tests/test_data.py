@@ -140,6 +140,14 @@ def test_a_damaged_file_in_a_data_dir_is_an_error_not_a_silent_fallback(tiny_dat
     assert calls == []
 
 
+def test_a_data_dir_that_is_a_file_or_missing_is_named_as_such(tiny_dataset, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder\n")
+    with pytest.raises(DataError, match="'.*a-file' is not a folder: pass an existing folder"):
+        data.load_dataset("tiny", data_dir=tmp_path / "a-file")
+    with pytest.raises(DataError, match="'.*nowhere' does not exist: pass an existing folder"):
+        data.load_dataset("tiny", data_dir=tmp_path / "nowhere")
+
+
 # ------------------------------------------------------------------ label budgets and draws
 
 

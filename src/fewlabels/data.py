@@ -351,7 +351,8 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
     files, source = None, ""
     if data_dir:
         if not Path(data_dir).is_dir():
-            raise DataError(f"data dir {str(data_dir)!r} does not exist: pass an existing folder")
+            what = "is not a folder" if Path(data_dir).exists() else "does not exist"
+            raise DataError(f"data dir {str(data_dir)!r} {what}: pass an existing folder")
         files = _verified(Path(data_dir), spec, quiet=True)
         if files is None:
             raise DataError(f"data dir {str(data_dir)!r} lacks {name}'s four IDX files or one "
