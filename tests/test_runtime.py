@@ -66,8 +66,10 @@ def test_threads_follow_the_flag_then_the_environment_then_the_cpus_allowed(monk
         with pytest.raises(UsageError, match="threads=0 is not allowed"):
             runtime.set_threads(0)
         monkeypatch.setattr(runtime, "available_cpus", lambda: 2)
-        with pytest.raises(UsageError, match=r"threads=1000 is out of range: 1\.\.2"):
+        with pytest.raises(UsageError, match=r"^threads=1000 is out of range: 1\.\.2"):
             runtime.set_threads(1000)
+        with pytest.raises(UsageError, match=r"^--threads=1000 is out of range"):  # the CLI's
+            runtime.set_threads(1000, where="--threads")
         monkeypatch.setenv("FEWLABELS_THREADS", "3")  # the message names the variable
         with pytest.raises(UsageError, match="FEWLABELS_THREADS=3 is out of range"):
             runtime.set_threads()

@@ -767,7 +767,7 @@ def main(argv: list[str] | None = None) -> int:
         from .runtime import set_threads
         from .sharing import sharing_enabled
 
-        set_threads(args.threads)
+        set_threads(args.threads, where="--threads")
         sharing_enabled()  # a bad $FEWLABELS_SHARE is refused now, not in the first step
         if distributed.setup() > 1 and args.command != "pretrain":
             raise UsageError(f"under torchrun only `fewlabels pretrain` runs data-parallel, "

@@ -104,14 +104,15 @@ def available_cpus() -> int:
     return max(1, n or 1)
 
 
-def set_threads(threads: int | None = None) -> int:
+def set_threads(threads: int | None = None, where: str = "threads") -> int:
     """Set torch's threads, and NumPy's and scikit-learn's: ``threads``, else
     ``$FEWLABELS_THREADS``, else — unless ``$OMP_NUM_THREADS`` already chose — the CPUs
     this process may use (``available_cpus``, also the most ``threads`` may ask for).
-    Returns the number in use."""
+    Returns the number in use. ``where``: the name a refused ``threads`` is given by (the
+    CLI's ``--threads``)."""
     from .errors import check_positive
 
-    name = "threads"
+    name = where
     if threads is None and os.environ.get("FEWLABELS_THREADS"):
         name = "FEWLABELS_THREADS"
         try:
