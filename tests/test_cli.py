@@ -445,6 +445,22 @@ def test_report_names_metrics_jsonl_when_its_records_were_changed(capsys, tmp_pa
     assert "metrics.jsonl does not hold what the report's curves need" in err
 
 
+@pytest.mark.usefixtures("mnist")
+def test_a_run_that_gave_way_to_other_processes_says_so(capsys, tmp_path, monkeypatch):
+    """A run whose threads went down for other processes may not reproduce a run alone
+    (a pretrained encoder least of all): results.json and the last lines say so."""
+    from fewlabels import sharing
+
+    monkeypatch.setitem(sharing._last, "lowered", 3)
+    run = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "--threads", "1", "compare", "--arms", "pixels-knn",
+                           "--labels", "100", "--seeds", "0", "--out", str(run))
+    assert code == 0 and "went down to one thread 3 time(s)" in out
+    assert "FEWLABELS_SHARE=0" in out
+    results = json.loads((run / "results.json").read_text())
+    assert results["environment"]["threads_lowered"] == 3
+
+
 def test_probe_refuses_zero_epochs_before_any_work(capsys, tiny_encoder):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--epochs", "0")
     assert code == 2 and "probe --epochs=0 is not allowed" in err

@@ -52,6 +52,25 @@ def test_crowded_then_clear_goes_to_one_thread_and_back(two_threads, monkeypatch
     assert share.changes == [(0.9, 1), (0.1, 2)]
 
 
+def test_each_time_it_gives_way_is_counted_for_results_json(two_threads, monkeypatch):
+    from fewlabels.runtime import environment, resolve
+
+    monkeypatch.delenv("FEWLABELS_SHARE", raising=False)
+    monkeypatch.setitem(sharing._last, "lowered", 0)
+    now = [0.0]
+    loads = iter([None, 0.9, 0.1, 0.9])
+    share = ThreadShare(sample=lambda: next(loads), interval=5, clock=lambda: now[0])
+    for t in (5.0, 10.0, 15.0):  # crowded, clear, crowded: down twice
+        now[0] = t
+        share()
+    share.restore()
+    assert sharing.times_lowered() == 2
+    later = ThreadShare(sample=lambda: None, interval=5, clock=lambda: now[0])  # starts crowded
+    later.restore()
+    assert sharing.times_lowered() == 3
+    assert environment(resolve("cpu", "fp32"))["threads_lowered"] == 3
+
+
 def test_it_looks_only_every_interval_and_restores_at_the_end(two_threads, monkeypatch):
     monkeypatch.delenv("FEWLABELS_SHARE", raising=False)
     calls = []

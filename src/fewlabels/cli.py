@@ -154,6 +154,11 @@ def _cmd_compare(args) -> int:
     print(format_table(results))
     print(f"\npretraining {sum(results['pretrain_seconds'].values()):.1f} s, "
           f"wall {results['wall_seconds']:.1f} s; report: {out / 'report.md'}")
+    lowered = results["environment"].get("threads_lowered", 0)
+    if lowered:
+        print(f"the CPU was shared: this run went down to one thread {lowered} time(s) for "
+              "other processes, so its figures (a pretrained encoder most) may differ from a "
+              "run alone; FEWLABELS_SHARE=0 keeps the threads fixed for a reproduction")
     return 0
 
 

@@ -160,6 +160,8 @@ def environment(rt: Runtime) -> dict:
     import platform
     from importlib import metadata
 
+    from .sharing import times_lowered
+
     versions = {}
     for name in PACKAGES:
         try:
@@ -170,6 +172,7 @@ def environment(rt: Runtime) -> dict:
            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
            "cpus_available": available_cpus(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+           "threads_lowered": times_lowered(),
            "python": platform.python_version(), "platform": platform.platform(),
            "cpu": cpu_name(), "cpu_bf16": dict(cpu_bf16_units()), "packages": versions}
     if rt.device.type == "cuda":

@@ -56,7 +56,16 @@ def sharing_enabled() -> bool:
     return value == "1"
 
 
-_last = {"crowded": False}  # what the last look of this process found
+# what the last look of this process found, and how often it gave way so far
+_last = {"crowded": False, "lowered": 0}
+
+
+def times_lowered() -> int:
+    """How often this process went down to one thread for other processes so far. Above 0,
+    its numbers may differ from a run alone — a pretrained encoder by more than the last
+    digits (MNIST's probe 0.9702 against 0.9859 from one recipe and seed; README) — so
+    results.json records it (``environment.threads_lowered``)."""
+    return _last["lowered"]
 
 
 class ThreadShare:
@@ -81,8 +90,9 @@ class ThreadShare:
         self.changes: list[tuple[float, int]] = []  # (others' load, threads set)
         if self.sample is not None:
             self.sample()  # the first look starts the window
-            if _last["crowded"]:
+            if _last["crowded"] and self.threads > 1:
                 torch.set_num_threads(1)
+                _last["lowered"] += 1
 
     def __call__(self) -> None:
         if self.sample is None or self.clock() < self.next:
@@ -97,6 +107,7 @@ class ThreadShare:
         if want != now:
             torch.set_num_threads(want)
             self.changes.append((round(others, 2), want))
+            _last["lowered"] += want < now
 
     def restore(self) -> None:
         """Back to the threads it started with (training is over)."""
