@@ -90,7 +90,7 @@ class ThreadShare:
         self.changes: list[tuple[float, int]] = []  # (others' load, threads set)
         if self.sample is not None:
             self.sample()  # the first look starts the window
-            if _last["crowded"] and self.threads > 1:
+            if _last["crowded"]:
                 torch.set_num_threads(1)
                 _last["lowered"] += 1
 
