@@ -24,13 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from digits_folder import digits_arrays  # noqa: E402
 
-from fewlabels.arms import ARMS  # noqa: E402
-from fewlabels.classifiers import features  # noqa: E402
+from fewlabels.arms import ARMS, network_outcome  # noqa: E402
 from fewlabels.config import load_preset, parse_set  # noqa: E402
 from fewlabels.data import Dataset  # noqa: E402
 from fewlabels.development import check_development_draws  # noqa: E402
@@ -39,8 +37,8 @@ from fewlabels.fitting import (  # noqa: E402
     CANDIDATES,
     adapt,
     choose_arm,
+    score_candidates,
     stratified_split,
-    without_images,
 )
 from fewlabels.pretrain import pretrain  # noqa: E402
 from fewlabels.runtime import cpu_name, resolve, set_threads  # noqa: E402
@@ -74,17 +72,14 @@ def measure(seed: int, overrides: list[str] = ()) -> dict:
     unlabeled = (labels < 0).nonzero().flatten()
     data = ds.without_test()
     train, val = stratified_split(labels, labeled, 0.2, 0)
-    scoring, scoring_train = without_images(data, val, train)
-    right, losses, development, kept = {}, {}, {}, {}
+    # the candidates exactly as fit trains and scores them
+    nets, right, losses = score_candidates(CANDIDATES, cfg, data, train, val, 0, encoder, rt,
+                                      log=lambda _line: None)
+    development, kept = {}, {}
     pool = ds.train_images[unlabeled]
     for arm in CANDIDATES:
-        candidate = ARMS[arm].run(cfg.context(scoring, scoring_train, 0, encoder, rt),
-                                  cfg.settings(arm))
-        kept[arm] = (candidate.predict(pool).cpu() == truth[unlabeled]).float().mean().item()
-        net = candidate.net
-        logits = net.forward_head(features(net, ds.train_images[val], rt)).float().cpu()
-        right[arm] = logits.argmax(1) == labels[val]
-        losses[arm] = F.cross_entropy(logits, labels[val]).item()
+        kept[arm] = (network_outcome(nets[arm], rt).predict(pool).cpu()
+                     == truth[unlabeled]).float().mean().item()
         final = ARMS[arm].run(cfg.context(data, labeled, 0, encoder, rt), cfg.settings(arm))
         predicted = final.predict(pool).cpu()
         development[arm] = (predicted == truth[unlabeled]).float().mean().item()

@@ -180,7 +180,8 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         if any(ARMS[a].pretrained for a in arms):
             encoder = _pretrained(ds, cfg, rt, out, progress, save_every, log)
         hidden = ds.without_test()
-        nets, right, losses = _candidates(arms, cfg, hidden, train, val, seed, encoder, rt, log)
+        nets, right, losses = score_candidates(arms, cfg, hidden, train, val, seed, encoder,
+                                               rt, log)
         best, why = choose_arm(right, losses,
                                unlabeled_arms=[a for a in arms if ARMS[a].pretrained])
         if refit:
@@ -238,11 +239,12 @@ def _pretrained(ds: Dataset, cfg: CompareConfig, rt, out, progress: bool, save_e
     return encoder
 
 
-def _candidates(arms, cfg: CompareConfig, hidden: Dataset, train: torch.Tensor,
-                val: torch.Tensor, seed: int, encoder, rt, log
-                ) -> tuple[dict, dict[str, torch.Tensor], dict[str, float]]:
+def score_candidates(arms, cfg: CompareConfig, hidden: Dataset, train: torch.Tensor,
+                     val: torch.Tensor, seed: int, encoder, rt, log
+                     ) -> tuple[dict, dict[str, torch.Tensor], dict[str, float]]:
     """Each arm trained on the ``train`` labels (the ``val`` images out of its pool too) and
-    scored on ``val``: its network, its per-image "was right" and its validation loss."""
+    scored on ``val``: its network, its per-image "was right" and its validation loss (what
+    ``fit`` chooses from; ``benchmarks/fit_choice.py`` scores the same candidates)."""
     scoring, scoring_train = without_images(hidden, val, train)
     labels = hidden.train_labels
     nets, right, losses = {}, {}, {}
