@@ -268,6 +268,18 @@ def cases() -> list[Case]:
              says="empty path"),
         Case("embed --out .", ["embed", "m.model", "digits/test/3", "--out", "."],
              says="is a folder"),
+        # found in a later session: tracebacks, a run that trained toward nothing
+        Case("pretrain --width 100000 (720 GB for one layer)",
+             ["pretrain", "--preset", "default", "--width", "100000", "--out", "w.encoder"],
+             says="use 1..1024", absent=["w.encoder"]),
+        Case("an MLP encoder of 100 million units (292 GiB)",
+             ["pretrain", "--epochs", "0.01", "--set", "encoder=mlp",
+              "--set", "encoder_options.hidden=[100000000]", "--out", "w.encoder"],
+             says="out of memory", absent=["w.encoder"]),
+        Case("SCAN with 100,000 clusters", [*fit, "--set",
+                                            "pretrain.refine_options.clusters=100000",
+                                            "--out", "x.model"],
+             says="use 2..1000", absent=["x.model"]),
     ]
 
 

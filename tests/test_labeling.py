@@ -333,3 +333,17 @@ def test_the_queue_is_what_suggest_chooses_from_unlabeled_not_test(folder):
     (folder / "test" / "cat").mkdir(parents=True)
     shutil.copy(folder / "unlabeled" / "0.png", folder / "test" / "cat" / "t.png")
     assert all(f.startswith("unlabeled/") for f in Session(folder).view()["todo"])
+
+
+def test_a_port_in_use_is_one_line_naming_it(folder):
+    """The server's OSError used to reach the disk-space message ("Address already in use:
+    free some space, fix the permissions ...")."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UsageError, match=f"--port {port} is in use by another program: "
+                                             "choose another, or 0 for a free one"):
+            serve(folder, port=port)

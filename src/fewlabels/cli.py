@@ -760,6 +760,19 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
+def out_of_memory(error: BaseException) -> str | None:
+    """None unless ``error`` is a failed allocation; else what it asked for (" (asked 670.6
+    GiB)"), or "" when the error does not say."""
+    import re
+
+    text = str(error)
+    if not (isinstance(error, MemoryError) or "can't allocate memory" in text
+            or type(error).__name__ == "OutOfMemoryError"):
+        return None
+    asked = re.search(r"allocate (\d+) bytes", text)
+    return f" (asked {int(asked[1]) / 2**30:,.1f} GiB)" if asked else ""
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
@@ -794,6 +807,13 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except (MemoryError, RuntimeError) as e:  # an allocation past the memory there is
+        need = out_of_memory(e)
+        if args.debug or need is None:
+            raise
+        print(f"fewlabels: error: out of memory{need}: lower the batch, the encoder's width "
+              "or --image-size, or free memory; finished work is kept", file=sys.stderr)
+        return 2
     except OSError as e:  # a full disk, a read-only or forbidden path: no traceback
         if args.debug:
             raise

@@ -11,6 +11,7 @@ from torch import nn
 
 from .errors import UsageError, check_positive
 
+MAX_WIDTH = 1024  # the conv encoder's width: 32 by default; past this a layer needs gigabytes
 
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
     layers: list[nn.Module] = []
@@ -152,6 +153,9 @@ class ConvEncoder(nn.Module):
                  channels_last: bool = True):
         super().__init__()
         check_positive("width", width, integer=True)
+        if width > MAX_WIDTH:  # 100,000 asked 720 GB of the allocator for one layer
+            raise UsageError(f"width={width} is out of range: use 1..{MAX_WIDTH} (the "
+                             "default is 32; memory and time grow with its square)")
         self.in_shape = tuple(in_shape)
         self.width = int(width)
         w = self.width

@@ -13,6 +13,7 @@ writing over the first one's work.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -344,7 +345,15 @@ def serve(root: str | Path, queue: list[str] | None = None, port: int = 0,
         if not session.queue:
             raise UsageError(f"no image to label in {str(root)!r}: put images in "
                              f"{root}/unlabeled/")
-        server = ThreadingHTTPServer(("127.0.0.1", port), handler(session))
+        try:
+            server = ThreadingHTTPServer(("127.0.0.1", port), handler(session))
+        except OSError as e:  # the port is taken, or below 1024 for a user: say which
+            if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+            why = ("is in use by another program" if e.errno == errno.EADDRINUSE else
+                   "needs privileges here (ports under 1024 do)")
+            raise UsageError(f"--port {port} {why}: choose another, or 0 for a free one"
+                             ) from None
         try:
             url = f"http://127.0.0.1:{server.server_address[1]}/"
             if ready is not None:

@@ -141,8 +141,9 @@ def _check_labels(ds: Dataset, warn) -> None:
                          f"({', '.join(present)}): a classifier needs at least two")
     missing = [name for c, name in enumerate(ds.classes) if c not in counts]
     if missing:
-        raise UsageError(f"classes {missing} have no labeled image: add images of them or "
-                         "remove them from the class list")
+        raise UsageError(f"classes {missing} have no labeled image: add images to their "
+                         "labeled/<class>/ folders or remove those empty folders (in an .npz: "
+                         "label some images of them, or drop them from `classes`)")
     few = [f"{ds.classes[c]} ({n})" for c, n in sorted(counts.items()) if n < 2]
     if few:
         warn(f"classes with a single labeled image: {', '.join(few)}; no validation image "

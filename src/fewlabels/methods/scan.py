@@ -12,6 +12,8 @@ from torch import nn
 from ..distributed import gather
 from ..errors import UsageError, check_non_negative
 
+MAX_CLUSTERS = 1000  # as many as ImageNet's classes: far past a few-label task's
+
 
 def consistency(logits_anchor: torch.Tensor, logits_neighbor: torch.Tensor) -> torch.Tensor:
     """−mean log ⟨p(a), p(n)⟩ from the two cluster heads' logits (N, K): low when both put
@@ -37,6 +39,9 @@ class SCANLoss(nn.Module):
         if isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 2:
             raise UsageError(f"clusters={clusters!r} is not allowed: it must be an integer "
                              ">= 2, e.g. the number of classes")
+        if clusters > MAX_CLUSTERS:  # 100,000 were trained at 4 s a step, on 60,000 images
+            raise UsageError(f"clusters={clusters} is out of range: use 2..{MAX_CLUSTERS} "
+                             "(about the number of classes)")
         check_non_negative("entropy_weight", entropy_weight)
         self.encoder = encoder
         # standardised features let the new head learn as fast as the encoder moves
