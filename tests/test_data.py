@@ -135,7 +135,11 @@ def test_a_damaged_file_in_a_data_dir_is_an_error_not_a_silent_fallback(tiny_dat
     path = tmp_path / "origin" / f"{spec.files['test-labels'].name}.gz"
     raw = gzip.decompress(path.read_bytes())
     path.write_bytes(gzip.compress(raw[:-1] + bytes([raw[-1] ^ 1])))
-    with pytest.raises(DataError, match="fails its SHA-256 .*leave out --data-dir"):
+    name = spec.files["test-labels"].name
+    with pytest.raises(DataError, match=f"{name} fails its SHA-256 .*leave out --data-dir"):
+        data.load_dataset("tiny", data_dir=tmp_path / "origin")
+    path.unlink()  # which file is missing is named too
+    with pytest.raises(DataError, match=f"it lacks {name} \\(plain or .gz\\)"):
         data.load_dataset("tiny", data_dir=tmp_path / "origin")
     assert calls == []
 

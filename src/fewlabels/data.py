@@ -222,12 +222,16 @@ def _read_plain_or_gz(folder: Path, name: str) -> bytes | None:
     return None
 
 
-def _verified(folder: Path, spec: DatasetSpec, *, quiet: bool = False) -> dict[str, bytes] | None:
-    """All four files of ``spec`` from ``folder`` if each matches its hash, else None."""
+def _verified(folder: Path, spec: DatasetSpec, *, quiet: bool = False,
+              why: list[str] | None = None) -> dict[str, bytes] | None:
+    """All four files of ``spec`` from ``folder`` if each matches its hash, else None (and
+    what is wrong appended to ``why``)."""
     out = {}
     for role, f in spec.files.items():
         data = _read_plain_or_gz(folder, f.name)
         if data is None:
+            if why is not None:
+                why.append(f"it lacks {f.name} (plain or .gz)")
             return None
         actual = sha256(data)
         if actual != f.sha256:
@@ -235,6 +239,8 @@ def _verified(folder: Path, spec: DatasetSpec, *, quiet: bool = False) -> dict[s
                 print(f"fewlabels: {folder / f.name} fails its checksum "
                       f"(expected sha256 {f.sha256}, got {actual}); fetching it again",
                       file=sys.stderr)
+            if why is not None:
+                why.append(f"{f.name} fails its SHA-256 (damaged, or another version)")
             return None
         out[role] = data
     return out
@@ -353,11 +359,12 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
         if not Path(data_dir).is_dir():
             what = "is not a folder" if Path(data_dir).exists() else "does not exist"
             raise DataError(f"data dir {str(data_dir)!r} {what}: pass an existing folder")
-        files = _verified(Path(data_dir), spec, quiet=True)
+        why: list[str] = []
+        files = _verified(Path(data_dir), spec, quiet=True, why=why)
         if files is None:
-            raise DataError(f"data dir {str(data_dir)!r} lacks {name}'s four IDX files or one "
-                            "fails its SHA-256 (see `fewlabels data info` for the names): "
-                            "replace them, or leave out --data-dir to use the cache")
+            raise DataError(f"data dir {str(data_dir)!r} does not hold {name}'s four IDX files: "
+                            f"{why[0]}; put the original there (`fewlabels data info {name}` "
+                            "names the four), or leave out --data-dir to use the cache")
         source = f"data dir {data_dir}"
     if files is None:
         folder = cache_dir() / name
