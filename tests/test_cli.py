@@ -69,6 +69,11 @@ def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, m
     (["compare", "--quick", "--bogus"], "unrecognized arguments: --bogus"),
     (["--threads", "abc", "compare"], "argument --threads: invalid int value: 'abc'"),
     (["embed", "m.model", "a.png", "--out", "."], "--out '.' is a folder"),
+    # every file output alike: a missing folder is refused (embed used to create it)
+    (["embed", "m.model", "a.png", "--out", "nodir/f.npy"], "its folder 'nodir' does not "
+     "exist"),
+    (["export", "m.model", "--onnx", "nodir/m.onnx"], "its folder 'nodir' does not exist"),
+    (["pretrain", "--out", "nodir/m.encoder"], "its folder 'nodir' does not exist"),
 ])
 def test_parse_errors_and_empty_paths_are_one_line_not_a_default(capsys, tmp_path, monkeypatch,
                                                                   argv, message):

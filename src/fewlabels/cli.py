@@ -375,7 +375,6 @@ def _cmd_embed(args) -> int:
     from .predictor import load_for_embedding
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     check_output_file(out, "--out", True, "features.npy")  # before the images are read
     listing = out.with_suffix(".files.txt")
     check_output_file(listing, "--out's file list", force=True)
