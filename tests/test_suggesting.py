@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import pytest
 from digits_folder import write_digits_folder
@@ -89,5 +90,15 @@ def test_a_links_folder_that_cannot_be_made_is_refused_before_the_work(digits, t
 
 
 def test_more_classes_than_images_is_refused(digits, tiny_encoder):
-    with pytest.raises(UsageError, match=r"--classes 1798 is out of range: use 1\.\.1797"):
+    with pytest.raises(UsageError, match=r"--classes 1798 is out of range: use 10\.\.1797"):
         suggest(digits, 3, tiny_encoder, strategy="coverage", classes=1798)
+
+
+def test_fewer_classes_than_labeled_has_are_refused(digits, tiny_encoder):
+    """Told 1 class beside labeled/'s 10, coverage ran on a radius for one class."""
+    with pytest.raises(UsageError, match=r"--classes 1 is out of range: use at least 10 "
+                                         r"\('.*labeled' holds 10 class folders\)"):
+        suggest(digits, 3, tiny_encoder, strategy="coverage", classes=1)
+    shutil.rmtree(digits / "labeled")
+    with pytest.raises(UsageError, match=r"use at least 2 \(a classifier tells two"):
+        suggest(digits, 3, tiny_encoder, strategy="coverage", classes=1)

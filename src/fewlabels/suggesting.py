@@ -53,6 +53,12 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
     classes = classes if classes is not None else len(known) or None
     check_classes(strategy, classes,  # before the images are read
                   f", and nothing in {str(labeled_dir)!r} counts them yet")
+    least = max(2, len(known))  # a class count below labeled/'s own is a contradiction
+    if classes is not None and classes < least:
+        raise UsageError(f"--classes {classes} is out of range: use at least {least} ("
+                         + (f"{str(labeled_dir)!r} holds {len(known)} class folders"
+                            if len(known) >= 2 else "a classifier tells two classes or more")
+                         + ")")
     source = load_for_embedding(embedder)
     inputs = ([str(labeled_dir)] if known else []) + candidates(root)
     if not inputs[len(known) > 0:]:
@@ -68,7 +74,7 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
         raise UsageError(f"--budget {budget} is out of range: use 1..{free} (the images not "
                          "labeled yet)")
     if classes is not None and classes > len(files):
-        raise UsageError(f"--classes {classes} is out of range: use 1..{len(files)} (the "
+        raise UsageError(f"--classes {classes} is out of range: use {least}..{len(files)} (the "
                          "images in the folder; a class needs at least one)")
     chosen = select(torch.from_numpy(feats), budget, strategy, seed,
                     labeled=is_labeled.nonzero().flatten(),
