@@ -40,6 +40,8 @@ def run_cli(capsys, *argv):
     (["--arms", "pixels-knn", "pixels-knn"], "arms gives 'pixels-knn' twice"),
     (["--seeds", "99999999999999999999999"], "seeds=99999999999999999999999 is out of range"),
     (["--seeds", "-1"], "seeds=-1 is out of range: use an integer from 0"),
+    (["--tune", "99999999999999999999"], "tune=99999999999999999999 is out of range: use "
+     "0..10,000 trials"),
     (["--set", "probe.batch=nan"], "probe.batch=nan is not allowed"),
     (["--set", "supervised.batch=inf"], "supervised.batch=inf is not allowed"),
     (["--pretrain-epochs", "inf"], "pretrain.epochs=inf is not allowed"),

@@ -20,6 +20,7 @@ from .semisupervised import SemiSupervisedConfig
 
 SAMPLINGS = ("balanced", "random", "typical", "coverage")
 SELECTED = ("typical", "coverage")  # samplings that need the pretrained encoder
+MOST_TRIALS = 10_000  # --tune: Optuna trials of one arm, budget and draw
 
 
 @dataclass
@@ -136,6 +137,9 @@ class CompareConfig:
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
         check_non_negative("tune", self.tune, integer=True, hint=": a number of trials")
+        if self.tune > MOST_TRIALS:  # 10^20 trials were accepted and ran for ever
+            raise UsageError(f"tune={self.tune} is out of range: use 0..{MOST_TRIALS:,} trials "
+                             "a tunable arm, budget and draw (each trains the arm once)")
         check_non_negative("feature_map", self.feature_map, integer=True,
                            hint=": a number of test images, or 0 for no map")
         self.pretrain.validate()
