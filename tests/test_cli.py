@@ -40,6 +40,8 @@ def run_cli(capsys, *argv):
     (["--arms", "pixels-knn", "pixels-knn"], "arms gives 'pixels-knn' twice"),
     (["--seeds", "99999999999999999999999"], "seeds=99999999999999999999999 is out of range"),
     (["--seeds", "-1"], "seeds=-1 is out of range: use an integer from 0"),
+    (["--arms", "pixels-knn", "--labels", "600", "100", "--set", "pixels_knn.k=101"],
+     "pixels_knn.k=101 is out of range at 100 labels: use 1..100"),
     (["--tune", "99999999999999999999"], "tune=99999999999999999999 is out of range: use "
      "0..10,000 trials"),
     (["--set", "probe.batch=nan"], "probe.batch=nan is not allowed"),
@@ -71,6 +73,10 @@ def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, m
     (["compare", "--quick", "--bogus"], "unrecognized arguments: --bogus"),
     (["--threads", "abc", "compare"], "argument --threads: invalid int value: 'abc'"),
     (["embed", "m.model", "a.png", "--out", "."], "--out '.' is a folder"),
+    (["predict", "m.model", "a.png", "--batch", "0"],
+     "argument --batch: 0 is out of range: use a whole number from 1"),
+    (["embed", "m.model", "a.png", "--out", "f.npy", "--batch", "x"],
+     "argument --batch: 'x' is not a whole number"),
     # every file output alike: a missing folder is refused (embed used to create it)
     (["embed", "m.model", "a.png", "--out", "nodir/f.npy"], "its folder 'nodir' does not "
      "exist"),

@@ -250,6 +250,10 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
                                  f"classes, so some class would have no label: use at least "
                                  f"{ds.num_classes} (one a class)")
+            if "pixels-knn" in cfg.arms and not cfg.tune and cfg.pixels_knn.k > count:
+                raise UsageError(f"pixels_knn.k={cfg.pixels_knn.k} is out of range at {count} "
+                                 f"labels: use 1..{count} (a vote among the labeled images; "
+                                 "more was read as all of them)")
             for sampling in set(cfg.samplings()) - set(SELECTED):
                 draw_labels(ds.train_labels, count, cfg.seeds[0], sampling)
     if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
