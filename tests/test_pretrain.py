@@ -89,3 +89,21 @@ def test_nearest_neighbors_in_chunks_match_the_whole_similarity_matrix():
     expected = sim.topk(5, dim=1).indices
     for chunk in (7, 16, 50, 64):  # a last chunk shorter than the others, one, more than N
         assert torch.equal(nearest_neighbors(f, 5, chunk=chunk), expected)
+
+
+def test_a_warm_up_longer_than_its_stage_is_held_to_half_of_it(mnist_slice, monkeypatch):
+    """warmup_epochs=100 on a 1-epoch stage left the rate rising to its peak at the last
+    step, never decayed; now half the stage warms up and the cosine decays the rest."""
+    from fewlabels import pretrain as module
+
+    seen = []
+    real = module.warmup_cosine
+    monkeypatch.setattr(module, "warmup_cosine",
+                        lambda steps, warmup: seen.append((steps, warmup)) or real(steps, warmup))
+    cfg = PretrainConfig(method="simclr", epochs=1, batch=100, warmup_epochs=100,
+                         encoder_options={"width": 4})
+    pretrain(mnist_slice.subset(train=800, test=10), cfg, resolve("cpu", "fp32"), None,
+             progress=False)
+    (steps, warmup), = seen
+    assert steps >= 4 and warmup == steps // 2
+    assert real(steps, warmup)(steps) < 1e-6  # decayed to nothing at the end

@@ -55,7 +55,7 @@ class PretrainConfig:
     lr: float = 2e-3  # peak AdamW learning rate
     weight_decay: float = 1e-4
     schedule: str = "cosine"  # cosine: linear warm-up, then cosine decay; constant: none
-    warmup_epochs: float = 1.0  # the cosine schedule's linear warm-up
+    warmup_epochs: float = 1.0  # the cosine schedule's linear warm-up (at most half a stage)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     # the augmentation policy: pretraining's views, and the arms that train on augmented
     # images use the same one
@@ -307,8 +307,10 @@ class _Pretraining:
 
         resume = self.resume(number, method, neighbors)
         method.train()
-        schedule = (warmup_cosine(steps, int(cfg.warmup_epochs * per_epoch))
-                    if cfg.schedule == "cosine" else None)
+        # a warm-up as long as the stage would leave it at its peak rate to the end, never
+        # decayed (a short run, or warmup_epochs=100): at most half the stage warms up
+        warmup = min(int(cfg.warmup_epochs * per_epoch), steps // 2)
+        schedule = warmup_cosine(steps, warmup) if cfg.schedule == "cosine" else None
         checks = self.monitor is not None or self.held_out is not None
         done = loop(list(method.parameters()), loss_fn,
                    shuffled_batches(self.train, cfg.batch,
