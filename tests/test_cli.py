@@ -42,6 +42,10 @@ def run_cli(capsys, *argv):
     (["--seeds", "-1"], "seeds=-1 is out of range: use an integer from 0"),
     (["--arms", "pixels-knn", "--labels", "600", "100", "--set", "pixels_knn.k=101"],
      "pixels_knn.k=101 is out of range at 100 labels: use 1..100"),
+    (["--arms", "pixels-labelspreading", "--set", "pixels_labelspreading.k=99999999"],
+     "pixels_labelspreading.k=99999999 is out of range for mnist: use 1..59999"),
+    (["--arms", "pixels-labelspreading", "--set", "pixels_labelspreading.components=785"],
+     "pixels_labelspreading.components=785 is out of range for mnist: use 1..784"),
     (["--tune", "99999999999999999999"], "tune=99999999999999999999 is out of range: use "
      "0..10,000 trials"),
     (["--set", "probe.batch=nan"], "probe.batch=nan is not allowed"),

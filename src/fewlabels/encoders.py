@@ -13,6 +13,7 @@ from .errors import UsageError, check_positive
 
 MAX_WIDTH = 1024  # the conv encoder's width: 32 by default; past this a layer needs gigabytes
 
+
 def _mlp(sizes: Sequence[int]) -> list[nn.Module]:
     layers: list[nn.Module] = []
     for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import shutil
 import time
 from collections.abc import Callable
@@ -245,6 +246,15 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                for name, ds in loaded.items()}
     for name, ds in loaded.items():  # every draw can be made, before anything is written
         cfg.check_data(ds.image_shape)
+        spreading, pixels = cfg.pixels_labelspreading, math.prod(ds.image_shape)
+        if "pixels-labelspreading" in cfg.arms and not cfg.tune:  # sklearn's traceback else
+            if spreading.components > pixels:
+                raise UsageError(f"pixels_labelspreading.components={spreading.components} is "
+                                 f"out of range for {name}: use 1..{pixels} (its pixels)")
+            if spreading.k >= len(ds.train_labels):
+                raise UsageError(f"pixels_labelspreading.k={spreading.k} is out of range for "
+                                 f"{name}: use 1..{len(ds.train_labels) - 1} (the other "
+                                 "training images)")
         for count in budgets[name]:
             if count < ds.num_classes and any(not ARMS[a].every_label for a in cfg.arms):
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
