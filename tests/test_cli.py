@@ -46,6 +46,14 @@ def run_cli(capsys, *argv):
      "pixels_labelspreading.k=99999999 is out of range for mnist: use 1..59999"),
     (["--arms", "pixels-labelspreading", "--set", "pixels_labelspreading.components=785"],
      "pixels_labelspreading.components=785 is out of range for mnist: use 1..784"),
+    # one labeled image left to train on standardised to NaN: "lr=0.01 is too high" it said
+    (["--labels", "10", "--arms", "probe", "--set", "probe.val_fraction=0.99"],
+     "probe.val_fraction=0.99 splits 10 labeled images into 1 to train on and 9 to choose"),
+    (["--labels", "10", "--arms", "supervised", "--set", "supervised.lrs=[0.001,0.003]",
+      "--set", "supervised.val_fraction=0.01"],
+     "supervised.val_fraction=0.01 splits 10 labeled images into 10 to train on and 0"),
+    (["--set", "probe.weight_decays=[]"],
+     "give a list of at least one value, e.g. --set probe.weight_decays=[0.001,0.003]"),
     (["--tune", "99999999999999999999"], "tune=99999999999999999999 is out of range: use "
      "0..10,000 trials"),
     (["--set", "probe.batch=nan"], "probe.batch=nan is not allowed"),

@@ -95,7 +95,7 @@ def check_lr_list(name: str, values: list[float], zero: bool = False) -> None:
     """A non-empty list of candidates, each > 0 (>= 0 with ``zero``)."""
     if not isinstance(values, list) or not values:
         raise UsageError(f"{name}={values!r} is not allowed: give a list of at least one "
-                         "value, e.g. --set {name}=0.001,0.003")
+                         f"value, e.g. --set {name}=[0.001,0.003]")
     for v in values:
         (check_non_negative if zero else check_positive)(name, v)
 
@@ -167,14 +167,28 @@ def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> flo
     return (_predict(head, feats) == labels).float().mean().item()
 
 
+def check_split(name: str, val_fraction: float, count: int) -> None:
+    """Refuse a validation split of ``count`` labeled images (``split_indices``'s sizes)
+    that leaves under 2 to train on or none to choose with: one image standardises to
+    NaN features, none scores NaN."""
+    train = max(1, round((1 - val_fraction) * count))
+    if train < 2 or train == count:
+        raise UsageError(f"{name}={val_fraction} splits {count} labeled images into {train} to "
+                         f"train on and {count - train} to choose with: use a fraction that "
+                         "leaves at least 2 and 1 (e.g. 0.2), or give one candidate value, "
+                         "which needs no split")
+
+
 def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: float,
-                          seed: int, fit, score) -> tuple:
+                          seed: int, fit, score, name: str = "val_fraction") -> tuple:
     """Pick the candidate whose model, fit on a split of the labeled indices, scores best on
     the held-out rest; then refit it on all of them. ``fit(candidate, indices) -> (model,
     history)``, ``score(model, indices) -> accuracy``. Returns ((model, history) of the
-    refit, chosen, {candidate: score})."""
+    refit, chosen, {candidate: score}). ``name``: the setting ``val_fraction`` is, for a
+    split that leaves too few images on a side."""
     scores = {}
     if len(candidates) > 1:
+        check_split(name, val_fraction, len(labels))
         tr, va = split_indices(torch.arange(len(labels)), 1 - val_fraction, seed)
         scores = {c: score(fit(c, tr)[0], va) for c in candidates}
     best = max(scores, key=scores.get) if scores else candidates[0]
@@ -267,7 +281,8 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             return _accuracy(layer, clean[idx.to(clean.device)], labels[idx])
 
         (layer, history), best, scores = _choose_on_validation(
-            cfg.weight_decays, labels, cfg.val_fraction, seed, fit_one, score)
+            cfg.weight_decays, labels, cfg.val_fraction, seed, fit_one, score,
+            "probe.val_fraction")
     return {"head": layer.eval(), "weight_decay": best, "val_scores": scores,
             "history": history}
 
@@ -440,7 +455,8 @@ def train_network(make_net, images, labels, cfg: SupervisedConfig, rt: Runtime,
         return _accuracy(net.head, features(net.encoder, images[idx], rt), labels[idx])
 
     (net, history), best, scores = _choose_on_validation(
-        cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score)
+        cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score,
+        ("finetune" if isinstance(cfg, FinetuneConfig) else "supervised") + ".val_fraction")
     return {"net": net, "lr": best, "val_scores": scores, "history": history,
             "cycles": history.records[-1]["cycle"]}
 

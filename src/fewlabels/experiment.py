@@ -23,7 +23,7 @@ import torch
 
 from . import checkpoint, memo
 from .arms import ARMS, SAMPLED
-from .classifiers import features
+from .classifiers import check_split, features
 from .config import SELECTED, CompareConfig, to_dict
 from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
 from .errors import UsageError, parse_json
@@ -260,6 +260,11 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
                                  f"classes, so some class would have no label: use at least "
                                  f"{ds.num_classes} (one a class)")
+            for arm, section, candidates in (("probe", cfg.probe, cfg.probe.weight_decays),
+                                             ("supervised", cfg.supervised, cfg.supervised.lrs),
+                                             ("finetune", cfg.finetune, cfg.finetune.lrs)):
+                if arm in cfg.arms and len(candidates) > 1 and not cfg.tune:  # its own choice
+                    check_split(f"{arm}.val_fraction", section.val_fraction, count)
             if "pixels-knn" in cfg.arms and not cfg.tune and cfg.pixels_knn.k > count:
                 raise UsageError(f"pixels_knn.k={cfg.pixels_knn.k} is out of range at {count} "
                                  f"labels: use 1..{count} (a vote among the labeled images; "
