@@ -159,3 +159,23 @@ def test_supervised_training_runs_another_cycle_while_it_ends_under_fitted(
         SupervisedConfig(cycles=0).validate()
     with pytest.raises(UsageError, match="cycles=101 is out of range: at most 100 cycles"):
         SupervisedConfig(cycles=101).validate()
+
+
+def test_labels_too_few_to_split_keep_the_first_candidate_unscored():
+    """Two labeled images split 0.2 leave none to choose with (NaN scores chose by order):
+    the first candidate is trained on both and no score is claimed. `compare` refuses such
+    a split before any work (tests/test_cli.py); `fit` on a handful of labels gets this."""
+    from fewlabels.classifiers import _choose_on_validation
+
+    fitted = []
+
+    def fit(candidate, idx):
+        fitted.append((candidate, idx.tolist()))
+        return candidate, None
+
+    (model, _), best, scores = _choose_on_validation(
+        [1e-3, 3e-3], torch.tensor([0, 1]), 0.2, 0, fit, lambda m, idx: 1.0)
+    assert (model, best, scores) == (1e-3, 1e-3, {}) and fitted == [(1e-3, [0, 1])]
+    (_, _), best, scores = _choose_on_validation(
+        [1e-3, 3e-3], torch.arange(10) % 2, 0.2, 0, fit, lambda m, idx: m)
+    assert best == 3e-3 and set(scores) == {"0.001", "0.003"}  # ten split 8 / 2: chosen

@@ -167,12 +167,18 @@ def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> flo
     return (_predict(head, feats) == labels).float().mean().item()
 
 
-def check_split(name: str, val_fraction: float, count: int) -> None:
-    """Refuse a validation split of ``count`` labeled images (``split_indices``'s sizes)
-    that leaves under 2 to train on or none to choose with: one image standardises to
-    NaN features, none scores NaN."""
+def _split_sizes(val_fraction: float, count: int) -> tuple[int, int]:
+    """(to train on, to choose with) of ``count`` labeled images (``split_indices``')."""
     train = max(1, round((1 - val_fraction) * count))
-    if train < 2 or train == count:
+    return train, count - train
+
+
+def check_split(name: str, val_fraction: float, count: int) -> None:
+    """Refuse a validation split of ``count`` labeled images that leaves under 2 to train
+    on or none to choose with: one image standardises to NaN features (the probe then
+    blamed its learning rate), none scores NaN. ``compare`` checks it before any work."""
+    train, held_out = _split_sizes(val_fraction, count)
+    if train < 2 or held_out == 0:
         raise UsageError(f"{name}={val_fraction} splits {count} labeled images into {train} to "
                          f"train on and {count - train} to choose with: use a fraction that "
                          "leaves at least 2 and 1 (e.g. 0.2), or give one candidate value, "
@@ -180,15 +186,15 @@ def check_split(name: str, val_fraction: float, count: int) -> None:
 
 
 def _choose_on_validation(candidates: list, labels: torch.Tensor, val_fraction: float,
-                          seed: int, fit, score, name: str = "val_fraction") -> tuple:
+                          seed: int, fit, score) -> tuple:
     """Pick the candidate whose model, fit on a split of the labeled indices, scores best on
     the held-out rest; then refit it on all of them. ``fit(candidate, indices) -> (model,
     history)``, ``score(model, indices) -> accuracy``. Returns ((model, history) of the
-    refit, chosen, {candidate: score}). ``name``: the setting ``val_fraction`` is, for a
-    split that leaves too few images on a side."""
+    refit, chosen, {candidate: score}); the first candidate, unscored, when the labels
+    are too few to split (``check_split``: ``fit`` on a handful of labels)."""
     scores = {}
-    if len(candidates) > 1:
-        check_split(name, val_fraction, len(labels))
+    train, held_out = _split_sizes(val_fraction, len(labels))
+    if len(candidates) > 1 and train >= 2 and held_out > 0:
         tr, va = split_indices(torch.arange(len(labels)), 1 - val_fraction, seed)
         scores = {c: score(fit(c, tr)[0], va) for c in candidates}
     best = max(scores, key=scores.get) if scores else candidates[0]
@@ -281,8 +287,7 @@ def linear_probe(encoder: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             return _accuracy(layer, clean[idx.to(clean.device)], labels[idx])
 
         (layer, history), best, scores = _choose_on_validation(
-            cfg.weight_decays, labels, cfg.val_fraction, seed, fit_one, score,
-            "probe.val_fraction")
+            cfg.weight_decays, labels, cfg.val_fraction, seed, fit_one, score)
     return {"head": layer.eval(), "weight_decay": best, "val_scores": scores,
             "history": history}
 
@@ -455,8 +460,7 @@ def train_network(make_net, images, labels, cfg: SupervisedConfig, rt: Runtime,
         return _accuracy(net.head, features(net.encoder, images[idx], rt), labels[idx])
 
     (net, history), best, scores = _choose_on_validation(
-        cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score,
-        ("finetune" if isinstance(cfg, FinetuneConfig) else "supervised") + ".val_fraction")
+        cfg.lrs, labels, cfg.val_fraction, seed, fit_one, score)
     return {"net": net, "lr": best, "val_scores": scores, "history": history,
             "cycles": history.records[-1]["cycle"]}
 
