@@ -230,6 +230,34 @@ def _differences(old, new, where: str = "") -> list[tuple[str, object, object]]:
     return [] if old == new else [(where[:-1], old, new)]
 
 
+def _check_arms_on(cfg: CompareConfig, name: str, ds: Dataset, budgets: list[int]) -> None:
+    """The arms' settings that only the data can check: label spreading's graph against the
+    images and pixels, and at each label budget the kNN vote and the validation split an
+    arm chooses its value on (else scikit-learn's traceback, a majority vote, or NaN, in
+    the middle of the comparison). Under ``--tune`` the trials set these instead."""
+    if cfg.tune:
+        return
+    spreading, pixels = cfg.pixels_labelspreading, math.prod(ds.image_shape)
+    if "pixels-labelspreading" in cfg.arms:
+        if spreading.components > pixels:
+            raise UsageError(f"pixels_labelspreading.components={spreading.components} is out "
+                             f"of range for {name}: use 1..{pixels} (its pixels)")
+        if spreading.k >= len(ds.train_labels):
+            raise UsageError(f"pixels_labelspreading.k={spreading.k} is out of range for "
+                             f"{name}: use 1..{len(ds.train_labels) - 1} (the other "
+                             "training images)")
+    for count in budgets:
+        for arm, section, candidates in (("probe", cfg.probe, cfg.probe.weight_decays),
+                                         ("supervised", cfg.supervised, cfg.supervised.lrs),
+                                         ("finetune", cfg.finetune, cfg.finetune.lrs)):
+            if arm in cfg.arms and len(candidates) > 1:  # the arm chooses on a split
+                check_split(f"{arm}.val_fraction", section.val_fraction, count)
+        if "pixels-knn" in cfg.arms and cfg.pixels_knn.k > count:
+            raise UsageError(f"pixels_knn.k={cfg.pixels_knn.k} is out of range at {count} "
+                             f"labels: use 1..{count} (a vote among the labeled images; more "
+                             "was read as all of them)")
+
+
 def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                     datasets: dict[str, Dataset] | None) -> tuple[dict, dict]:
     """(datasets by name, label budgets by name), every draw and the ``--pretrained`` file
@@ -246,29 +274,12 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                for name, ds in loaded.items()}
     for name, ds in loaded.items():  # every draw can be made, before anything is written
         cfg.check_data(ds.image_shape)
-        spreading, pixels = cfg.pixels_labelspreading, math.prod(ds.image_shape)
-        if "pixels-labelspreading" in cfg.arms and not cfg.tune:  # sklearn's traceback else
-            if spreading.components > pixels:
-                raise UsageError(f"pixels_labelspreading.components={spreading.components} is "
-                                 f"out of range for {name}: use 1..{pixels} (its pixels)")
-            if spreading.k >= len(ds.train_labels):
-                raise UsageError(f"pixels_labelspreading.k={spreading.k} is out of range for "
-                                 f"{name}: use 1..{len(ds.train_labels) - 1} (the other "
-                                 "training images)")
+        _check_arms_on(cfg, name, ds, budgets[name])
         for count in budgets[name]:
             if count < ds.num_classes and any(not ARMS[a].every_label for a in cfg.arms):
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
                                  f"classes, so some class would have no label: use at least "
                                  f"{ds.num_classes} (one a class)")
-            for arm, section, candidates in (("probe", cfg.probe, cfg.probe.weight_decays),
-                                             ("supervised", cfg.supervised, cfg.supervised.lrs),
-                                             ("finetune", cfg.finetune, cfg.finetune.lrs)):
-                if arm in cfg.arms and len(candidates) > 1 and not cfg.tune:  # its own choice
-                    check_split(f"{arm}.val_fraction", section.val_fraction, count)
-            if "pixels-knn" in cfg.arms and not cfg.tune and cfg.pixels_knn.k > count:
-                raise UsageError(f"pixels_knn.k={cfg.pixels_knn.k} is out of range at {count} "
-                                 f"labels: use 1..{count} (a vote among the labeled images; "
-                                 "more was read as all of them)")
             for sampling in set(cfg.samplings()) - set(SELECTED):
                 draw_labels(ds.train_labels, count, cfg.seeds[0], sampling)
     if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
