@@ -22,6 +22,9 @@ def run_cli(capsys, *argv):
     (["--labels", "0"], "label budget '0' is out of range"),
     (["--labels", "60001"], "label budget '60001' is out of range"),
     (["--labels", "lots"], "label budget 'lots' is not a number"),
+    # before the data is loaded the range is not known: no stand-in count is named
+    (["--labels", "nan"], "label budget 'nan' is not a number: use a count from 1, a "
+     "fraction in (0, 1]"),
     (["--set", "probe.lr=0"], "probe.lr=0.0 is not allowed: it must be a positive number"),
     (["--set", "supervised.lrs=-0.1"], "supervised.lrs=-0.1 is not allowed"),
     (["--set", "pretrain.lr=-1"], "pretrain.lr=-1.0 is not allowed"),

@@ -119,7 +119,7 @@ class CompareConfig:
         if not self.labels:
             raise UsageError("no label budget given: pass at least one, e.g. --labels 600")
         for budget in self.labels:  # the syntax here; the range once the data is loaded
-            parse_label_budget(budget, 10**9)
+            parse_label_budget(budget, None)
         if not self.seeds:
             raise UsageError("no seeds given: pass at least one, e.g. --seeds 0 1 2")
         for name in ("seeds", "pretrain_seeds", "datasets", "labels", "arms"):

@@ -396,14 +396,16 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
 # ----------------------------------------------------------------------------- label draws
 
 
-def parse_label_budget(value: int | float | str, n_train: int) -> int:
+def parse_label_budget(value: int | float | str, n_train: int | None) -> int:
     """A label budget as a count: ``600``, ``"600"``, ``"1%"``, ``0.01`` or ``"all"``.
 
     Floats below 1 and percentages are fractions of ``n_train``; the result must lie in
-    [1, n_train].
+    [1, n_train]. ``n_train`` None: the syntax alone, before the data is loaded.
     """
-    allowed = (f"a count in [1, {n_train}], a fraction in (0, 1] such as 0.01, "
-               f"a percentage such as 1%, or 'all'")
+    allowed = ((f"a count in [1, {n_train}]" if n_train else "a count from 1")
+               + ", a fraction in (0, 1] such as 0.01, a percentage such as 1%, or 'all'")
+    if n_train is None:
+        n_train = 10**12  # a stand-in above any pool: the range is checked on the data
     raw = value
     if isinstance(value, str):
         text = value.strip().lower()
