@@ -89,9 +89,11 @@ def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, m
     (["--threads", "abc", "compare"], "argument --threads: invalid int value: 'abc'"),
     (["embed", "m.model", "a.png", "--out", "."], "--out '.' is a folder"),
     (["predict", "m.model", "a.png", "--batch", "0"],
-     "argument --batch: 0 is out of range: use a whole number from 1"),
+     "--batch=0 is not allowed: it must be a positive integer (> 0)"),
+    (["embed", "m.model", "a.png", "--out", "f.npy", "--batch", "-3"],
+     "--batch=-3 is not allowed: it must be a positive integer (> 0)"),
     (["embed", "m.model", "a.png", "--out", "f.npy", "--batch", "x"],
-     "argument --batch: 'x' is not a whole number"),
+     "argument --batch: invalid int value: 'x'"),
     # every file output alike: a missing folder is refused (embed used to create it)
     (["embed", "m.model", "a.png", "--out", "nodir/f.npy"], "its folder 'nodir' does not "
      "exist"),

@@ -347,6 +347,7 @@ def _write_predictions(pred, fmt: str, k: int) -> None:
 def _cmd_predict(args) -> int:
     from .predictor import Model
 
+    check_positive("--batch", args.batch, integer=True)  # named as the option, not the API's
     model = Model.load(args.model, args.device)
     check_top_k(args.top_k, len(model.classes))
     pred = model.predict(args.paths, progress=True, batch=args.batch)
@@ -374,6 +375,7 @@ def _cmd_embed(args) -> int:
     from .checkpoint import atomic_save_npy, atomic_write_bytes
     from .predictor import load_for_embedding
 
+    check_positive("--batch", args.batch, integer=True)
     out = Path(args.out)
     check_output_file(out, "--out", True, "features.npy")  # before the images are read
     listing = out.with_suffix(".files.txt")
@@ -587,7 +589,7 @@ def _predict_parser(sub) -> None:
     p.add_argument("paths", nargs="+", help="files, folders, globs, or - for paths on stdin")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--top-k", type=int, default=1, help="classes shown per image")
-    p.add_argument("--batch", type=_count, default=1024, help="images decoded and classified "
+    p.add_argument("--batch", type=int, default=1024, help="images decoded and classified "
                    "at a time")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
     p.set_defaults(func=_cmd_predict)
@@ -600,7 +602,7 @@ def _embed_parser(sub) -> None:
     p.add_argument("--out", type=_path,
                    required=True, help="features.npy; the file list goes beside it "
                    "(features.files.txt)")
-    p.add_argument("--batch", type=_count, default=1024)
+    p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (float32 always)")
     p.set_defaults(func=_cmd_embed)
 
@@ -738,17 +740,6 @@ def _path(value: str) -> str:
         raise argparse.ArgumentTypeError(f"{value!r} is an empty path: give a file or "
                                          "folder name")
     return value
-
-
-def _count(value: str) -> int:
-    """A count option's value (``--batch``): a whole number from 1, named as the option."""
-    try:
-        count = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"{count} is out of range: use a whole number from 1")
-    return count
 
 
 def build_parser() -> argparse.ArgumentParser:
