@@ -180,7 +180,7 @@ def check_split(name: str, val_fraction: float, count: int) -> None:
     train, held_out = _split_sizes(val_fraction, count)
     if train < 2 or held_out == 0:
         raise UsageError(f"{name}={val_fraction} splits {count} labeled images into {train} to "
-                         f"train on and {count - train} to choose with: use a fraction that "
+                         f"train on and {held_out} to choose with: use a fraction that "
                          "leaves at least 2 and 1 (e.g. 0.2), or give one candidate value, "
                          "which needs no split")
 
