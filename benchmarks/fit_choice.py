@@ -74,7 +74,7 @@ def measure(seed: int, overrides: list[str] = ()) -> dict:
     train, val = stratified_split(labels, labeled, 0.2, 0)
     # the candidates exactly as fit trains and scores them
     nets, right, losses = score_candidates(CANDIDATES, cfg, data, train, val, 0, encoder, rt,
-                                      log=lambda _line: None)
+                                           log=lambda _line: None)
     development, kept = {}, {}
     pool = ds.train_images[unlabeled]
     for arm in CANDIDATES:
