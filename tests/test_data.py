@@ -136,10 +136,15 @@ def test_a_damaged_file_in_a_data_dir_is_an_error_not_a_silent_fallback(tiny_dat
     raw = gzip.decompress(path.read_bytes())
     path.write_bytes(gzip.compress(raw[:-1] + bytes([raw[-1] ^ 1])))
     name = spec.files["test-labels"].name
-    with pytest.raises(DataError, match=f"{name} fails its SHA-256 .*leave out --data-dir"):
+    expected = spec.files["test-labels"].sha256
+    with pytest.raises(DataError, match=f"{name} fails its SHA-256 \\(expected {expected}: "
+                                        ".*leave out --data-dir"):
         data.load_dataset("tiny", data_dir=tmp_path / "origin")
-    path.unlink()  # which file is missing is named too
-    with pytest.raises(DataError, match=f"it lacks {name} \\(plain or .gz\\)"):
+    path.unlink()  # which file is missing is named too, and every other one at fault
+    other = tmp_path / "origin" / f"{spec.files['train-labels'].name}.gz"
+    other.unlink()
+    with pytest.raises(DataError, match=f"it lacks {spec.files['train-labels'].name} "
+                                        f"\\(plain or .gz\\); it lacks {name} \\(plain"):
         data.load_dataset("tiny", data_dir=tmp_path / "origin")
     assert calls == []
 

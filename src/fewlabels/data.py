@@ -224,26 +224,29 @@ def _read_plain_or_gz(folder: Path, name: str) -> bytes | None:
 
 def _verified(folder: Path, spec: DatasetSpec, *, quiet: bool = False,
               why: list[str] | None = None) -> dict[str, bytes] | None:
-    """All four files of ``spec`` from ``folder`` if each matches its hash, else None (and
-    what is wrong appended to ``why``)."""
+    """All four files of ``spec`` from ``folder`` if each matches its hash, else None (and,
+    with ``why``, every file that is missing or does not match appended to it)."""
     out = {}
     for role, f in spec.files.items():
         data = _read_plain_or_gz(folder, f.name)
         if data is None:
-            if why is not None:
-                why.append(f"it lacks {f.name} (plain or .gz)")
-            return None
+            if why is None:
+                return None
+            why.append(f"it lacks {f.name} (plain or .gz)")
+            continue
         actual = sha256(data)
         if actual != f.sha256:
             if not quiet:
                 print(f"fewlabels: {folder / f.name} fails its checksum "
                       f"(expected sha256 {f.sha256}, got {actual}); fetching it again",
                       file=sys.stderr)
-            if why is not None:
-                why.append(f"{f.name} fails its SHA-256 (damaged, or another version)")
-            return None
+            if why is None:
+                return None
+            why.append(f"{f.name} fails its SHA-256 (expected {f.sha256}: damaged, or "
+                       "another version)")
+            continue
         out[role] = data
-    return out
+    return None if why else out
 
 
 def fetch(name: str, *, cache: Path | None = None, force: bool = False) -> Path:
@@ -363,8 +366,8 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
         files = _verified(Path(data_dir), spec, quiet=True, why=why)
         if files is None:
             raise DataError(f"data dir {str(data_dir)!r} does not hold {name}'s four IDX files: "
-                            f"{why[0]}; put the original there (`fewlabels data info {name}` "
-                            "names the four), or leave out --data-dir to use the cache")
+                            f"{'; '.join(why)}; put the originals there, or leave out "
+                            "--data-dir to use the cache")
         source = f"data dir {data_dir}"
     if files is None:
         folder = cache_dir() / name
