@@ -3,6 +3,7 @@
 import dataclasses
 
 import pytest
+import torch
 
 from fewlabels.config import load_preset
 from fewlabels.experiment import compare
@@ -100,6 +101,9 @@ def test_an_interrupted_comparison_resumes_where_it_stopped(mnist, tmp_path, mon
     assert "resuming" in lines[0] and "4 finished runs kept" in lines[0]
     assert sum("test accuracy" in line for line in lines) == len(full["runs"]) - 4
     assert _without_timings(resumed) == _without_timings(full)
+    # every run says the threads it trained on; one count throughout: no note
+    assert {r["threads"] for r in resumed["runs"]} == {torch.get_num_threads()}
+    assert not any(line.startswith("note: these runs") for line in lines)
     with pytest.raises(UsageError, match="already holds a finished run"):
         compare(_small_config(), cut, datasets={"mnist": small}, log=lambda _: None)
     (tmp_path / "afile").write_text("x")

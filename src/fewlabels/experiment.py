@@ -37,6 +37,7 @@ from .results import (
     RunLog,
     assemble,
     git_commit,
+    mixed_threads,
     tsne_map,
 )
 from .runtime import Runtime, environment, resolve
@@ -140,7 +141,7 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),
               per_class, conf.tolist(), time.perf_counter() - t + extra_seconds, chosen,
-              pretrain_seed, o.history)
+              pretrain_seed, torch.get_num_threads(), o.history)
     metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed,
                   **({"pretrain_seed": pretrain_seed} if pretrain_seed is not None else {}))
     return run
@@ -376,6 +377,9 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
     if pretrain_only or shard is not None:
         metrics.close()
         return None
+    mixed = mixed_threads(runs)
+    if mixed:
+        log(mixed)
     results = assemble(cfg, runs, pretrain_seconds=pretrain_seconds,
                        wall_seconds=time.perf_counter() - start,
                        environment={**environment(rt), "git": git_commit(),

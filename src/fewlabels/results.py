@@ -35,6 +35,9 @@ class Run:
     train_seconds: float
     chosen: dict
     pretrain_seed: int | None = None  # the pretraining run its encoder came from, if any
+    # the CPU threads it trained on (a run is reproducible at its own count; None: a run
+    # kept by a version that did not record them)
+    threads: int | None = None
     history: list | None = None  # goes to metrics.jsonl, not results.json
 
     def record(self) -> dict:
@@ -72,11 +75,33 @@ def check_run(run, where: str, fix: str) -> None:
         if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
             raise UsageError(f"{where} has {key} {run.get(key)!r}; it must be a whole number: "
                              f"{fix}")
+    threads = run.get("threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
+                                or threads < 1):
+        raise UsageError(f"{where} has threads {threads!r}; it must be a whole number, 1 or "
+                         f"more: {fix}")
     value = run.get("train_seconds")  # a missing key: the report's own message
     if "train_seconds" in run and (not is_finite_number(value) or value < 0):
         raise UsageError(f"{where} ({run.get('arm')!r}, seed {run.get('seed')!r}) has "
                          f"train_seconds {value!r}; it must be a number of seconds, 0 or more: "
                          f"{fix}")
+
+
+def mixed_threads(runs: list[Run]) -> str | None:
+    """One line when ``runs`` trained at different thread counts (a comparison resumed
+    under another ``--threads`` or ``--workers``), else None: each run is reproducible at
+    its own count, the comparison as a whole at none."""
+    counts: dict[int, int] = {}
+    for r in runs:
+        if r.threads is not None:
+            counts[r.threads] = counts.get(r.threads, 0) + 1
+    if len(counts) < 2:
+        return None
+    said = ", ".join(f"{n} at {t} thread{'s' if t > 1 else ''}" for t, n in sorted(counts.items()))
+    return (f"note: these runs trained at different thread counts ({said}; a comparison "
+            "resumed under another --threads or --workers): each run is reproducible at its "
+            "own count, recorded as its `threads` in results.json; run the comparison in "
+            "one go for numbers reproducible as a whole")
 
 
 def run_key(dataset: str, arm: str, labels: int, seed: int, pretrain_seed: int | None) -> tuple:
