@@ -121,13 +121,14 @@ def test_a_pool_that_starts_unsure_gets_the_longer_schedule():
         return (pool_predictions(net, pool, rt)[0] >= 0.9).float().mean().item()
 
     assert share() == pytest.approx(0.3)
-    cfg = SemiSupervisedConfig(epochs=8, hard_pool_epochs=12, hard_share=0.5, threshold=0.9)
-    assert cfg.pool_epochs(share()) == 12
+    cfg = SemiSupervisedConfig(epochs=8, hard_pool_epochs=12, hard_share=0.5, threshold=0.9,
+                               reduced_share=0.25, hard_pool_reduced_share=0.5)
+    assert cfg.pool_schedule(share()) == (12, 0.5)  # a hard pool: more passes, half reduced
     pool[:60, 0, 0, 0] = 255  # 60%: not hard
-    assert cfg.pool_epochs(share()) == 8
+    assert cfg.pool_schedule(share()) == (8, 0.25)
     cfg.hard_share = 0  # the rule switched off
     pool[:, 0, 0, 0] = 0
-    assert cfg.pool_epochs(share()) == 8
+    assert cfg.pool_schedule(share()) == (8, 0.25)
     before = torch.get_rng_state()
     pool_predictions(net, pool, rt)
     assert torch.equal(torch.get_rng_state(), before) and not net.training
@@ -264,8 +265,9 @@ def test_the_first_steps_see_reduced_images_teacher_and_student_alike(mnist_slic
     seen = []
     hook = lambda m, i, o: seen.append((m.training, tuple(i[0].shape[-2:])))  # noqa: E731
     net.register_forward_hook(hook)  # the teacher, a copy of net, keeps it too
-    history, _ = train_semisupervised(net, images, labels, images, cfg, rt, AugmentConfig(),
-                                      seed=0)
+    history, chosen = train_semisupervised(net, images, labels, images, cfg, rt,
+                                           AugmentConfig(), seed=0)
+    assert chosen["reduced_share"] == 0.75
     # each step: the teacher (eval mode) on the weak views, then the student, at one size
     assert seen == [(False, (14, 14)), (True, (14, 14))] * 6 + [
         (False, (28, 28)), (True, (28, 28))] * 2, seen
@@ -274,6 +276,8 @@ def test_the_first_steps_see_reduced_images_teacher_and_student_alike(mnist_slic
         SemiSupervisedConfig(reduced_side=0).validate()
     with pytest.raises(UsageError, match="reduced_share"):
         SemiSupervisedConfig(reduced_share=1.5).validate()
+    with pytest.raises(UsageError, match="hard_pool_reduced_share"):
+        SemiSupervisedConfig(hard_pool_reduced_share=-0.1).validate()
 
 
 def test_frozen_layers_keep_their_pretrained_weights_and_the_rest_trains(mnist_slice):
