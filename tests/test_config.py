@@ -167,3 +167,23 @@ def test_a_whole_number_is_read_exactly_as_written():
     big = "99999999999999999999999"  # through a float it would read 99999999999999991611392
     with pytest.raises(UsageError, match=f"cycles={big} is out of range: at most 100 cycles"):
         load_preset("default", parse_set([f"finetune.cycles={big}"]))
+
+
+def test_a_replaced_pretraining_choice_starts_from_its_own_options():
+    """``--set pretrain.encoder=mlp`` on the default preset used to be refused for the
+    conv encoder's width, which the user never gave: the preset's options go with its
+    choice, and options given beside the new choice are kept."""
+    cfg = load_preset("default", parse_set(["pretrain.encoder=mlp"]))
+    assert cfg.pretrain.encoder == "mlp" and cfg.pretrain.encoder_options == {}
+    cfg = load_preset("default", parse_set(["pretrain.encoder=mlp",
+                                            "pretrain.encoder_options.latent_size=16"]))
+    assert cfg.pretrain.encoder_options == {"latent_size": 16}
+    cfg = load_preset("default", parse_set(["pretrain.encoder=conv"]))  # the same choice
+    assert cfg.pretrain.encoder_options == {"width": 32}
+    cfg = load_preset("default", parse_set(["pretrain.refine=scan",
+                                            "pretrain.method=vicreg"]))  # the refine kept
+    assert cfg.pretrain.refine_options == {"clusters": 10}
+    assert cfg.pretrain.encoder_options == {"width": 32}
+    with pytest.raises(UsageError, match="'pretrain.encoder_options.width': the mlp encoder"):
+        load_preset("default", parse_set(["pretrain.encoder=mlp",
+                                          "pretrain.encoder_options.width=8"]))

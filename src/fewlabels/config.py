@@ -253,9 +253,27 @@ def load_preset(name: str, overrides: dict | None = None, validate: bool = True
     check_choice("preset", name, presets())
     text = resources.files("fewlabels.presets").joinpath(f"{name}.yaml").read_text()
     cfg = CompareConfig(preset=name)
-    apply(cfg, yaml.safe_load(text) or {})
-    apply(cfg, overrides or {})
+    overrides = overrides or {}
+    apply(cfg, _without_replaced_options(yaml.safe_load(text) or {}, overrides))
+    apply(cfg, overrides)
     return cfg.validate() if validate else cfg
+
+
+# a pretraining choice and the section of its own keyword arguments
+OPTIONS_OF = {"method": "options", "encoder": "encoder_options", "refine": "refine_options"}
+
+
+def _without_replaced_options(preset: dict, overrides: dict) -> dict:
+    """``preset`` without the options of a pretraining choice that ``overrides`` replace:
+    the preset's belong to its own choice (the conv encoder's width), so ``--set
+    pretrain.encoder=mlp`` starts from the MLP's defaults, and options given beside it,
+    instead of refusing a width it was never given."""
+    asked, given = overrides.get("pretrain"), preset.get("pretrain")
+    if not isinstance(asked, dict) or not isinstance(given, dict):
+        return preset
+    dropped = [options for choice, options in OPTIONS_OF.items()
+               if choice in asked and asked[choice] != given.get(choice)]
+    return {**preset, "pretrain": {k: v for k, v in given.items() if k not in dropped}}
 
 
 def parse_set(items: list[str]) -> dict:
