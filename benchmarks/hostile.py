@@ -284,6 +284,11 @@ def cases() -> list[Case]:
                                             "pretrain.refine_options.clusters=100000",
                                             "--out", "x.model"],
              says="use 2..1000", absent=["x.model"]),
+        # found in the session after: 1-pixel images trained to chance, then a NaN loss
+        Case("semisupervised on images reduced to 1 pixel",
+             ["compare", "--quick", "--arms", "semisupervised", "--out", "run-r",
+              "--set", "semisupervised.reduced_side=0.01"], says="use 0.125 or more",
+             absent=["run-r"]),
     ]
 
 

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from fewlabels import semisupervised
 from fewlabels.augment import AugmentConfig
 from fewlabels.classifiers import with_fitted_head
+from fewlabels.config import load_preset, parse_set
 from fewlabels.encoders import ConvEncoder
 from fewlabels.errors import UsageError
 from fewlabels.runtime import resolve
@@ -344,3 +345,19 @@ def test_flexmatch_scales_its_own_base_threshold_and_one_threshold_is_the_other(
     assert len(bases) == 10 and set(bases) == {0.9}  # the flexible run's 10 steps
     assert all(torch.is_tensor(t) and (t <= 0.9).all() for t in used[:10])
     assert used[10:] == [0.3] * 10
+
+
+def test_a_reduced_side_that_leaves_images_of_a_few_pixels_is_refused_before_any_work():
+    """``reduced_side=0.01`` used to train on 1-pixel images: chance accuracy, then a NaN
+    loss blamed on the learning rate. The data's side sets the least reduced side."""
+    cfg = load_preset("default", parse_set(["semisupervised.reduced_side=0.01"]))
+    with pytest.raises(UsageError, match=r"reduced_side=0.01 leaves 1-pixel images of this "
+                                         r"data's 28-pixel side \(at least 4\): use 0.125"):
+        cfg.check_data((1, 28, 28))
+    with pytest.raises(UsageError, match="8-pixel side"):
+        load_preset("default", parse_set(["semisupervised.reduced_side=0.3"])).check_data(
+            (1, 8, 8))  # 2 pixels of scikit-learn's 8x8 digits
+    load_preset("default").check_data((1, 8, 8))  # 0.86 of 8: 7 pixels, kept
+    load_preset("default", parse_set(["semisupervised.reduced_side=0.01",
+                                      "semisupervised.hard_pool_reduced_share=0"])
+                ).check_data((1, 28, 28))  # no step reduced: nothing to refuse

@@ -16,7 +16,7 @@ from .encoders import build_encoder, check_frozen_layers
 from .errors import UsageError, check_choice, check_non_negative, check_seed, check_unique
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
-from .semisupervised import SemiSupervisedConfig
+from .semisupervised import SemiSupervisedConfig, check_reduced_side
 
 SAMPLINGS = ("balanced", "random", "typical", "coverage")
 SELECTED = ("typical", "coverage")  # samplings that need the pretrained encoder
@@ -86,8 +86,10 @@ class CompareConfig:
 
     def check_data(self, image_shape) -> None:
         """The settings whose range the data sets, checked before any work:
-        ``semisupervised.frozen_layers`` against the encoder built for ``image_shape``."""
+        ``semisupervised.frozen_layers`` against the encoder built for ``image_shape``, and
+        ``semisupervised.reduced_side`` against its height and width."""
         p = self.pretrain
+        check_reduced_side(self.semisupervised, image_shape)
         if self.semisupervised.frozen_layers:
             check_frozen_layers(build_encoder(p.encoder, image_shape, **p.encoder_options),
                                 self.semisupervised.frozen_layers, "semisupervised.")

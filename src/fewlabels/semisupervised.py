@@ -13,6 +13,7 @@ et al., NeurIPS 2021). The loop is the project's one loop (``train.loop``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -24,6 +25,7 @@ from .classifiers import features, param_groups, recalibrate_batchnorm
 from .data import as_float
 from .encoders import freeze_first_layers
 from .errors import (
+    UsageError,
     check_choice,
     check_epochs,
     check_fraction,
@@ -228,6 +230,26 @@ def settled_views(kept: torch.Tensor, last_loss: torch.Tensor, cfg: SemiSupervis
     keep = ~settled | drawn
     weights = torch.where(settled, 1.0 / cfg.settled_share, 1.0)
     return kept[keep], weights[keep]
+
+
+# the fewest pixels a side a reduced image keeps: below, the strided encoder's maps are a
+# single pixel from its first layers on, and training collapsed (a 1-pixel image: chance,
+# then a NaN loss)
+FEWEST_REDUCED_PIXELS = 4
+
+
+def check_reduced_side(cfg: SemiSupervisedConfig, image_shape) -> None:
+    """UsageError when ``cfg.reduced_side`` leaves images of ``image_shape`` (C, H, W)
+    under ``FEWEST_REDUCED_PIXELS`` a side on the steps it reduces."""
+    if cfg.reduced_side >= 1 or not (cfg.reduced_share or cfg.hard_pool_reduced_share):
+        return
+    side = min(image_shape[-2:])
+    if round(side * cfg.reduced_side) < FEWEST_REDUCED_PIXELS:
+        least = math.ceil((FEWEST_REDUCED_PIXELS - 0.5) / side * 1000) / 1000
+        raise UsageError(f"semisupervised.reduced_side={cfg.reduced_side:g} leaves "
+                         f"{max(1, round(side * cfg.reduced_side))}-pixel images of this data's "
+                         f"{side}-pixel side (at least {FEWEST_REDUCED_PIXELS}): use "
+                         f"{least:g} or more, or 1 to keep every step at full size")
 
 
 def resized(x: torch.Tensor, side: float) -> torch.Tensor:
