@@ -514,7 +514,7 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
     assert code == 0
     import time
 
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     code, out, _ = run_cli(capsys, *common, "--workers", "2", "--out", str(tmp_path / "two"))
     took = time.perf_counter() - started
     assert code == 0
@@ -529,8 +529,10 @@ def test_workers_give_the_results_of_one_process(capsys, tmp_path, tiny_encoder)
     assert sum(len(p.read_text().splitlines()) for p in parts) == 6
     assert len(list((tmp_path / "two" / "claims").iterdir())) == 6
     assert not list((tmp_path / "two").glob("metrics-*"))
-    # the wall clock of the whole command (workers included), not of its last step
-    assert 0.8 * took <= two["wall_seconds"] <= took
+    # the wall clock of the whole command (workers included), not of its last step: up to
+    # when results.json was written (the report after it takes a slow host seconds more)
+    written = (tmp_path / "two" / "results.json").stat().st_mtime - began
+    assert 0.9 * written <= two["wall_seconds"] <= took
     assert two["environment"]["workers"] == 2 and one["environment"]["workers"] == 1
     # gathering the workers' runs is not a resumed run: the folder is described once
     assert "resuming" not in out and out.count("using the pretrained encoder") == 1
