@@ -244,12 +244,18 @@ def check_reduced_side(cfg: SemiSupervisedConfig, image_shape) -> None:
     if cfg.reduced_side >= 1 or not (cfg.reduced_share or cfg.hard_pool_reduced_share):
         return
     side = min(image_shape[-2:])
-    if round(side * cfg.reduced_side) < FEWEST_REDUCED_PIXELS:
+    pixels = reduced_pixels(side, cfg.reduced_side)
+    if pixels < FEWEST_REDUCED_PIXELS:
         least = math.ceil((FEWEST_REDUCED_PIXELS - 0.5) / side * 1000) / 1000
         raise UsageError(f"semisupervised.reduced_side={cfg.reduced_side:g} leaves "
-                         f"{max(1, round(side * cfg.reduced_side))}-pixel images of this data's "
-                         f"{side}-pixel side (at least {FEWEST_REDUCED_PIXELS}): use "
-                         f"{least:g} or more, or 1 to keep every step at full size")
+                         f"{pixels}-pixel images of this data's {side}-pixel side (at least "
+                         f"{FEWEST_REDUCED_PIXELS}): use {least:g} or more, or 1 to keep "
+                         "every step at full size")
+
+
+def reduced_pixels(pixels: int, side: float) -> int:
+    """A height or width of ``pixels`` at ``side`` of itself: at least 1 pixel."""
+    return max(1, round(pixels * side))
 
 
 def resized(x: torch.Tensor, side: float) -> torch.Tensor:
@@ -258,7 +264,7 @@ def resized(x: torch.Tensor, side: float) -> torch.Tensor:
     if side >= 1 or not len(x):
         return x
     h, w = x.shape[-2:]
-    size = (max(1, round(h * side)), max(1, round(w * side)))
+    size = (reduced_pixels(h, side), reduced_pixels(w, side))
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
