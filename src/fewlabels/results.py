@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -72,12 +73,11 @@ def check_run(run, where: str, fix: str) -> None:
         raise UsageError(f"{where} ({run.get('arm')!r}, seed {run.get('seed')!r}) has "
                          f"test_accuracy {value!r}; it must be a number in [0, 1]: {fix}")
     for key in ("labels", "seed"):
-        if not isinstance(run.get(key), int) or isinstance(run.get(key), bool):
+        if not _whole(run.get(key)):
             raise UsageError(f"{where} has {key} {run.get(key)!r}; it must be a whole number: "
                              f"{fix}")
     threads = run.get("threads")
-    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool)
-                                or threads < 1):
+    if threads is not None and not (_whole(threads) and threads >= 1):
         raise UsageError(f"{where} has threads {threads!r}; it must be a whole number, 1 or "
                          f"more: {fix}")
     value = run.get("train_seconds")  # a missing key: the report's own message
@@ -87,14 +87,15 @@ def check_run(run, where: str, fix: str) -> None:
                          f"{fix}")
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def mixed_threads(runs: list[Run]) -> str | None:
     """One line when ``runs`` trained at different thread counts (a comparison resumed
     under another ``--threads`` or ``--workers``), else None: each run is reproducible at
     its own count, the comparison as a whole at none."""
-    counts: dict[int, int] = {}
-    for r in runs:
-        if r.threads is not None:
-            counts[r.threads] = counts.get(r.threads, 0) + 1
+    counts = Counter(r.threads for r in runs if r.threads is not None)
     if len(counts) < 2:
         return None
     said = ", ".join(f"{n} at {t} thread{'s' if t > 1 else ''}" for t, n in sorted(counts.items()))
