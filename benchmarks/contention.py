@@ -9,8 +9,10 @@ processes; a 2-thread torch process or a busy one that starts 3 s after the run 
 saw idle CPUs: only sharing while it runs, ``sharing.py``, helps), from the same session or
 from another one (another terminal: Linux's autogroup then shares the CPUs by session).
 Settings: fewlabels' default (OpenMP threads sleep at barriers when the CPUs are busy as it starts,
-``openmp.py``, and it runs on one thread while others crowd the CPUs, ``sharing.py``); the
-same without sharing (``FEWLABELS_SHARE=0``); libgomp's default spinning forced
+``openmp.py``, it runs on one thread while others crowd the CPUs, ``sharing.py``, and its
+work runs in a session of its own as the command line's does, ``session.py``); the same in
+the caller's session (``FEWLABELS_OWN_SESSION=0``, fewlabels' default before the session);
+the same without sharing (``FEWLABELS_SHARE=0``); libgomp's default spinning forced
 (``GOMP_SPINCOUNT=300000``); other spin counts (``--spincounts``); one thread. Prints JSON:
 seconds per setting and competitor, the ratio to the same setting alone and to the fastest
 setting alone, and the CPU. Usage: python benchmarks/contention.py [--arm supervised]
@@ -47,6 +49,15 @@ ARMS[arm].run(cfg.context(ds.without_test(), labeled, 0, encoder), cfg.settings(
 print(os.environ.get("OMP_WAIT_POLICY", "default"), time.perf_counter() - t)
 """
 
+# the run as the command line starts its work: in a session of its own where that changes
+# how the CPUs are shared (``fewlabels.session``), else in the caller's
+LAUNCH = """
+import subprocess, sys
+from fewlabels.session import own_session_wanted, run_in_own_session
+run = [sys.executable, "-c", sys.argv[1]]
+sys.exit(run_in_own_session(run) if own_session_wanted() else subprocess.call(run))
+"""
+
 BUSY = {"python": "while True: pass",
         "torch": "import torch\ntorch.set_num_threads(2)\na = torch.randn(1024, 1024)\n"
                  "while True: a @ a"}
@@ -77,7 +88,7 @@ def timed_run(run_code: str, env: dict, kinds: list[str], base: dict,
     busy = [] if late else start(kinds)
     try:
         time.sleep(1.0 if busy else 0)
-        run = subprocess.Popen([sys.executable, "-c", run_code], env=env,
+        run = subprocess.Popen([sys.executable, "-c", LAUNCH, run_code], env=env,
                                stdout=subprocess.PIPE, text=True)
         if late:
             time.sleep(LATE_START)
@@ -115,7 +126,7 @@ def main() -> None:
     cpus = available_cpus()
     base = {k: v for k, v in os.environ.items()
             if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT",
-                         "FEWLABELS_THREADS", "FEWLABELS_SHARE")}
+                         "FEWLABELS_THREADS", "FEWLABELS_SHARE", "FEWLABELS_OWN_SESSION")}
     settings = {
         f"{cpus} threads, fewlabels' default": {**base, "OMP_NUM_THREADS": str(cpus)},
         f"{cpus} threads, libgomp's default spin (GOMP_SPINCOUNT=300000)": {
@@ -123,6 +134,8 @@ def main() -> None:
         **{f"{cpus} threads, GOMP_SPINCOUNT={n}": {**base, "OMP_NUM_THREADS": str(cpus),
                                                    "GOMP_SPINCOUNT": str(n)}
            for n in args.spincounts},
+        f"{cpus} threads, in the caller's session (FEWLABELS_OWN_SESSION=0)": {
+            **base, "OMP_NUM_THREADS": str(cpus), "FEWLABELS_OWN_SESSION": "0"},
         f"{cpus} threads, no sharing (FEWLABELS_SHARE=0)": {
             **base, "OMP_NUM_THREADS": str(cpus), "FEWLABELS_SHARE": "0"},
         "1 thread": {**base, "OMP_NUM_THREADS": "1"},

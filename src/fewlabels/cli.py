@@ -780,6 +780,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:  # the command line itself: its work in a session of its own
+        from .session import own_session_wanted, run_in_own_session
+
+        try:
+            wanted = own_session_wanted()
+        except UsageError as e:
+            print(f"fewlabels: error: {e}", file=sys.stderr)
+            return 2
+        if wanted:
+            return run_in_own_session([sys.executable, "-m", "fewlabels", *args.argv])
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         from . import distributed
