@@ -50,6 +50,7 @@ class Case:
     says: str = ""  # a piece of stderr (or stdout) the user must see, case-insensitive
     untouched: list[str] = field(default_factory=list)  # files that must not change
     absent: list[str] = field(default_factory=list)  # files that must not exist after
+    env: dict[str, str] = field(default_factory=dict)  # environment variables it sets
 
 
 def digest(path: Path) -> str | None:
@@ -65,7 +66,7 @@ def digest(path: Path) -> str | None:
 def run(case: Case, root: Path, timeout: float) -> dict:
     before = {f: digest(root / f) for f in case.untouched}
     env = {**os.environ, "FEWLABELS_THREADS": "1", "FEWLABELS_SHARE": "0",
-           "XDG_CACHE_HOME": str(root / "cache")}
+           "XDG_CACHE_HOME": str(root / "cache"), **case.env}
     start = time.perf_counter()
     try:
         r = subprocess.run([sys.executable, "-m", "fewlabels", *case.argv], cwd=root, env=env,
@@ -289,6 +290,10 @@ def cases() -> list[Case]:
              ["compare", "--quick", "--arms", "semisupervised", "--out", "run-r",
               "--set", "semisupervised.reduced_side=0.01"], says="use 0.125 or more",
              absent=["run-r"]),
+        # the command line's session of its own (session.py): its switch misspelt
+        Case("FEWLABELS_OWN_SESSION=yes", ["compare", "--quick", "--out", "run-s"],
+             env={"FEWLABELS_OWN_SESSION": "yes"}, says="is not 0 or 1: set 0",
+             absent=["run-s"]),
     ]
 
 

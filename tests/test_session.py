@@ -153,3 +153,15 @@ def test_a_misspelt_choice_is_one_line_and_exit_2_at_the_command_line():
     assert r.stderr.strip().splitlines() == [
         "fewlabels: error: FEWLABELS_OWN_SESSION='on' is not 0 or 1: set 0 to keep the work "
         "in the terminal's session, 1 (or unset it) to give it a session of its own"]
+
+
+def test_a_signal_its_caller_ignores_stays_ignored_in_the_work():
+    """`nohup fewlabels ...` (or `cmd &` in a script: SIGINT) ignores the signal: so does the
+    work, as it did in the caller's session."""
+    code = ("import signal, sys\nsignal.signal(signal.SIGHUP, signal.SIG_IGN)\n"
+            "from fewlabels.session import run_in_own_session\n"
+            "probe = 'import signal; print(signal.getsignal(signal.SIGHUP) is signal.SIG_IGN)'\n"
+            "sys.exit(run_in_own_session([sys.executable, '-c', probe]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "True"

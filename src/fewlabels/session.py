@@ -77,34 +77,43 @@ def run_in_own_session(command: list[str]) -> int:
     return its exit status (128 + N where a signal N ended it and this process survives
     raising it on itself)."""
     parent = os.getpid()
-    child = subprocess.Popen(command, start_new_session=True, preexec_fn=_dying_with(parent),
-                             env={**os.environ, "FEWLABELS_OWN_SESSION": "0"})  # its own
-    # processes (compare's workers) stay in its session
+    started: list[subprocess.Popen] = []  # the child, once started
+    early: list[tuple] = []  # what came before it started, sent when it has
 
-    def send(kill, pid, signum):
+    def send(kill, signum):
+        if not started:
+            early.append((kill, signum))
+            return
         try:
-            kill(pid, signum)
+            kill(started[0].pid, signum)
         except ProcessLookupError:  # it ended meanwhile: its status is on its way
             pass
 
     def to_group(signum, frame):  # what a terminal sends its foreground job: every process
-        send(os.killpg, child.pid, signum)
+        send(os.killpg, signum)
 
     def to_child(signum, frame):  # what `kill` sends one process
-        send(os.kill, child.pid, signum)
+        send(os.kill, signum)
 
     def stop(signum, frame):  # Ctrl-Z: a session of its own ignores SIGTSTP, so SIGSTOP it,
-        send(os.killpg, child.pid, signal.SIGSTOP)  # then this process, for the shell to see
+        send(os.killpg, signal.SIGSTOP)  # then this process, for the shell to see
         os.kill(parent, signal.SIGSTOP)
 
     def cont(signum, frame):
-        send(os.killpg, child.pid, signal.SIGCONT)
+        send(os.killpg, signal.SIGCONT)
 
     handlers = {signal.SIGINT: to_group, signal.SIGQUIT: to_group, signal.SIGTERM: to_child,
                 signal.SIGHUP: to_child, signal.SIGTSTP: stop, signal.SIGCONT: cont}
-    previous = {s: signal.signal(s, h) for s, h in handlers.items()}
+    previous = {s: signal.signal(s, h) for s, h in handlers.items()  # a signal the caller
+                if signal.getsignal(s) is not signal.SIG_IGN}  # ignores stays ignored, in both
     try:
-        status = child.wait()
+        started.append(subprocess.Popen(
+            command, start_new_session=True, preexec_fn=_dying_with(parent),
+            restore_signals=True, env={**os.environ, "FEWLABELS_OWN_SESSION": "0"}))
+        # (its own processes, compare's workers, stay in its session)
+        for kill, signum in early:
+            send(kill, signum)
+        status = started[0].wait()
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
