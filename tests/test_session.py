@@ -165,3 +165,14 @@ def test_a_signal_its_caller_ignores_stays_ignored_in_the_work():
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "True"
+
+
+def test_the_work_runs_in_this_process_when_no_child_can_be_started(monkeypatch, capsys):
+    def fork_fails(cmd):
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(sys, "argv", ["fewlabels", "data", "info", "no-such-dataset"])
+    monkeypatch.setattr(session, "own_session_wanted", lambda: True)
+    monkeypatch.setattr(session, "run_in_own_session", fork_fails)
+    assert cli.main() == 2  # the command itself ran: its own usage error, not the fork's
+    assert "no-such-dataset" in capsys.readouterr().err

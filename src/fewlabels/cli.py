@@ -789,7 +789,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fewlabels: error: {e}", file=sys.stderr)
             return 2
         if wanted:
-            return run_in_own_session([sys.executable, "-m", "fewlabels", *args.argv])
+            try:
+                return run_in_own_session([sys.executable, "-m", "fewlabels", *args.argv])
+            except OSError:  # no process could be started (memory, a process limit):
+                pass  # the work runs here, in the caller's session, as before the session
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         from . import distributed
