@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fewlabels.cli import main
+from terminal import as_from_a_terminal
 
 TINY = ["--pretrain-epochs", "0.05", "--epochs", "2", "--set", "feature_map=60",
         "--set", "ceiling.max_epochs=1", "--set", "ceiling.lrs=0.003",
@@ -405,7 +406,8 @@ def test_a_signal_during_pretraining_stops_cleanly_and_says_how_to_resume(tmp_pa
         proc = subprocess.Popen([sys.executable, "-m", "fewlabels", "compare", "--quick",
                                  "--arms", "probe", "--seeds", "0", "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=fh,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"})
+                                env={**os.environ, "OMP_NUM_THREADS": "1"},
+                                preexec_fn=as_from_a_terminal)
         deadline = time.time() + 120
         while "pretrain simclr" not in err.read_text() and time.time() < deadline:
             time.sleep(0.2)

@@ -12,6 +12,7 @@ import pytest
 from fewlabels import cli, session
 from fewlabels.errors import UsageError
 from fewlabels.session import own_session_enabled, own_session_wanted
+from terminal import as_from_a_terminal
 
 # a child that reports its session and the signals it gets, then waits to be told to end
 CHILD = """
@@ -39,7 +40,7 @@ def launch(tmp_path):
     log = tmp_path / "log"
     code = ("import sys\nfrom fewlabels.session import run_in_own_session\n"
             f"sys.exit(run_in_own_session([sys.executable, '-c', {CHILD!r}, {str(log)!r}]))")
-    parent = subprocess.Popen([sys.executable, "-c", code])
+    parent = subprocess.Popen([sys.executable, "-c", code], preexec_fn=as_from_a_terminal)
     deadline = time.time() + 60
     while not (log.exists() and "sid" in log.read_text()) and time.time() < deadline:
         time.sleep(0.02)
