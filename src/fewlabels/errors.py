@@ -3,6 +3,7 @@
 import inspect
 import json
 import math
+import os
 
 
 class UsageError(ValueError):
@@ -21,6 +22,16 @@ def is_finite_number(value) -> bool:
     """A number (not a bool), neither infinite nor NaN."""
     return (isinstance(value, (int, float)) and not isinstance(value, bool)
             and math.isfinite(value))
+
+
+def env_switch(name: str, off: str, on: str) -> bool:
+    """``$name`` as an on/off switch: 1 (or unset, or empty) on, 0 off; any other value is a
+    UsageError naming what 0 does (``off``) and what 1 does (``on``), not a guess."""
+    value = os.environ.get(name) or "1"
+    if value not in ("0", "1"):
+        raise UsageError(f"{name}={value!r} is not 0 or 1: set 0 to {off}, 1 (or unset it) "
+                         f"to {on}")
+    return value == "1"
 
 
 def parse_json(text: str | bytes):

@@ -24,6 +24,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .errors import env_switch
+
 AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
@@ -32,14 +34,8 @@ def own_session_enabled() -> bool:
     """``$FEWLABELS_OWN_SESSION``: 1 (or unset) runs the command line's work in a session
     of its own where that changes how the CPUs are shared, 0 never; other values are a
     UsageError, not a guess."""
-    value = os.environ.get("FEWLABELS_OWN_SESSION") or "1"  # empty: as unset
-    if value not in ("0", "1"):
-        from .errors import UsageError
-
-        raise UsageError(f"FEWLABELS_OWN_SESSION={value!r} is not 0 or 1: set 0 to keep the "
-                         "work in the terminal's session, 1 (or unset it) to give it a "
-                         "session of its own")
-    return value == "1"
+    return env_switch("FEWLABELS_OWN_SESSION", "keep the work in the terminal's session",
+                      "give it a session of its own")
 
 
 def own_session_wanted() -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import torch
 
+from .errors import env_switch
 from .openmp import cpu_times, cpus_busy
 
 INTERVAL = 5.0  # seconds between looks
@@ -47,13 +48,8 @@ def others_busy(cpus: set[int]) -> Callable[[], float | None]:
 def sharing_enabled() -> bool:
     """``$FEWLABELS_SHARE``: 1 (or unset) adapts the threads to other processes, 0 keeps them
     fixed; any other value is a UsageError, not a guess."""
-    value = os.environ.get("FEWLABELS_SHARE") or "1"  # empty: as unset
-    if value not in ("0", "1"):
-        from .errors import UsageError
-
-        raise UsageError(f"FEWLABELS_SHARE={value!r} is not 0 or 1: set 0 to keep the threads "
-                         "fixed, 1 (or unset it) to give way to other processes")
-    return value == "1"
+    return env_switch("FEWLABELS_SHARE", "keep the threads fixed",
+                      "give way to other processes")
 
 
 # what the last look of this process found, and how often it gave way so far
