@@ -58,17 +58,16 @@ def wait_for(predicate, seconds=20):
     return predicate()
 
 
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
 def state(pid):
     with open(f"/proc/{pid}/stat") as f:
         return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid):
+    try:
+        return state(pid) != "Z"
+    except FileNotFoundError:
+        return False
 
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sessions")
