@@ -48,21 +48,35 @@ def test_images_benchmark_times_the_folder_decode_and_predict(tmp_path):
     assert predict["images"] == 300 and predict["images_per_second"] > 0
 
 
+def contention(*words: str) -> dict:
+    """The contention benchmark's report: the supervised arm, one epoch on 2,000 images, the
+    settings and competitors whose names hold one of ``words``."""
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "contention.py"), "--epochs", "1",
+                          "--pool", "2000", "--only", *words],
+                         capture_output=True, text=True, timeout=600, check=True)
+    return json.loads(out.stdout)
+
+
 @pytest.mark.usefixtures("mnist")
 def test_contention_benchmark_times_each_setting_alone_and_shared():
-    out = subprocess.run([sys.executable, str(BENCHMARKS / "contention.py"), "--epochs", "1"],
-                         capture_output=True, text=True, timeout=600, check=True)
-    report = json.loads(out.stdout)
+    # every setting alone ("threads" and "1 thread" name every setting and no competitor) ...
+    report = contention("threads", "1 thread")
     assert len(report["seconds"]) == 5  # with the run in the caller's session
-    for name, seconds in report["seconds"].items():
-        assert set(seconds) == {"alone", "one busy process", "one 2-thread torch process",
-                                "two busy processes",
-                                "one 2-thread torch process, started 3 s after",
-                                "one busy process, started 3 s after",
-                                "one 2-thread torch process, started 3 s after in another session",
-                                "one busy process, started 3 s after in another session"}
-        assert report["ratio_to_alone"][name]["alone"] == 1.0
-        assert all(s > 0 for s in seconds.values())
+    assert all(set(seconds) == {"alone"} and seconds["alone"] > 0
+               for seconds in report["seconds"].values())
+    # ... and fewlabels' default beside every competitor ("process" names each of them):
+    # the grid's other cells are the same runs under another setting's environment
+    report = contention("fewlabels' default", "process")
+    (name, seconds), = report["seconds"].items()
+    assert "fewlabels' default" in name
+    assert set(seconds) == {"alone", "one busy process", "one 2-thread torch process",
+                            "two busy processes",
+                            "one 2-thread torch process, started 3 s after",
+                            "one busy process, started 3 s after",
+                            "one 2-thread torch process, started 3 s after in another session",
+                            "one busy process, started 3 s after in another session"}
+    assert report["ratio_to_alone"][name]["alone"] == 1.0
+    assert all(s > 0 for s in seconds.values())
 
 
 @pytest.mark.usefixtures("mnist")

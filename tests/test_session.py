@@ -153,6 +153,10 @@ def test_a_misspelt_choice_is_one_line_and_exit_2_at_the_command_line():
     assert r.stderr.strip().splitlines() == [
         "fewlabels: error: FEWLABELS_OWN_SESSION='on' is not 0 or 1: set 0 to keep the work "
         "in the terminal's session, 1 (or unset it) to give it a session of its own"]
+    r = subprocess.run([sys.executable, "-m", "fewlabels", "--debug", "data", "info", "mnist"],
+                       env={**os.environ, "FEWLABELS_OWN_SESSION": "on"},
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" in r.stderr  # --debug: the traceback, as elsewhere
 
 
 def test_a_signal_its_caller_ignores_stays_ignored_in_the_work():

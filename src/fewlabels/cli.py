@@ -786,6 +786,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             wanted = own_session_wanted()
         except UsageError as e:
+            if args.debug:
+                raise
             print(f"fewlabels: error: {e}", file=sys.stderr)
             return 2
         if wanted:
