@@ -41,6 +41,9 @@ def run_cli(capsys, *argv):
     (["--set", "probe.momentum=0.9"], "unknown setting 'probe.momentum'"),
     (["--pretrained", "missing.encoder"], "checkpoint 'missing.encoder' does not exist"),
     (["--labels", "100", "100"], "labels gives '100' twice: give each once"),
+    # every label is one draw, whatever the seed: its n=3 interval [x, x] was over nothing
+    (["--labels", "all", "--arms", "pixels-knn"], "label budget 60000 is every training label "
+     "of mnist: each of the 3 seeds would draw the same labels"),
     (["--arms", "pixels-knn", "pixels-knn"], "arms gives 'pixels-knn' twice"),
     (["--seeds", "99999999999999999999999"], "seeds=99999999999999999999999 is out of range"),
     (["--seeds", "-1"], "seeds=-1 is out of range: use an integer from 0"),
@@ -86,7 +89,11 @@ def test_bad_compare_input_exits_2_with_one_clear_line(capsys, tmp_path, argv, m
     (["fit", "digits", "--out", ""], "argument --out: '' is an empty path"),
     (["embed", "m.model", "a.png", "--out", ""], "argument --out: '' is an empty path"),
     (["export", "m.model", "--onnx", ""], "argument --onnx: '' is an empty path"),
-    (["compare", "--quick", "--bogus"], "unrecognized arguments: --bogus"),
+    # a word no option takes sends to the subcommand's options, not the program's
+    (["compare", "--quick", "--bogus"], "unrecognized arguments: --bogus (`fewlabels compare "
+     "-h` lists the options)"),
+    (["evaluate", "m.model", "digits"], "unrecognized arguments: digits (`fewlabels evaluate "
+     "-h` lists the options)"),
     (["--threads", "abc", "compare"], "argument --threads: invalid int value: 'abc'"),
     (["embed", "m.model", "a.png", "--out", "."], "--out '.' is a folder"),
     (["predict", "m.model", "a.png", "--batch", "0"],
@@ -604,6 +611,9 @@ def test_sigterm_during_the_arms_keeps_the_finished_runs(tmp_path):
 def test_probe_refuses_a_repeated_seed(capsys, tiny_encoder):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--seeds", "0", "0")
     assert code == 2 and "--seeds gives 0 twice: give each once" in err
+    code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--labels", "all",
+                           "--seeds", "0", "1")
+    assert code == 2 and "each of the 2 seeds would draw the same labels" in err
 
 
 def test_probe_checks_its_options_before_reading_the_encoder(capsys, tmp_path):

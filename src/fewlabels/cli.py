@@ -271,7 +271,7 @@ def _cmd_probe(args) -> int:
 
     from .augment import AugmentConfig
     from .classifiers import ProbeConfig, linear_probe, predict
-    from .data import draw_labels, load_dataset, parse_label_budget
+    from .data import check_draws_differ, draw_labels, load_dataset, parse_label_budget
     from .development import check_reported_draws
     from .pretrain import load_encoder
     from .runtime import resolve
@@ -288,6 +288,7 @@ def _cmd_probe(args) -> int:
     ds = load_dataset(args.dataset or meta["dataset"], args.data_dir,
                       download=args.dataset is not None)  # metadata never downloads
     count = parse_label_budget(args.labels, len(ds.train_labels))
+    check_draws_differ(count, len(ds.train_labels), args.seeds, ds.name)
     if list(meta.get("image_shape", [])) != list(ds.image_shape):
         raise UsageError(f"--encoder {args.encoder!r} was pretrained on images of shape "
                          f"{meta.get('image_shape')}, but {ds.name} has "
@@ -719,7 +720,7 @@ def _cmd_label(args) -> int:
 def _evaluate_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="test accuracy of a model file (`fit`'s .model or "
                        "the notebook's .classifier) on its dataset's test split")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", help="a model trained on a built-in dataset")
     p.add_argument("--device", default="auto")
     p.add_argument("--data-dir", type=_path)
     p.set_defaults(func=_cmd_evaluate)
@@ -731,6 +732,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"fewlabels: error: {message} (`{self.prog} -h` lists the options)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but words no option takes send to the subcommand's ``-h`` (where
+        its options are), not to the program's, which lists only the subcommands."""
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command = getattr(parsed, "command", None)
+            self.prog = f"{self.prog} {command}" if command else self.prog
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
 
 def _path(value: str) -> str:

@@ -399,6 +399,16 @@ def load_dataset(name: str = "mnist", data_dir: str | Path | None = None, *,
 # ----------------------------------------------------------------------------- label draws
 
 
+def check_draws_differ(count: int, n_train: int, seeds, name: str) -> None:
+    """Several seeds must draw several label sets: a budget of every training label draws
+    the same set for each, and an interval over them would not be over label draws."""
+    if count == n_train and len(seeds) > 1:
+        raise UsageError(
+            f"label budget {count} is every training label of {name}: each of the "
+            f"{len(seeds)} seeds would draw the same labels, so its interval would not be "
+            "over label draws: give one seed (--seeds 0) or a smaller budget")
+
+
 def parse_label_budget(value: int | float | str, n_train: int | None) -> int:
     """A label budget as a count: ``600``, ``"600"``, ``"1%"``, ``0.01`` or ``"all"``.
 

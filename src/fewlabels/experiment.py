@@ -25,7 +25,15 @@ from . import checkpoint, memo
 from .arms import ARMS, SAMPLED
 from .classifiers import check_split, features
 from .config import SELECTED, CompareConfig, to_dict
-from .data import Dataset, as_float, draw_labels, load_dataset, parse_label_budget, to_uint8
+from .data import (
+    Dataset,
+    as_float,
+    check_draws_differ,
+    draw_labels,
+    load_dataset,
+    parse_label_budget,
+    to_uint8,
+)
 from .errors import UsageError, parse_json
 from .metrics import Metrics
 from .outputs import LOCK, run_folder_lock
@@ -281,6 +289,7 @@ def _load_and_check(cfg: CompareConfig, data_dir, pretrained,
                 raise UsageError(f"label budget {count} is below {name}'s {ds.num_classes} "
                                  f"classes, so some class would have no label: use at least "
                                  f"{ds.num_classes} (one a class)")
+            check_draws_differ(count, len(ds.train_labels), cfg.seeds, name)
             for sampling in set(cfg.samplings()) - set(SELECTED):
                 draw_labels(ds.train_labels, count, cfg.seeds[0], sampling)
     if pretrained is not None:  # a missing, foreign or mismatched file fails before writing
