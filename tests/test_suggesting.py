@@ -48,6 +48,18 @@ def test_coverage_does_not_guess_the_class_count(tmp_path, tiny_encoder, digits,
     assert r["labeled"] == 0 and len(r["files"]) == 5
 
 
+def test_one_class_folder_begun_is_not_a_class_count(tmp_path, tiny_encoder, digits):
+    """labeled/ with one class folder so far: typical suggests (it was refused as
+    "--classes 1", an option nobody gave); coverage asks for the count."""
+    for folder in sorted((digits / "labeled").iterdir())[1:]:
+        folder.rename(tmp_path / folder.name)
+    r = suggest(digits, 5, tiny_encoder)
+    assert r["labeled"] == 2 and len(r["files"]) == 5
+    with pytest.raises(UsageError, match="holds 1 class folder, too few to count them: give "
+                                         "--classes N"):
+        suggest(digits, 5, tiny_encoder, strategy="coverage")
+
+
 def test_the_command_prints_the_list_and_writes_links(digits, tiny_encoder, tmp_path, capsys):
     links = tmp_path / "to-label"
     assert main(["suggest", str(digits), "--budget", "4", "--encoder", str(tiny_encoder),

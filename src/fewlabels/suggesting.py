@@ -50,9 +50,12 @@ def suggest(folder: str | Path, budget: int, embedder: str | Path, *,
     labeled_dir = root / "labeled"
     known = sorted(d.name for d in labeled_dir.iterdir() if d.is_dir()
                    and not d.name.startswith(".")) if labeled_dir.is_dir() else []
-    classes = classes if classes is not None else len(known) or None
+    # labeled/'s class folders count the classes from two on: one is a folder begun, not
+    # a count (it was refused as "--classes 1", an option nobody gave)
+    classes = classes if classes is not None else len(known) if len(known) >= 2 else None
     check_classes(strategy, classes,  # before the images are read
-                  f", and nothing in {str(labeled_dir)!r} counts them yet")
+                  f", and {str(labeled_dir)!r} holds {len(known)} class folder"
+                  f"{'' if len(known) == 1 else 's'}, too few to count them")
     least = max(2, len(known))  # a class count below labeled/'s own is a contradiction
     if classes is not None and classes < least:
         raise UsageError(f"--classes {classes} is out of range: use at least {least} ("
