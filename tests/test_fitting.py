@@ -130,12 +130,17 @@ def test_export_onto_a_folder_is_refused_before_any_work(fitted, tmp_path):
     assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
 
 
-def test_fit_from_arrays_without_a_test_split_claims_no_test_accuracy(tmp_path):
+def few_labeled_digits(path) -> None:
+    """The digits as an .npz without a test split, 6 labels a class, the rest unlabeled."""
     images, labels = digits_arrays()
     y = np.full(len(labels), -1)
     for c in range(10):
         y[np.flatnonzero(labels == c)[:6]] = c
-    np.savez(tmp_path / "digits.npz", x_train=images[..., None], y_train=y)
+    np.savez(path, x_train=images[..., None], y_train=y)
+
+
+def test_fit_from_arrays_without_a_test_split_claims_no_test_accuracy(tmp_path):
+    few_labeled_digits(tmp_path / "digits.npz")
     lines = []
     model = fit(tmp_path / "digits.npz", tmp_path / "d.model", arms=["supervised"],
                 quick_run=True, overrides={"supervised": {"epochs": 5}}, log=lines.append,
@@ -143,6 +148,22 @@ def test_fit_from_arrays_without_a_test_split_claims_no_test_accuracy(tmp_path):
     assert model.meta["test_accuracy"] is None
     assert any("no test accuracy is claimed" in line for line in lines)
     assert Model.load(tmp_path / "d.model").classes == [str(c) for c in range(10)]
+    assert not any("the CPU was shared" in line for line in lines)
+
+
+def test_a_fit_that_gave_way_to_other_processes_says_so(tmp_path, monkeypatch):
+    """As compare does: its figures may differ from a run alone. Only this fit's times
+    count (the count is the process's: an earlier run in it does not)."""
+    from fewlabels import fitting
+
+    few_labeled_digits(tmp_path / "digits.npz")
+    counts = iter([5, 7])  # 5 before this fit (an earlier run), 7 after
+    monkeypatch.setattr(fitting, "times_lowered", lambda: next(counts))
+    lines = []
+    fit(tmp_path / "digits.npz", arms=["supervised"], quick_run=True,
+        overrides={"supervised": {"epochs": 2}}, log=lines.append, progress=False)
+    assert lines[-1].startswith("the CPU was shared: this run went down to one thread 2 "
+                                "time(s) for other processes")
 
 
 @pytest.mark.parametrize("refit", [False, True])

@@ -115,6 +115,7 @@ def _workers(value: str, cfg) -> int:
 def _cmd_compare(args) -> int:
     from .experiment import compare
     from .report import format_table
+    from .sharing import shared_notice
 
     started = time.perf_counter()
     cfg = compare_config(args)
@@ -154,11 +155,9 @@ def _cmd_compare(args) -> int:
     print(format_table(results))
     print(f"\npretraining {sum(results['pretrain_seconds'].values()):.1f} s, "
           f"wall {results['wall_seconds']:.1f} s; report: {out / 'report.md'}")
-    lowered = results["environment"].get("threads_lowered", 0)
-    if lowered:
-        print(f"the CPU was shared: this run went down to one thread {lowered} time(s) for "
-              "other processes, so its figures (a pretrained encoder most) may differ from a "
-              "run alone; FEWLABELS_SHARE=0 keeps the threads fixed for a reproduction")
+    notice = shared_notice(results["environment"].get("threads_lowered", 0))
+    if notice:
+        print(notice)
     return 0
 
 

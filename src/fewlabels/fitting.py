@@ -36,6 +36,7 @@ from .outputs import check_output_file, output_file_lock, pretraining_state_path
 from .predictor import Model, model_meta
 from .pretrain import pretrain
 from .runtime import resolve
+from .sharing import shared_notice, times_lowered
 from .stats import mcnemar_p
 from .userdata import UNLABELED, has_test, load_user_data
 
@@ -162,7 +163,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
     with output_file_lock(out) if out is not None else contextlib.nullcontext():
         if out is not None:
             check_output_file(out, "--out", force)
-        start = time.perf_counter()
+        start, lowered_before = time.perf_counter(), times_lowered()
         cfg, ds = _recipe_and_data(data, image_size, preset, overrides, quick_run, device,
                                    precision, progress)
         rt = resolve(device, precision)
@@ -206,6 +207,9 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
         if out is not None:
             model.save(out)
             log(f"saved {out} ({time.perf_counter() - start:.0f} s in all)")
+        notice = shared_notice(times_lowered() - lowered_before)
+        if notice:
+            log(notice)
         return model
 
 

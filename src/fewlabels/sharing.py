@@ -64,6 +64,15 @@ def times_lowered() -> int:
     return _last["lowered"]
 
 
+def shared_notice(lowered: int) -> str | None:
+    """The line a command prints when the CPU was shared during its run (None when not)."""
+    if not lowered:
+        return None
+    return (f"the CPU was shared: this run went down to one thread {lowered} time(s) for "
+            "other processes, so its figures (a pretrained encoder most) may differ from a "
+            "run alone; FEWLABELS_SHARE=0 keeps the threads fixed for a reproduction")
+
+
 class ThreadShare:
     """Called once a step (or a chunk of work): every ``interval`` seconds it samples the
     others' load and sets torch's threads to 1 (crowded) or back to the threads it started
