@@ -69,6 +69,23 @@ def test_each_time_it_gives_way_is_counted_for_results_json(two_threads, monkeyp
     later.restore()
     assert sharing.times_lowered() == 3
     assert environment(resolve("cpu", "fp32"))["threads_lowered"] == 3
+    # a run that began after the first two counts only its own
+    assert environment(resolve("cpu", "fp32"), lowered_before=2)["threads_lowered"] == 1
+
+
+def test_a_comparison_records_only_its_own_times(monkeypatch, tmp_path, mnist):
+    """The count is the process's: a comparison after another in one process (the Python
+    API, a notebook) records the times it gave way, not the earlier run's."""
+    import dataclasses
+
+    from fewlabels.config import load_preset
+    from fewlabels.experiment import compare
+
+    monkeypatch.setitem(sharing._last, "lowered", 4)  # an earlier run in this process
+    small = dataclasses.replace(mnist.subset(train=500, test=100), name="mnist")
+    cfg = load_preset("default", {"labels": ["20"], "seeds": [0], "arms": ["pixels-knn"]})
+    results = compare(cfg, tmp_path / "run", datasets={"mnist": small}, log=lambda line: None)
+    assert results["environment"]["threads_lowered"] == 0
 
 
 def test_it_looks_only_every_interval_and_restores_at_the_end(two_threads, monkeypatch):

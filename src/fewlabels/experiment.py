@@ -50,6 +50,7 @@ from .results import (
 )
 from .runtime import Runtime, environment, resolve
 from .selection import select
+from .sharing import times_lowered
 from .stats import confusion_matrix, unit_name
 from .tuning import tune
 
@@ -317,6 +318,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     the whole command started (its wall clock, pretraining and workers included).
     ``workers``: how many processes ran the runs (recorded in the environment)."""
     start = started or time.perf_counter()  # the wall clock of the whole command
+    lowered_before = times_lowered()
     cfg.validate()
     rt = resolve(cfg.device, cfg.precision)
     loaded, budgets = _load_and_check(cfg, data_dir, pretrained, datasets)
@@ -325,14 +327,16 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     with run_folder_lock(out_dir) if shard is None else contextlib.nullcontext():
         return _make(cfg, out_dir, loaded, budgets, rt, start, workers, pretrained=pretrained,
                      tensorboard=tensorboard, log=log, save_every=save_every, shard=shard,
-                     pretrain_only=pretrain_only)
+                     pretrain_only=pretrain_only, lowered_before=lowered_before)
 
 
 def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Runtime,
           start: float, workers: int, *, pretrained, tensorboard: bool, log, save_every: int,
-          shard: tuple[int, int] | None, pretrain_only: bool) -> dict | None:
+          shard: tuple[int, int] | None, pretrain_only: bool,
+          lowered_before: int = 0) -> dict | None:
     """The comparison itself, in its checked and locked run folder: config, run list,
-    pretraining, the runs, then results.json and the report."""
+    pretraining, the runs, then results.json and the report. ``lowered_before``: the
+    process's count of giving way to other processes when the command began."""
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     metrics = Metrics(out_dir / ("metrics.jsonl" if shard is None  # a worker's: merged later
                                  else f"metrics-{shard[0]}-of-{shard[1]}.jsonl"),
@@ -391,7 +395,7 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
         log(mixed)
     results = assemble(cfg, runs, pretrain_seconds=pretrain_seconds,
                        wall_seconds=time.perf_counter() - start,
-                       environment={**environment(rt), "git": git_commit(),
+                       environment={**environment(rt, lowered_before), "git": git_commit(),
                                     "workers": workers},
                        data=data, feature_maps=maps)
     metrics.close()

@@ -155,8 +155,10 @@ def cpu_name() -> str:
 PACKAGES = ("numpy", "scipy", "scikit-learn", "matplotlib", "safetensors", "optuna")
 
 
-def environment(rt: Runtime) -> dict:
-    """What a result depends on: versions, device, threads."""
+def environment(rt: Runtime, lowered_before: int = 0) -> dict:
+    """What a result depends on: versions, device, threads. ``lowered_before``: how often
+    this process had given way to other processes before the work described began (its
+    count is the process's; an earlier run in it is not this one's)."""
     import platform
     from importlib import metadata
 
@@ -172,7 +174,7 @@ def environment(rt: Runtime) -> dict:
            "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
            "cpus_available": available_cpus(),
            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
-           "threads_lowered": times_lowered(),
+           "threads_lowered": times_lowered() - lowered_before,
            "python": platform.python_version(), "platform": platform.platform(),
            "cpu": cpu_name(), "cpu_bf16": dict(cpu_bf16_units()), "packages": versions}
     if rt.device.type == "cuda":
