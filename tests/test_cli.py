@@ -300,8 +300,8 @@ def test_ssl_protocol_compare_and_probe_command(capsys, tmp_path, mnist):
         "--arms", "probe", "supervised", "--set", "pretrain.epochs=1",
         "--set", "pretrain.refine_rounds=1", "--set", "pretrain.refine_epochs=1",
         "--set", "pretrain.batch=2000", "--set", "pretrain.encoder_options.width=4",
-        "--set", "pretrain.self_label_epochs=1", "--set", "feature_map=60",
-        "--set", "probe.epochs=5", "--set", "supervised.epochs=2",
+        "--set", "pretrain.self_label_epochs=1", "--set", "pretrain.pool=6000",
+        "--set", "feature_map=60", "--set", "probe.epochs=5", "--set", "supervised.epochs=2",
         "--out", str(out))
     assert code == 0
     results = json.loads((out / "results.json").read_text())

@@ -185,3 +185,43 @@ def test_several_samplings_are_columns_of_one_comparison_paired_with_the_first(m
     assert "probe@typical" in (tmp_path / "run" / "report.md").read_text()
     one = compare_config(build_parser().parse_args(["compare", "--label-sampling", "random"]))
     assert one.label_sampling == "random"  # one sampling keeps the config's plain form
+
+
+class _Planted:
+    """A pickle that, when loaded, leaves a file: the proof that it was unpickled."""
+
+    def __init__(self, mark):
+        self.mark = str(mark)
+
+    def __reduce__(self):
+        return (open, (self.mark, "w"))
+
+
+def test_a_resumed_comparison_never_loads_the_shared_results_it_finds(mnist, tmp_path):
+    """The shared results of a comparison (``memo``) are pickles: a resumed run folder's —
+    an interrupted run's, or a tampered one's — are removed, not loaded."""
+    import pickle
+
+    import pytest
+
+    from fewlabels import memo
+
+    small = dataclasses.replace(mnist.subset(train=1200, test=200), name="mnist")
+    cfg = _small_config(arms=["pixels-labelspreading"], labels=["50", "100"])
+
+    def interrupt_after_the_first_run(line):
+        if "test accuracy" in line:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        compare(cfg, cut, datasets={"mnist": small}, log=interrupt_after_the_first_run)
+    kept = list((cut / memo.FOLDER).glob("*.pickle"))
+    assert kept, "the first run kept the pool's graph for the others"
+    mark = tmp_path / "unpickled"
+    for path in kept:
+        path.write_bytes(pickle.dumps(_Planted(mark)))
+    full = compare(cfg, tmp_path / "full", datasets={"mnist": small}, log=lambda _: None)
+    resumed = compare(cfg, cut, datasets={"mnist": small}, log=lambda _: None)
+    assert not mark.exists()
+    assert _without_timings(resumed) == _without_timings(full)

@@ -13,6 +13,8 @@ def test_tuning_never_reads_the_test_set_and_resumes(mnist, tmp_path, arm):
     cfg = load_preset("default", {"device": "cpu", "precision": "fp32",
                                   "pretrain": {"encoder_options": {"width": 4}},
                                   "supervised": {"epochs": 2},
+                                  "finetune": {"epochs": 2},
+                                  "semisupervised": {"epochs": 1, "hard_pool_epochs": 1},
                                   "probe": {"epochs": 5}})
     labeled = draw_labels(ds.train_labels, 100, 0)
     encoder = ConvEncoder(width=4).eval()

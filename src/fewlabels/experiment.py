@@ -337,6 +337,9 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
     """The comparison itself, in its checked and locked run folder: config, run list,
     pretraining, the runs, then results.json and the report. ``lowered_before``: the
     process's count of giving way to other processes when the command began."""
+    if shard is None:  # the command's own pass: shared results are this command's alone
+        # (an interrupted run's, or a folder's from elsewhere, are pickles: never loaded)
+        shutil.rmtree(out_dir / memo.FOLDER, ignore_errors=True)
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     metrics = Metrics(out_dir / ("metrics.jsonl" if shard is None  # a worker's: merged later
                                  else f"metrics-{shard[0]}-of-{shard[1]}.jsonl"),
