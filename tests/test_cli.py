@@ -493,13 +493,23 @@ def test_report_names_metrics_jsonl_when_its_records_were_changed(capsys, tmp_pa
 def test_a_run_that_gave_way_to_other_processes_says_so(capsys, tmp_path, monkeypatch):
     """A run whose threads went down for other processes may not reproduce a run alone
     (a pretrained encoder least of all): results.json and the last lines say so."""
-    from fewlabels import sharing
+    import dataclasses
 
-    monkeypatch.setitem(sharing._last, "lowered", 3)
+    from fewlabels import sharing
+    from fewlabels.arms import ARMS
+
+    knn = ARMS["pixels-knn"]
+
+    def gives_way_three_times(ctx, settings):
+        sharing._last["lowered"] += 3  # as ThreadShare counts it, during the run
+        return knn.run(ctx, settings)
+
+    monkeypatch.setitem(sharing._last, "lowered", 5)  # an earlier run's, in this process
+    monkeypatch.setitem(ARMS, "pixels-knn", dataclasses.replace(knn, run=gives_way_three_times))
     run = tmp_path / "run"
     code, out, _ = run_cli(capsys, "--threads", "1", "compare", "--arms", "pixels-knn",
                            "--labels", "100", "--seeds", "0", "--out", str(run))
-    assert code == 0 and "went down to one thread 3 time(s)" in out
+    assert code == 0 and "went down to one thread 3 time(s)" in out  # its own, not 8
     assert "FEWLABELS_SHARE=0" in out
     results = json.loads((run / "results.json").read_text())
     assert results["environment"]["threads_lowered"] == 3
