@@ -515,6 +515,28 @@ def test_a_run_that_gave_way_to_other_processes_says_so(capsys, tmp_path, monkey
     assert results["environment"]["threads_lowered"] == 3
 
 
+@pytest.mark.usefixtures("mnist")
+def test_with_workers_the_pretraining_pass_gives_way_counts_too(capsys, tmp_path, monkeypatch):
+    """Under --workers the command's first pass (pretraining) and its last (gathering) are
+    two calls: times the first gave way count in results.json, an earlier run's do not."""
+    from fewlabels import experiment, sharing
+
+    real = experiment.compare
+
+    def first_pass_gives_way(*args, pretrain_only=False, **kwargs):
+        if pretrain_only:
+            sharing._last["lowered"] += 2  # as ThreadShare counts it while pretraining
+        return real(*args, pretrain_only=pretrain_only, **kwargs)
+
+    monkeypatch.setitem(sharing._last, "lowered", 5)  # an earlier run's, in this process
+    monkeypatch.setattr(experiment, "compare", first_pass_gives_way)
+    run = tmp_path / "run"
+    code, out, _ = run_cli(capsys, "compare", "--arms", "pixels-knn", "--labels", "100",
+                           "--seeds", "0", "1", "--workers", "2", "--out", str(run))
+    assert code == 0 and "went down to one thread 2 time(s)" in out
+    assert json.loads((run / "results.json").read_text())["environment"]["threads_lowered"] == 2
+
+
 def test_probe_refuses_zero_epochs_before_any_work(capsys, tiny_encoder):
     code, _, err = run_cli(capsys, "probe", "--encoder", str(tiny_encoder), "--epochs", "0")
     assert code == 2 and "probe --epochs=0 is not allowed" in err

@@ -115,7 +115,7 @@ def _workers(value: str, cfg) -> int:
 def _cmd_compare(args) -> int:
     from .experiment import compare
     from .report import format_table
-    from .sharing import shared_notice
+    from .sharing import shared_notice, times_lowered
 
     started = time.perf_counter()
     cfg = compare_config(args)
@@ -135,10 +135,12 @@ def _cmd_compare(args) -> int:
             from .outputs import run_folder_lock
             from .parallel import run_workers
 
+            lowered = times_lowered()  # the pretraining pass's times count in results.json
             compare(cfg, out, pretrain_only=True, **common)
             with run_folder_lock(out):  # held while the workers write, then to the end
                 run_workers(args.argv, out, workers)
-                results = compare(cfg, out, started=started, workers=workers, **common)
+                results = compare(cfg, out, started=started, lowered_before=lowered,
+                                  workers=workers, **common)
         else:
             results = compare(cfg, out, **common)
     except KeyboardInterrupt:

@@ -13,7 +13,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -307,7 +306,7 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
             tensorboard: bool = False, log: Callable[[str], None] = print, save_every: int = 200,
             datasets: dict[str, Dataset] | None = None, shard: tuple[int, int] | None = None,
             pretrain_only: bool = False, started: float | None = None,
-            workers: int = 1) -> dict | None:
+            lowered_before: int | None = None, workers: int = 1) -> dict | None:
     """Run the comparison described by ``cfg`` and write its run folder; return results.
 
     ``datasets``: loaded datasets by name, used instead of loading ``cfg.datasets``.
@@ -315,10 +314,13 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
     ``pretrain_only``: pretrain (or reuse) every encoder and stop. ``shard=(i, n)``: a
     worker's part of a parallel comparison (``parallel``): the runs it claims first, logged
     to its own file, and no results; the folder's encoders must exist. ``started``: when
-    the whole command started (its wall clock, pretraining and workers included).
+    the whole command started (its wall clock, pretraining and workers included);
+    ``lowered_before``: likewise, how often this process had given way to other processes
+    by then (``sharing.times_lowered``; default: by this call), so that results.json counts
+    the command's times, its pretraining pass's included, and not an earlier run's.
     ``workers``: how many processes ran the runs (recorded in the environment)."""
     start = started or time.perf_counter()  # the wall clock of the whole command
-    lowered_before = times_lowered()
+    lowered_before = times_lowered() if lowered_before is None else lowered_before
     cfg.validate()
     rt = resolve(cfg.device, cfg.precision)
     loaded, budgets = _load_and_check(cfg, data_dir, pretrained, datasets)
@@ -333,13 +335,12 @@ def compare(cfg: CompareConfig, out_dir: Path, *, data_dir=None, pretrained=None
 def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Runtime,
           start: float, workers: int, *, pretrained, tensorboard: bool, log, save_every: int,
           shard: tuple[int, int] | None, pretrain_only: bool,
-          lowered_before: int = 0) -> dict | None:
+          lowered_before: int) -> dict | None:
     """The comparison itself, in its checked and locked run folder: config, run list,
     pretraining, the runs, then results.json and the report. ``lowered_before``: the
     process's count of giving way to other processes when the command began."""
-    if shard is None:  # the command's own pass: shared results are this command's alone
-        # (an interrupted run's, or a folder's from elsewhere, are pickles: never loaded)
-        shutil.rmtree(out_dir / memo.FOLDER, ignore_errors=True)
+    if shard is None:  # the command's own pass: an interrupted run's, or a folder's from
+        memo.clear(out_dir)  # elsewhere, shared results are never loaded
     checkpoint.atomic_write_text(out_dir / "config.json", json.dumps(to_dict(cfg), indent=2))
     metrics = Metrics(out_dir / ("metrics.jsonl" if shard is None  # a worker's: merged later
                                  else f"metrics-{shard[0]}-of-{shard[1]}.jsonl"),
@@ -403,7 +404,7 @@ def _make(cfg: CompareConfig, out_dir: Path, loaded: dict, budgets: dict, rt: Ru
                        data=data, feature_maps=maps)
     metrics.close()
     checkpoint.atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2))
-    shutil.rmtree(out_dir / memo.FOLDER, ignore_errors=True)  # every run that reads it is done
+    memo.clear(out_dir)  # every run that reads it is done
     from .report import write_report
 
     write_report(out_dir, results)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import pickle
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -25,6 +26,13 @@ from .checkpoint import atomic_write_bytes
 
 T = TypeVar("T")
 FOLDER = "memo"  # the comparison folder's subfolder of such results
+
+
+def clear(run_folder: Path) -> None:
+    """Remove a comparison's kept results: when its command starts or resumes (the files
+    are pickles: only those this command wrote are ever loaded) and once its results are
+    written (every run that reads them is done)."""
+    shutil.rmtree(run_folder / FOLDER, ignore_errors=True)
 
 
 def computed_once(folder: Path | None, key: Callable[[], str], compute: Callable[[], T]) -> T:
