@@ -51,13 +51,13 @@ def close_to_one_process(tmp_path: Path, args: list[str]) -> tuple[float, float]
 
 @pytest.mark.skipif(not TORCHRUN.exists(), reason="torchrun not installed beside this Python")
 @pytest.mark.usefixtures("mnist")
-@pytest.mark.parametrize("method", ["simclr", "vicreg", "scan", "masked-autoencoder"])
+# SimCLR and SCAN, the default recipe's stages, are the next test's
+@pytest.mark.parametrize("method", ["vicreg", "masked-autoencoder"])
 def test_each_method_family_matches_one_process(tmp_path, method):
     """Two updates (three steps; the cosine schedule ends at zero). Measured here: two
     ranks differ from one process in 4-13% of the weights by more than 1e-4, a second
     thread count in 3-11%; with the whole-batch gather left out, 27-39%."""
-    args = ["--set", "pool=384", "--method", method, *ONE_STAGE] + (
-        ["--set", "options.clusters=10"] if method == "scan" else [])
+    args = ["--set", "pool=384", "--method", method, *ONE_STAGE]
     ranks, noise = close_to_one_process(tmp_path, args)
     assert ranks <= 1.5 * noise + 0.02, (ranks, noise)
 
