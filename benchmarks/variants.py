@@ -20,11 +20,13 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from fewlabels.arms import ARMS, network_outcome
-from fewlabels.classifiers import recalibrate_batchnorm
+from fewlabels.augment import augment
+from fewlabels.classifiers import features, recalibrate_batchnorm
 from fewlabels.config import load_preset, parse_set
-from fewlabels.data import load_dataset, parse_label_budget
+from fewlabels.data import as_float, load_dataset, parse_label_budget
 from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
 from fewlabels.errors import UsageError
 from fewlabels.pretrain import load_encoder
@@ -39,6 +41,45 @@ def loss_curve(records: list[dict], points: int = 10) -> list[float]:
         return []
     every = max(1, len(losses) // points)
     return [round(float(v), 4) for v in losses[every - 1::every]]
+
+
+def shifted_views(pixels: int):
+    """The images and four copies moved ``pixels`` left, right, up and down (zeros in)."""
+    def views(x: torch.Tensor) -> list[torch.Tensor]:
+        p = pixels
+        padded = F.pad(x, (p, p, p, p))
+        h, w = x.shape[-2:]
+        return [x] + [padded[..., p + dy:p + dy + h, p + dx:p + dx + w]
+                      for dx, dy in ((p, 0), (-p, 0), (0, p), (0, -p))]
+    return views
+
+
+def policy_views(count: int, policy, seed: int = 0):
+    """The images and ``count`` - 1 views of the dataset's augmentation ``policy`` (the
+    semi-supervised arm's weak views), the same views on every call."""
+    def views(x: torch.Tensor) -> list[torch.Tensor]:
+        g = torch.Generator(device=x.device).manual_seed(seed)
+        return [x] + [augment(x, policy, g) for _ in range(count - 1)]
+    return views
+
+
+def averaged_predict(net, rt, views, chunk: int = 1024):
+    """A predictor whose class is the argmax of ``net``'s softmax averaged over ``views``."""
+    def predict(images: torch.Tensor) -> torch.Tensor:
+        out = []
+        for part in images.split(chunk):
+            x = as_float(part.to(rt.device)) if part.dtype == torch.uint8 else part.float()
+            with torch.no_grad():
+                p = sum(net.head(features(net.encoder, v, rt)).float().softmax(1)
+                        for v in views(x))
+            out.append(p.argmax(1).cpu())
+        return torch.cat(out)
+    return predict
+
+
+AVERAGED = {"shifts-1": lambda ctx: shifted_views(1), "shifts-2": lambda ctx: shifted_views(2),
+            "weak-5": lambda ctx: policy_views(5, ctx.augment),
+            "weak-9": lambda ctx: policy_views(9, ctx.augment)}
 
 
 def main(argv=None) -> int:
@@ -58,6 +99,9 @@ def main(argv=None) -> int:
                    help="a second row a draw: the same trained network with its BatchNorm "
                         "statistics re-estimated on the clean pool (what "
                         "semisupervised.recalibrate=true does after training)")
+    p.add_argument("--also-averaged", nargs="+", default=[], choices=sorted(AVERAGED),
+                   help="more rows a draw: the same trained network's prediction averaged "
+                        "over views of each scored image (test-time augmentation)")
     args = p.parse_args(argv)
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:
@@ -76,8 +120,8 @@ def main(argv=None) -> int:
     for seed in args.seeds:
         labeled = dev.draw(count, seed, cfg.label_sampling)
         start = time.perf_counter()
-        outcome = ARMS[args.arm].run(cfg.context(dev.train, labeled, seed, encoder, rt),
-                                     cfg.settings(args.arm))
+        ctx = cfg.context(dev.train, labeled, seed, encoder, rt)
+        outcome = ARMS[args.arm].run(ctx, cfg.settings(args.arm))
         seconds = time.perf_counter() - start
         row = {"arm": args.arm, "name": args.name, "set": args.set, "dataset": args.dataset,
                "labels": count, "seed": seed, "split": "development",
@@ -95,6 +139,12 @@ def main(argv=None) -> int:
             rows.append({**row, "name": f"{args.name} + BatchNorm recalibrated on the clean pool",
                          "set": [*args.set, "semisupervised.recalibrate=true"],
                          **dev.score(network_outcome(net, rt).predict),
+                         "seconds": round(seconds + time.perf_counter() - start, 1)})
+        for how in args.also_averaged if outcome.net is not None else []:
+            start = time.perf_counter()
+            rows.append({**row, "name": f"{args.name} + prediction averaged over {how}",
+                         "averaged": how,
+                         **dev.score(averaged_predict(outcome.net, rt, AVERAGED[how](ctx))),
                          "seconds": round(seconds + time.perf_counter() - start, 1)})
         for r in rows:
             print(json.dumps(r), flush=True)

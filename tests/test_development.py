@@ -122,3 +122,25 @@ def test_no_reported_figure_rests_on_a_development_draw():
             row = json.loads(line)
             if row.get("split") == "development":  # this round's rule
                 assert row["seed"] >= FIRST_DEVELOPMENT_DRAW, (path.name, row)
+
+
+def test_averaged_predictions_read_each_view_of_the_same_images():
+    variants = _variants()
+    from fewlabels.arms import network_outcome
+    from fewlabels.augment import AugmentConfig
+    from fewlabels.encoders import ClassifierNet, ConvEncoder
+    from fewlabels.runtime import resolve
+
+    x = torch.zeros(2, 1, 6, 6)
+    x[:, :, 2, 3] = 1
+    views = variants.shifted_views(1)(x)
+    assert all(v.shape == x.shape for v in views)  # one pixel of each edge dropped, zeros in
+    assert {tuple((v[0, 0] == 1).nonzero()[0].tolist()) for v in views} == {
+        (2, 3), (2, 2), (2, 4), (1, 3), (3, 3)}
+    weak = variants.policy_views(3, AugmentConfig())
+    assert all(torch.equal(a, b) for a, b in zip(weak(x), weak(x), strict=True))  # seeded
+    torch.manual_seed(0)
+    net, rt = ClassifierNet(ConvEncoder(width=2)).eval(), resolve("cpu", "fp32")
+    images = (torch.rand(40, 1, 28, 28) * 255).to(torch.uint8)
+    alone = variants.averaged_predict(net, rt, lambda v: [v], chunk=16)(images)
+    assert torch.equal(alone, network_outcome(net, rt).predict(images))
