@@ -17,6 +17,7 @@ import copy
 import json
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -77,6 +78,23 @@ def averaged_predict(net, rt, views, chunk: int = 1024):
     return predict
 
 
+def recalibrated_predict(net, images: torch.Tensor, rt):
+    """The predictor of a copy of ``net`` whose BatchNorm statistics are re-estimated on
+    ``images`` (what ``semisupervised.recalibrate=true`` does after training)."""
+    net = copy.deepcopy(net)
+    recalibrate_batchnorm(net, images, rt)
+    return network_outcome(net, rt).predict
+
+
+def rescored(row: dict, what: str, dev, trained_seconds: float, make_predict, **fields) -> dict:
+    """``row`` for the same trained network scored again by ``make_predict()``'s predictor;
+    its seconds: the training's plus building and scoring that predictor."""
+    start = time.perf_counter()
+    score = dev.score(make_predict())
+    return {**row, "name": f"{row['name']} + {what}", **fields, **score,
+            "seconds": round(trained_seconds + time.perf_counter() - start, 1)}
+
+
 AVERAGED = {"shifts-1": lambda ctx: shifted_views(1), "shifts-2": lambda ctx: shifted_views(2),
             "weak-5": lambda ctx: policy_views(5, ctx.augment),
             "weak-9": lambda ctx: policy_views(9, ctx.augment)}
@@ -132,20 +150,16 @@ def main(argv=None) -> int:
                "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
                "threads": torch.get_num_threads()}
         rows = [row]
-        if args.also_recalibrated and outcome.net is not None:
-            start = time.perf_counter()
-            net = copy.deepcopy(outcome.net)
-            recalibrate_batchnorm(net, dev.train.train_images, rt)
-            rows.append({**row, "name": f"{args.name} + BatchNorm recalibrated on the clean pool",
-                         "set": [*args.set, "semisupervised.recalibrate=true"],
-                         **dev.score(network_outcome(net, rt).predict),
-                         "seconds": round(seconds + time.perf_counter() - start, 1)})
-        for how in args.also_averaged if outcome.net is not None else []:
-            start = time.perf_counter()
-            rows.append({**row, "name": f"{args.name} + prediction averaged over {how}",
-                         "averaged": how,
-                         **dev.score(averaged_predict(outcome.net, rt, AVERAGED[how](ctx))),
-                         "seconds": round(seconds + time.perf_counter() - start, 1)})
+        if outcome.net is not None:
+            if args.also_recalibrated:
+                rows.append(rescored(
+                    row, "BatchNorm recalibrated on the clean pool", dev, seconds,
+                    partial(recalibrated_predict, outcome.net, dev.train.train_images, rt),
+                    set=[*args.set, "semisupervised.recalibrate=true"]))
+            rows += [rescored(row, f"prediction averaged over {how}", dev, seconds,
+                              partial(averaged_predict, outcome.net, rt, AVERAGED[how](ctx)),
+                              averaged=how)
+                     for how in args.also_averaged]
         for r in rows:
             print(json.dumps(r), flush=True)
             if args.table:
