@@ -21,7 +21,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from fewlabels.arms import ARMS, network_outcome
 from fewlabels.augment import augment
@@ -32,6 +31,7 @@ from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draw
 from fewlabels.errors import UsageError
 from fewlabels.pretrain import load_encoder
 from fewlabels.runtime import cpu_bf16_units, cpu_name, resolve, set_threads
+from fewlabels.shifts import shifted_copies
 
 
 def loss_curve(records: list[dict], points: int = 10) -> list[float]:
@@ -44,15 +44,10 @@ def loss_curve(records: list[dict], points: int = 10) -> list[float]:
     return [round(float(v), 4) for v in losses[every - 1::every]]
 
 
-def shifted_views(pixels: int):
-    """The images and four copies moved ``pixels`` left, right, up and down (zeros in)."""
-    def views(x: torch.Tensor) -> list[torch.Tensor]:
-        p = pixels
-        padded = F.pad(x, (p, p, p, p))
-        h, w = x.shape[-2:]
-        return [x] + [padded[..., p + dy:p + dy + h, p + dx:p + dx + w]
-                      for dx, dy in ((p, 0), (-p, 0), (0, p), (0, -p))]
-    return views
+def shifted_views(pixels: int, fill: str = "replicate"):
+    """The images and four copies moved ``pixels`` left, right, up and down (what
+    ``--set shifts=N`` does to every network's prediction; ``fill="constant"``: zeros in)."""
+    return partial(shifted_copies, pixels=pixels, fill=fill)
 
 
 def policy_views(count: int, policy, seed: int = 0):
@@ -96,6 +91,8 @@ def rescored(row: dict, what: str, dev, trained_seconds: float, make_predict, **
 
 
 AVERAGED = {"shifts-1": lambda ctx: shifted_views(1), "shifts-2": lambda ctx: shifted_views(2),
+            "shifts-1-zeros": lambda ctx: shifted_views(1, "constant"),
+            "shifts-2-zeros": lambda ctx: shifted_views(2, "constant"),
             "weak-5": lambda ctx: policy_views(5, ctx.augment),
             "weak-9": lambda ctx: policy_views(9, ctx.augment)}
 

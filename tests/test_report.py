@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fewlabels.cli import main
-from fewlabels.report import which_arm
+from fewlabels.report import _summary_line, which_arm
 from fewlabels.stats import paired_differences, summarize
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -55,3 +55,12 @@ def test_a_results_file_with_a_bad_field_is_refused_with_one_line(tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert all(piece in err for piece in says) and len(err.splitlines()) == 1
     assert not (tmp_path / "report.md").exists()
+
+
+def test_the_summary_says_when_predictions_are_averaged_over_shifted_copies():
+    results = {**_results({"probe": [0.99]}, {"probe": 1.0}), "datasets": ["mnist"],
+               "labels": [600], "seeds": [0], "wall_seconds": 9.0,
+               "pretrain_method": "simclr"}
+    assert "averaged" not in _summary_line(results)
+    line = _summary_line({**results, "config": {"shifts": 1}})
+    assert "softmax averaged over the image and four copies moved 1 pixel (`shifts`)" in line

@@ -58,6 +58,7 @@ class Context:
     # a folder the runs of one comparison share for work each would do identically
     # (``memo``; None: each run does its own)
     shared: Path | None = None
+    shifts: int = 0  # every network's prediction averaged over copies moved this far (``shifts``)
 
     @property
     def images(self) -> torch.Tensor:
@@ -133,23 +134,25 @@ def network_maker(encoder: str, options: dict, image_shape, num_classes: int,
                                   num_classes, seed)
 
 
-def network_outcome(net: ClassifierNet, rt: Runtime, **fields) -> Outcome:
-    """An Outcome whose predictor is ``net``."""
-    return Outcome(lambda images: predict(net.encoder, net.head, images, rt), net=net,
+def network_outcome(net: ClassifierNet, rt: Runtime, shifts: int = 0, **fields) -> Outcome:
+    """An Outcome whose predictor is ``net`` (its prediction averaged over copies moved
+    ``shifts`` pixels, ``shifts``)."""
+    return Outcome(lambda images: predict(net.encoder, net.head, images, rt, shifts), net=net,
                    **fields)
 
 
-def _trained(r: dict, rt: Runtime, method: str | None = None) -> Outcome:
+def _trained(r: dict, ctx: Context, method: str | None = None) -> Outcome:
     """The Outcome of ``train_network``'s result ``r``: its network as the predictor."""
-    return network_outcome(r["net"], rt, method=method, history=r["history"].records,
-                    chosen={"lr": r["lr"], "val_scores": r["val_scores"],
-                            "cycles": r["cycles"]})
+    return network_outcome(r["net"], ctx.runtime, ctx.shifts, method=method,
+                           history=r["history"].records,
+                           chosen={"lr": r["lr"], "val_scores": r["val_scores"],
+                                   "cycles": r["cycles"]})
 
 
 def _supervised(ctx: Context, s: SupervisedConfig) -> Outcome:
     return _trained(train_network(lambda images, labels: ctx.new_network(), ctx.images,
                                   ctx.labels, s, ctx.runtime, ctx.augment, ctx.seed),
-                    ctx.runtime)
+                    ctx)
 
 
 def _ceiling(ctx: Context, c: CeilingConfig) -> Outcome:
@@ -161,7 +164,8 @@ def _ceiling(ctx: Context, c: CeilingConfig) -> Outcome:
     chosen = {k: r[k] for k in ("augment", "lr", "val_scores", "epochs", "best_epoch",
                                 "val_accuracy", "steps", "min_steps", "lr_drops",
                                 "candidates")}
-    return network_outcome(r["net"], ctx.runtime, history=r["history"].records, chosen=chosen)
+    return network_outcome(r["net"], ctx.runtime, ctx.shifts, history=r["history"].records,
+                           chosen=chosen)
 
 
 def _finetune(ctx: Context, f: FinetuneConfig) -> Outcome:
@@ -170,7 +174,7 @@ def _finetune(ctx: Context, f: FinetuneConfig) -> Outcome:
                                 f.head_epochs, ctx.runtime, ctx.seed)
 
     return _trained(train_network(make_net, ctx.images, ctx.labels, f, ctx.runtime,
-                                  ctx.augment, ctx.seed), ctx.runtime, ctx.method)
+                                  ctx.augment, ctx.seed), ctx, ctx.method)
 
 
 def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
@@ -184,8 +188,8 @@ def _semisupervised(ctx: Context, s: SemiSupervisedConfig) -> Outcome:
         lambda: features(ctx.encoder, pool, rt))
     history, chosen = train_semisupervised(net, ctx.images, ctx.labels, pool, s, rt,
                                            ctx.augment, ctx.seed, pool_features=pool_features)
-    return network_outcome(net, ctx.runtime, method=ctx.method, history=history.records,
-                    chosen=chosen)
+    return network_outcome(net, ctx.runtime, ctx.shifts, method=ctx.method,
+                           history=history.records, chosen=chosen)
 
 
 def _semisupervised_space(trial, s: SemiSupervisedConfig) -> None:
@@ -205,8 +209,10 @@ def _probe(ctx: Context, p: ProbeConfig) -> Outcome:
                      ctx.seed, num_classes=ctx.data.num_classes)
     net = new_classifier(lambda: ctx.encoder, ctx.data.num_classes, ctx.seed)  # RNG forked
     net.head = r["head"]
-    return network_outcome(net, ctx.runtime, method=ctx.method, history=r["history"].records,
-                    chosen={"weight_decay": r["weight_decay"], "val_scores": r["val_scores"]})
+    return network_outcome(net, ctx.runtime, ctx.shifts, method=ctx.method,
+                           history=r["history"].records,
+                           chosen={"weight_decay": r["weight_decay"],
+                                   "val_scores": r["val_scores"]})
 
 
 def _probe_space(trial, p: ProbeConfig) -> None:

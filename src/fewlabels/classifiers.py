@@ -29,6 +29,7 @@ from .errors import (
 )
 from .runtime import Runtime
 from .sharing import ThreadShare
+from .shifts import mean_softmax
 from .train import (
     SCHEDULES,
     History,
@@ -156,9 +157,28 @@ def _predict(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
         return head(feats).argmax(1).cpu()
 
 
+def probabilities(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
+                  runtime: Runtime, shifts: int = 0, chunk: int = 1024) -> torch.Tensor:
+    """(N, classes) float32 on the CPU: ``head`` on ``encoder``'s features (eval mode) of
+    ``images``, its softmax averaged over ``shifts``-pixel copies of each (``shifts``)."""
+    def logits(x):
+        with torch.no_grad():
+            return head(features(encoder, x, runtime))
+
+    out = []
+    for part in images.split(chunk):
+        x = part.to(runtime.device)
+        x = as_float(x) if x.dtype == torch.uint8 else x.float()
+        out.append(mean_softmax(logits, x, shifts).cpu())
+    return torch.cat(out) if out else torch.zeros((0, head.out_features))
+
+
 def predict(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
-            runtime: Runtime) -> torch.Tensor:
-    """(N,) classes that ``head`` on ``encoder``'s features (eval mode) gives ``images``."""
+            runtime: Runtime, shifts: int = 0) -> torch.Tensor:
+    """(N,) classes that ``head`` on ``encoder``'s features (eval mode) gives ``images``;
+    with ``shifts``, the most probable class averaged over shifted copies (``shifts``)."""
+    if shifts:
+        return probabilities(encoder, head, images, runtime, shifts).argmax(1)
     return _predict(head, features(encoder, images, runtime))
 
 

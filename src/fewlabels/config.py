@@ -17,6 +17,7 @@ from .errors import UsageError, check_choice, check_non_negative, check_seed, ch
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
 from .semisupervised import SemiSupervisedConfig, check_reduced_side
+from .shifts import check_shifts
 
 SAMPLINGS = ("balanced", "random", "typical", "coverage")
 SELECTED = ("typical", "coverage")  # samplings that need the pretrained encoder
@@ -64,6 +65,9 @@ class CompareConfig:
     tune: int = 0  # Optuna trials per arm, label budget and seed (0: the preset's values)
     feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
     quick: bool = False  # reduced epochs for a first look (see `quick`)
+    # every network's prediction (each arm's, the ceiling's, a saved model's) averaged over
+    # the image and four copies moved this many pixels (``shifts``; 0: the plain prediction)
+    shifts: int = 0
 
     def settings(self, arm: str):
         """The config section of ``arm``: all its runner is handed of this config."""
@@ -82,7 +86,7 @@ class CompareConfig:
                                                 data.num_classes, seed),
                        encoder, p.name(),
                        self.semisupervised.most_steps(len(data.train_images))
-                       if self.ceiling.at_least_semisupervised else 0, shared)
+                       if self.ceiling.at_least_semisupervised else 0, shared, self.shifts)
 
     def check_data(self, image_shape) -> None:
         """The settings whose range the data sets, checked before any work:
@@ -90,6 +94,7 @@ class CompareConfig:
         ``semisupervised.reduced_side`` against its height and width."""
         p = self.pretrain
         check_reduced_side(self.semisupervised, image_shape)
+        check_shifts("shifts", self.shifts, image_shape)
         if self.semisupervised.frozen_layers:
             check_frozen_layers(build_encoder(p.encoder, image_shape, **p.encoder_options),
                                 self.semisupervised.frozen_layers, "semisupervised.")
@@ -138,6 +143,7 @@ class CompareConfig:
         check_unique("label_sampling", self.samplings())
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
+        check_shifts("shifts", self.shifts)
         check_non_negative("tune", self.tune, integer=True, hint=": a number of trials")
         if self.tune > MOST_TRIALS:  # 10^20 trials were accepted and ran for ever
             raise UsageError(f"tune={self.tune} is out of range: use 0..{MOST_TRIALS:,} trials "

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .arms import ARMS
-from .classifiers import features
+from .classifiers import probabilities
 from .config import CompareConfig, load_preset, quick
 from .data import Dataset
 from .errors import (
@@ -194,7 +194,7 @@ def fit(data, out: str | Path | None = None, *, arms: Sequence[str] = CANDIDATES
                 f"images (--refit would train it again on all {len(labeled)})")
         scores = {arm: r.float().mean().item() for arm, r in right.items()}
         meta = {**model_meta(ds.classes, ds.image_shape, best, cfg.pretrain.encoder,
-                             cfg.pretrain.encoder_options),
+                             cfg.pretrain.encoder_options, cfg.shifts),
                 "recipe": {"preset": preset, "pretrain": dataclasses.asdict(cfg.pretrain),
                            best: dataclasses.asdict(cfg.settings(best))},
                 "validation_accuracy": scores, "validation_loss": losses, "choice": why,
@@ -256,10 +256,10 @@ def score_candidates(arms, cfg: CompareConfig, hidden: Dataset, train: torch.Ten
         t = time.perf_counter()
         outcome = ARMS[arm].run(cfg.context(scoring, scoring_train, seed, encoder, rt),
                                 cfg.settings(arm))
-        logits = outcome.net.forward_head(features(outcome.net, hidden.train_images[val], rt)
-                                          ).float().cpu()
-        right[arm] = logits.argmax(1) == labels[val]
-        losses[arm] = F.cross_entropy(logits, labels[val]).item()
+        p = probabilities(outcome.net.encoder, outcome.net.head, hidden.train_images[val], rt,
+                          cfg.shifts)
+        right[arm] = p.argmax(1) == labels[val]
+        losses[arm] = F.nll_loss(p.clamp_min(1e-30).log(), labels[val]).item()
         nets[arm] = outcome.net
         log(f"  {arm:<15} validation accuracy {right[arm].float().mean().item():.4f}, loss "
             f"{losses[arm]:.4f} on {len(val)} held-out labeled images "

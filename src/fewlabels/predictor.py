@@ -23,6 +23,7 @@ from . import checkpoint, images
 from .data import as_float
 from .encoders import ClassifierNet, build_encoder
 from .errors import UsageError, check_positive
+from .shifts import Averaged, check_shifts
 
 KIND = "model"
 PREPROCESSING = ("decode with Pillow; convert to grey (L) or RGB as the model's `channels` "
@@ -31,13 +32,15 @@ PREPROCESSING = ("decode with Pillow; convert to grey (L) or RGB as the model's 
                  "float32 in [0, 1] (pixel / 255), shape (N, channels, image_size, image_size)")
 
 
-def model_meta(classes, image_shape, arm: str, encoder: str, encoder_options: dict) -> dict:
+def model_meta(classes, image_shape, arm: str, encoder: str, encoder_options: dict,
+               shifts: int = 0) -> dict:
     """What every model file says of the network it holds and the inputs it takes (``fit``
-    and the notebook's ``Classifier.save`` both write it; each adds its own record)."""
+    and the notebook's ``Classifier.save`` both write it; each adds its own record):
+    ``shifts``, the pixels its prediction averages copies moved by (``fewlabels.shifts``)."""
     return {"classes": list(classes), "image_shape": list(image_shape),
             "channels": image_shape[0], "image_size": image_shape[1],
             "preprocessing": PREPROCESSING, "arm": arm, "encoder": encoder,
-            "encoder_options": dict(encoder_options)}
+            "encoder_options": dict(encoder_options), "shifts": shifts}
 
 
 def _expanded(inputs) -> list[str]:
@@ -99,6 +102,10 @@ def check_model(path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
             or len(set(map(str, classes))) != len(classes)):
         raise UsageError(f"{str(path)!r} lists classes {classes!r}: expected distinct names; "
                          "the file is damaged")
+    try:
+        check_shifts("shifts", meta.get("shifts", 0), shape)
+    except UsageError as e:
+        raise UsageError(f"{str(path)!r}: {e}; the file is damaged") from None
     head = tensors.get("head.weight")
     if head is not None and head.shape[0] != len(classes):
         raise UsageError(f"{str(path)!r} names {len(classes)} classes but its network has "
@@ -133,6 +140,11 @@ class Model:
     @property
     def classes(self) -> list[str]:
         return list(self.meta["classes"])
+
+    @property
+    def shifts(self) -> int:
+        """The pixels its prediction averages copies moved by (0: none; ``shifts``)."""
+        return int(self.meta.get("shifts", 0))  # files written before it: the plain one
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -232,9 +244,11 @@ class Model:
     def predict(self, inputs, *, progress: bool = False, batch: int = 1024) -> Predictions:
         """Class probabilities of images: an array or tensor (N, C, H, W) / (N, H, W) of the
         model's size (uint8, or float in [0, 1]), or paths (files, folders, globs)."""
+        averaged = Averaged(self.net, self.shifts)
+
         def probabilities(x):
             with torch.no_grad():
-                return torch.softmax(self.net(x).float(), 1)
+                return averaged(x)
 
         p, files, errors = self._run(probabilities, inputs, progress, batch)
         return Predictions(self.classes, p.numpy(), files, errors)
@@ -273,7 +287,7 @@ class Model:
         if check is None or not len(check):
             raise UsageError("no images to check the export on: give some")
         x = self._tensor(check)
-        wrapped = _Probabilities(copy.deepcopy(self.net).cpu()).eval()
+        wrapped = Averaged(copy.deepcopy(self.net).cpu(), self.shifts).eval()
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         onnx = io.BytesIO()  # checked in memory, then written whole or not at all
@@ -296,15 +310,6 @@ class Model:
                              f"{tolerance}); nothing was written to {str(path)!r}: report this")
         checkpoint.atomic_write_bytes(path, onnx.getvalue())
         return result
-
-
-class _Probabilities(torch.nn.Module):
-    def __init__(self, net: ClassifierNet):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.net(x), 1)
 
 
 class EncoderInputs(Model):

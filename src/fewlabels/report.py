@@ -456,7 +456,15 @@ def _summary_line(results: dict) -> str:
             "predictions — nothing is tuned, stopped or chosen on it. Label draws 100 and "
             "up are kept for choosing recipes on a development split "
             "(`benchmarks/variants.py`) and are never reported."
-            + pretraining_runs_line(results))
+            + _shifts_line(results) + pretraining_runs_line(results))
+
+
+def _shifts_line(results: dict) -> str:
+    """What the networks' predictions are, when they are not the plain one (``shifts``)."""
+    shifts = (results.get("config") or {}).get("shifts", 0)
+    return (f" Every network's prediction (not the pixel arms') is its softmax averaged over "
+            f"the image and four copies moved {shifts} pixel{'s' if shifts > 1 else ''} "
+            "(`shifts`)." if shifts else "")
 
 
 def _markdown(results: dict, figures: list[tuple[str, str]]) -> str:

@@ -1,0 +1,119 @@
+"""A prediction averaged over shifted copies: the copies, the average, its range, and the
+same figure from an arm's predictor, a saved model and its ONNX export."""
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from fewlabels import checkpoint
+from fewlabels.arms import network_outcome
+from fewlabels.cli import main
+from fewlabels.config import load_preset
+from fewlabels.encoders import ClassifierNet, build_encoder
+from fewlabels.errors import UsageError
+from fewlabels.predictor import KIND, Model, model_meta
+from fewlabels.runtime import resolve
+from fewlabels.shifts import check_shifts, mean_softmax, shifted_copies
+
+
+def test_the_copies_move_the_image_and_copy_its_edge_in():
+    x = torch.full((1, 1, 5, 5), 0.5)
+    x[0, 0, 2, 2] = 1.0  # one bright pixel in the middle of a grey background
+    copies = shifted_copies(x, 1)
+    assert len(copies) == 5 and copies[0] is x
+    places = sorted((c[0, 0] == 1.0).nonzero().flatten().tolist() for c in copies[1:])
+    assert places == [[1, 2], [2, 1], [2, 3], [3, 2]]  # each of the four neighbours once
+    for c in copies[1:]:  # the uncovered border is the background, not a black frame
+        assert c.shape == x.shape and (c == 0.5).sum() == 24
+    zeros = shifted_copies(x, 1, "constant")
+    assert all((c == 0).sum() == 5 for c in zeros[1:])  # one row or column of zeros
+    assert shifted_copies(x, 0) == [x]
+
+
+def test_the_average_is_the_mean_of_the_copies_softmax():
+    torch.manual_seed(0)
+    net = ClassifierNet(build_encoder("conv", (1, 12, 12), width=4), 3).eval()
+    x = torch.rand(6, 1, 12, 12)
+    with torch.no_grad():
+        got = mean_softmax(net, x, 2)
+        expected = torch.stack([net(c).softmax(1) for c in shifted_copies(x, 2)]).mean(0)
+        plain = mean_softmax(net, x, 0)
+    torch.testing.assert_close(got, expected)
+    torch.testing.assert_close(plain, net(x).softmax(1))
+    torch.testing.assert_close(got.sum(1), torch.ones(6))
+    assert not torch.allclose(got, plain)  # the copies are seen
+
+
+@pytest.mark.parametrize("value, shape, message", [
+    (5, None, "shifts=5 is out of range: a whole number of pixels from 0 (the plain "
+              "prediction) to 4; e.g. shifts=1"),
+    (-1, None, "shifts=-1 is out of range"),
+    (1.5, None, "shifts=1.5 is out of range"),
+    (True, None, "shifts=True is out of range"),
+    ("1", None, "shifts='1' is out of range"),
+    (4, (1, 8, 8), "shifts=4 is out of range: a whole number of pixels from 0 (the plain "
+                   "prediction) to 3 for images of side 8"),
+])
+def test_a_shift_out_of_range_is_refused_with_one_line(value, shape, message):
+    with pytest.raises(UsageError, match=re.escape(message)):
+        check_shifts("shifts", value, shape)
+    check_shifts("shifts", 3, (1, 8, 8))  # the largest the side allows is taken
+
+
+def test_compare_refuses_a_shift_out_of_range_before_any_work(tmp_path, capsys):
+    code = main(["compare", "--dataset", "mnist", "--set", "shifts=7", "--out",
+                 str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and "shifts=7 is out of range" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_arms_predictor_gives_the_averaged_class():
+    torch.manual_seed(0)
+    net = ClassifierNet(build_encoder("conv", (1, 12, 12), width=4), 3).eval()
+    images = torch.randint(0, 256, (40, 1, 12, 12), dtype=torch.uint8)
+    rt = resolve("cpu", "fp32")
+    with torch.no_grad():
+        expected = mean_softmax(net, images.float() / 255, 1).argmax(1)
+    assert torch.equal(network_outcome(net, rt, 1).predict(images), expected)
+    plain = network_outcome(net, rt).predict(images)
+    assert torch.equal(plain, net(images.float() / 255).argmax(1))
+    config = load_preset("default", {"shifts": 1})
+    assert config.validate().shifts == 1
+
+
+def _saved(tmp_path, shifts: int) -> Model:
+    torch.manual_seed(0)
+    net = ClassifierNet(build_encoder("conv", (1, 28, 28), width=4), 3)
+    meta = model_meta(["a", "b", "c"], (1, 28, 28), "probe", "conv", {"width": 4}, shifts)
+    checkpoint.save(tmp_path / f"m{shifts}.model", dict(net.state_dict()), KIND, meta)
+    return Model.load(tmp_path / f"m{shifts}.model")
+
+
+def test_a_saved_model_and_its_onnx_export_average_the_same_copies(tmp_path):
+    averaged, plain = _saved(tmp_path, 2), _saved(tmp_path, 0)
+    images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
+    x = images.float() / 255
+    with torch.no_grad():
+        expected = mean_softmax(averaged.net, x, 2).numpy()
+    np.testing.assert_allclose(averaged.predict(images).probabilities, expected, atol=1e-6)
+    assert np.abs(plain.predict(images).probabilities - expected).max() > 1e-5  # not plain
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    averaged.export_onnx(tmp_path / "m.onnx", images)
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"),
+                                           providers=["CPUExecutionProvider"])
+    got = session.run(None, {"images": x.numpy()})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_a_model_file_with_a_bad_shift_is_refused(tmp_path):
+    net = ClassifierNet(build_encoder("conv", (1, 28, 28), width=4), 3)
+    meta = {**model_meta(["a", "b", "c"], (1, 28, 28), "probe", "conv", {"width": 4}),
+            "shifts": 40}
+    checkpoint.save(tmp_path / "m.model", dict(net.state_dict()), KIND, meta)
+    with pytest.raises(UsageError, match=re.escape("shifts=40 is out of range")):
+        Model.load(tmp_path / "m.model")
