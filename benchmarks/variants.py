@@ -44,9 +44,10 @@ def loss_curve(records: list[dict], points: int = 10) -> list[float]:
     return [round(float(v), 4) for v in losses[every - 1::every]]
 
 
-def shifted_views(pixels: int, fill: str = "replicate"):
-    """The images and four copies moved ``pixels`` left, right, up and down (what
-    ``--set shifts=N`` does to every network's prediction; ``fill="constant"``: zeros in)."""
+def shifted_views(pixels: int, fill: str = "constant"):
+    """The images and four copies moved ``pixels`` left, right, up and down, zeros in (what
+    ``--set shifts=N`` does to every network's prediction; ``fill="replicate"``: the edge
+    copied in)."""
     return partial(shifted_copies, pixels=pixels, fill=fill)
 
 
@@ -91,8 +92,8 @@ def rescored(row: dict, what: str, dev, trained_seconds: float, make_predict, **
 
 
 AVERAGED = {"shifts-1": lambda ctx: shifted_views(1), "shifts-2": lambda ctx: shifted_views(2),
-            "shifts-1-zeros": lambda ctx: shifted_views(1, "constant"),
-            "shifts-2-zeros": lambda ctx: shifted_views(2, "constant"),
+            "shifts-1-edge": lambda ctx: shifted_views(1, "replicate"),
+            "shifts-2-edge": lambda ctx: shifted_views(2, "replicate"),
             "weak-5": lambda ctx: policy_views(5, ctx.augment),
             "weak-9": lambda ctx: policy_views(9, ctx.augment)}
 

@@ -18,17 +18,17 @@ from fewlabels.runtime import resolve
 from fewlabels.shifts import check_shifts, mean_softmax, shifted_copies
 
 
-def test_the_copies_move_the_image_and_copy_its_edge_in():
+def test_the_copies_move_the_image_and_fill_zeros_in_as_the_training_views_do():
     x = torch.full((1, 1, 5, 5), 0.5)
     x[0, 0, 2, 2] = 1.0  # one bright pixel in the middle of a grey background
     copies = shifted_copies(x, 1)
     assert len(copies) == 5 and copies[0] is x
     places = sorted((c[0, 0] == 1.0).nonzero().flatten().tolist() for c in copies[1:])
     assert places == [[1, 2], [2, 1], [2, 3], [3, 2]]  # each of the four neighbours once
-    for c in copies[1:]:  # the uncovered border is the background, not a black frame
-        assert c.shape == x.shape and (c == 0.5).sum() == 24
-    zeros = shifted_copies(x, 1, "constant")
-    assert all((c == 0).sum() == 5 for c in zeros[1:])  # one row or column of zeros
+    for c in copies[1:]:  # one row or column uncovered, zero; the rest the background
+        assert c.shape == x.shape and (c == 0).sum() == 5 and (c == 0.5).sum() == 19
+    for c in shifted_copies(x, 1, "replicate")[1:]:  # or the edge copied in
+        assert (c == 0.5).sum() == 24
     assert shifted_copies(x, 0) == [x]
 
 

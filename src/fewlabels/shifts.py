@@ -2,11 +2,13 @@
 
 A classifier's class for an image whose class does not hang on a pixel's place (a digit, a
 garment) need not hang on it either: ``shifts=n`` averages the softmax of the image and of
-four copies moved ``n`` pixels left, right, up and down, their uncovered border filled
-with the nearest edge pixel (the background's own colour, where zeros would be a frame
-the network never saw). One rule for every network a comparison, ``fit`` or a saved model
-scores (``compare``, ``fit``, ``predict`` and the ONNX export agree); five forward passes
-an image instead of one, at scoring only. ``shifts=0`` is the plain prediction.
+four copies moved ``n`` pixels left, right, up and down, their uncovered border zeros — as
+every training view's is (``augment`` fills what a shift uncovers with zeros; on
+mnist-hard's coloured backgrounds zeros in scored higher than copying the edge on every
+development draw measured, ``benchmarks/results/variants.md``). One rule for every network
+a comparison, ``fit`` or a saved model scores (``compare``, ``fit``, ``predict`` and the
+ONNX export agree); five forward passes an image instead of one, at scoring only.
+``shifts=0`` is the plain prediction.
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from .errors import UsageError
 MOST_SHIFT = 4  # pixels; and under half the image's side (``check_shifts``)
 
 
-def shifted_copies(x: torch.Tensor, pixels: int, fill: str = "replicate") -> list[torch.Tensor]:
+def shifted_copies(x: torch.Tensor, pixels: int, fill: str = "constant") -> list[torch.Tensor]:
     """``x`` (N, C, H, W) and, for ``pixels`` > 0, four copies moved that far left, right,
-    up and down; the uncovered border copies the edge (``fill="replicate"``) or is zero
-    (``"constant"``)."""
+    up and down; the uncovered border is zero (``fill="constant"``) or copies the edge
+    (``"replicate"``)."""
     if pixels == 0:
         return [x]
     p = pixels
@@ -35,7 +37,7 @@ def shifted_copies(x: torch.Tensor, pixels: int, fill: str = "replicate") -> lis
 
 
 def mean_softmax(logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                 pixels: int, fill: str = "replicate") -> torch.Tensor:
+                 pixels: int, fill: str = "constant") -> torch.Tensor:
     """(N, classes) float32: ``logits``' softmax averaged over ``shifted_copies`` of ``x``."""
     copies = shifted_copies(x, pixels, fill)
     return sum(logits(c).float().softmax(1) for c in copies) / len(copies)
