@@ -175,6 +175,19 @@ def test_data_info_describes_mnist(capsys, mnist):
     assert info["train_class_counts"][1] == 6742 and info["source"]
 
 
+def test_data_info_of_a_dataset_not_fetched_says_so_and_fetches_nothing(capsys, tmp_path,
+                                                                         monkeypatch):
+    from fewlabels import data
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("FEWLABELS_DATA", raising=False)
+    monkeypatch.setattr(data, "fetch", lambda *a, **k: pytest.fail("info fetched"))
+    code, out, err = run_cli(capsys, "data", "info", "fashion-mnist")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "'fashion-mnist' is not in the cache" in err
+    assert "run `fewlabels data fetch fashion-mnist`" in err
+
+
 def test_compare_writes_the_results_contract(capsys, tmp_path, mnist):
     out = tmp_path / "run"
     code, printed, _ = run_cli(capsys, "compare", "--preset", "seed", "--labels", "100",

@@ -42,7 +42,8 @@ def _cmd_data(args) -> int:
         source = json.loads((folder / "source.json").read_text())["source"]
         print(f"{args.dataset}: 4 files verified in {folder} (from {source})")
     else:
-        info = dataset_info(load_dataset(args.dataset, args.data_dir))
+        # it reads what is there: a dataset not fetched yet is said, not fetched
+        info = dataset_info(load_dataset(args.dataset, args.data_dir, download=False))
         print(json.dumps(info, indent=2))
     return 0
 
