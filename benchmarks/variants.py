@@ -24,9 +24,9 @@ import torch
 
 from fewlabels.arms import ARMS, network_outcome
 from fewlabels.augment import augment
-from fewlabels.classifiers import features, recalibrate_batchnorm
+from fewlabels.classifiers import probabilities, recalibrate_batchnorm
 from fewlabels.config import load_preset, parse_set
-from fewlabels.data import as_float, load_dataset, parse_label_budget
+from fewlabels.data import load_dataset, parse_label_budget
 from fewlabels.development import FIRST_DEVELOPMENT_DRAW, check_development_draws, development_data
 from fewlabels.errors import UsageError
 from fewlabels.pretrain import load_encoder
@@ -61,17 +61,10 @@ def policy_views(count: int, policy, seed: int = 0):
 
 
 def averaged_predict(net, rt, views, chunk: int = 1024):
-    """A predictor whose class is the argmax of ``net``'s softmax averaged over ``views``."""
-    def predict(images: torch.Tensor) -> torch.Tensor:
-        out = []
-        for part in images.split(chunk):
-            x = as_float(part.to(rt.device)) if part.dtype == torch.uint8 else part.float()
-            with torch.no_grad():
-                p = sum(net.head(features(net.encoder, v, rt)).float().softmax(1)
-                        for v in views(x))
-            out.append(p.argmax(1).cpu())
-        return torch.cat(out)
-    return predict
+    """A predictor whose class is the argmax of ``net``'s softmax averaged over ``views``
+    (the library's ``probabilities``, as ``--set shifts=N`` scores, with other views)."""
+    return lambda images: probabilities(net.encoder, net.head, images, rt, chunk=chunk,
+                                        views=views).argmax(1)
 
 
 def recalibrated_predict(net, images: torch.Tensor, rt):

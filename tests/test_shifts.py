@@ -37,9 +37,9 @@ def test_the_average_is_the_mean_of_the_copies_softmax():
     net = ClassifierNet(build_encoder("conv", (1, 12, 12), width=4), 3).eval()
     x = torch.rand(6, 1, 12, 12)
     with torch.no_grad():
-        got = mean_softmax(net, x, 2)
+        got = mean_softmax(net, shifted_copies(x, 2))
         expected = torch.stack([net(c).softmax(1) for c in shifted_copies(x, 2)]).mean(0)
-        plain = mean_softmax(net, x, 0)
+        plain = mean_softmax(net, shifted_copies(x, 0))
     torch.testing.assert_close(got, expected)
     torch.testing.assert_close(plain, net(x).softmax(1))
     torch.testing.assert_close(got.sum(1), torch.ones(6))
@@ -76,7 +76,7 @@ def test_an_arms_predictor_gives_the_averaged_class():
     images = torch.randint(0, 256, (40, 1, 12, 12), dtype=torch.uint8)
     rt = resolve("cpu", "fp32")
     with torch.no_grad():
-        expected = mean_softmax(net, images.float() / 255, 1).argmax(1)
+        expected = mean_softmax(net, shifted_copies(images.float() / 255, 1)).argmax(1)
     assert torch.equal(network_outcome(net, rt, 1).predict(images), expected)
     plain = network_outcome(net, rt).predict(images)
     assert torch.equal(plain, net(images.float() / 255).argmax(1))
@@ -97,7 +97,7 @@ def test_a_saved_model_and_its_onnx_export_average_the_same_copies(tmp_path):
     images = torch.randint(0, 256, (8, 1, 28, 28), dtype=torch.uint8)
     x = images.float() / 255
     with torch.no_grad():
-        expected = mean_softmax(averaged.net, x, 2).numpy()
+        expected = mean_softmax(averaged.net, shifted_copies(x, 2)).numpy()
     np.testing.assert_allclose(averaged.predict(images).probabilities, expected, atol=1e-6)
     assert np.abs(plain.predict(images).probabilities - expected).max() > 1e-5  # not plain
     pytest.importorskip("onnxruntime")

@@ -10,7 +10,9 @@ import contextlib
 import copy
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +31,7 @@ from .errors import (
 )
 from .runtime import Runtime
 from .sharing import ThreadShare
-from .shifts import mean_softmax
+from .shifts import mean_softmax, shifted_copies
 from .train import (
     SCHEDULES,
     History,
@@ -158,18 +160,22 @@ def _predict(head: nn.Module, feats: torch.Tensor) -> torch.Tensor:
 
 
 def probabilities(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
-                  runtime: Runtime, shifts: int = 0, chunk: int = 1024) -> torch.Tensor:
+                  runtime: Runtime, shifts: int = 0, chunk: int = 1024,
+                  views: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+                  ) -> torch.Tensor:
     """(N, classes) float32 on the CPU: ``head`` on ``encoder``'s features (eval mode) of
-    ``images``, its softmax averaged over ``shifts``-pixel copies of each (``shifts``)."""
+    ``images``, its softmax averaged over ``shifts``-pixel copies of each (``shifts``), or
+    over the float images ``views`` makes of each chunk."""
     def logits(x):
         with torch.no_grad():
             return head(features(encoder, x, runtime))
 
+    views = views or partial(shifted_copies, pixels=shifts)
     out = []
     for part in images.split(chunk):
         x = part.to(runtime.device)
         x = as_float(x) if x.dtype == torch.uint8 else x.float()
-        out.append(mean_softmax(logits, x, shifts).cpu())
+        out.append(mean_softmax(logits, views(x)).cpu())
     return torch.cat(out) if out else torch.zeros((0, head.out_features))
 
 

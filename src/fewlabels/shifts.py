@@ -36,10 +36,10 @@ def shifted_copies(x: torch.Tensor, pixels: int, fill: str = "constant") -> list
                   for dx, dy in ((p, 0), (-p, 0), (0, p), (0, -p))]
 
 
-def mean_softmax(logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                 pixels: int, fill: str = "constant") -> torch.Tensor:
-    """(N, classes) float32: ``logits``' softmax averaged over ``shifted_copies`` of ``x``."""
-    copies = shifted_copies(x, pixels, fill)
+def mean_softmax(logits: Callable[[torch.Tensor], torch.Tensor],
+                 copies: list[torch.Tensor]) -> torch.Tensor:
+    """(N, classes) float32: ``logits``' softmax averaged over ``copies`` of the same images
+    (``shifted_copies``, or any other views)."""
     return sum(logits(c).float().softmax(1) for c in copies) / len(copies)
 
 
@@ -52,7 +52,7 @@ class Averaged(torch.nn.Module):
         self.net, self.shifts = net, shifts
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return mean_softmax(self.net, x, self.shifts)
+        return mean_softmax(self.net, shifted_copies(x, self.shifts))
 
 
 def check_shifts(name: str, shifts, image_shape=None) -> None:
