@@ -15,13 +15,21 @@ def test_every_label_draw_is_evaluated_on_every_pretraining_run(mnist, tmp_path)
     cfg = load_preset("default", {
         "device": "cpu", "precision": "fp32", "labels": ["50"], "seeds": [0, 1],
         "pretrain_seeds": [3, 4], "arms": ["probe", "pixels-logreg"], "feature_map": 0,
-        "pretrain": {"epochs": 1, "batch": 400, "encoder_options": {"width": 4},
+        "shifts": 1, "pretrain": {"epochs": 1, "batch": 400, "encoder_options": {"width": 4},
                      "refine_rounds": 1, "refine_epochs": 1, "self_label_epochs": 0},
         "probe": {"epochs": 5}})
     results = compare(cfg, tmp_path / "run", datasets={"mnist": small}, log=lambda _: None)
     probe = [(r["seed"], r["pretrain_seed"]) for r in results["runs"] if r["arm"] == "probe"]
     assert sorted(probe) == [(0, 3), (0, 4), (1, 3), (1, 4)]
     assert all(r["pretrain_seed"] is None for r in results["runs"] if r["arm"] != "probe")
+    # a network's prediction averaged over shifted copies (``shifts``) is recorded with the
+    # same network's plain accuracy beside it; a pixel arm has none
+    for r in results["runs"]:
+        plain = r["plain_accuracy"]
+        assert (plain is None) == (r["arm"] == "pixels-logreg")
+        assert plain is None or 0 <= plain <= 1
+    assert any(r["plain_accuracy"] != r["test_accuracy"] for r in results["runs"]
+               if r["arm"] == "probe")  # a different prediction, not a copy
     for seed in (3, 4):  # one encoder per pretraining run, each from its own seed
         _, meta = load_encoder(tmp_path / "run" / f"mnist-p{seed}.encoder")
         assert meta["pretrain"]["seed"] == seed

@@ -22,7 +22,7 @@ import torch
 
 from . import checkpoint, memo
 from .arms import ARMS, SAMPLED
-from .classifiers import check_split, features
+from .classifiers import check_split, features, predict
 from .config import SELECTED, CompareConfig, to_dict
 from .data import (
     Dataset,
@@ -147,9 +147,13 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     conf = confusion_matrix(o.predict(ds.test_images), ds.test_labels, ds.num_classes)
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
+    seconds = time.perf_counter() - t + extra_seconds
+    plain = (None if o.net is None or not cfg.shifts else  # what the averaging adds
+             (predict(o.net.encoder, o.net.head, ds.test_images, rt) == ds.test_labels)
+             .float().mean().item())
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),
-              per_class, conf.tolist(), time.perf_counter() - t + extra_seconds, chosen,
-              pretrain_seed, torch.get_num_threads(), o.history)
+              per_class, conf.tolist(), seconds, chosen, pretrain_seed,
+              torch.get_num_threads(), plain, o.history)
     metrics.write(o.history, dataset=ds.name, stage="arm", arm=name, labels=count, seed=seed,
                   **({"pretrain_seed": pretrain_seed} if pretrain_seed is not None else {}))
     return run

@@ -39,6 +39,9 @@ class Run:
     # the CPU threads it trained on (a run is reproducible at its own count; None: a run
     # kept by a version that did not record them)
     threads: int | None = None
+    # with ``shifts``: the same network's plain prediction's test accuracy, beside the
+    # averaged one (None: a pixel arm, ``shifts=0``, or a version that did not record it)
+    plain_accuracy: float | None = None
     history: list | None = None  # goes to metrics.jsonl, not results.json
 
     def record(self) -> dict:
@@ -68,10 +71,12 @@ def check_run(run, where: str, fix: str) -> None:
     names ``where``, the field and ``fix``."""
     if not isinstance(run, dict):
         raise UsageError(f"{where} is {type(run).__name__}, not an object: {fix}")
-    value = run.get("test_accuracy")
-    if not is_finite_number(value) or not 0 <= value <= 1:
-        raise UsageError(f"{where} ({run.get('arm')!r}, seed {run.get('seed')!r}) has "
-                         f"test_accuracy {value!r}; it must be a number in [0, 1]: {fix}")
+    for key in ("test_accuracy", "plain_accuracy"):
+        value = run.get(key)
+        if (key == "test_accuracy" or value is not None) and not (
+                is_finite_number(value) and 0 <= value <= 1):
+            raise UsageError(f"{where} ({run.get('arm')!r}, seed {run.get('seed')!r}) has "
+                             f"{key} {value!r}; it must be a number in [0, 1]: {fix}")
     for key in ("labels", "seed"):
         if not _whole(run.get(key)):
             raise UsageError(f"{where} has {key} {run.get(key)!r}; it must be a whole number: "
