@@ -21,6 +21,12 @@ def test_seed_preset_is_the_notebook_protocol():
     assert (q.lr, q.epochs, q.batch, q.weight_decays, q.standardize) == (
         0.05, 700, 0.5, [0], False)
     assert cfg.labels == ["600"] and cfg.datasets == ["mnist"]
+    assert cfg.shifts == 0  # the notebook's plain prediction
+
+
+def test_the_default_averages_every_network_over_one_pixel_shifts():
+    assert load_preset("default").shifts == 1
+    assert load_preset("default", parse_set(["shifts=0"])).shifts == 0
 
 
 def test_every_preset_loads():

@@ -150,7 +150,7 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     seconds = time.perf_counter() - t + extra_seconds
     plain = (None if o.net is None or not cfg.shifts else  # what the averaging adds
              (predict(o.net.encoder, o.net.head, ds.test_images, rt) == ds.test_labels)
-             .float().mean().item())
+             .sum().item() / len(ds.test_labels))
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),
               per_class, conf.tolist(), seconds, chosen, pretrain_seed,
               torch.get_num_threads(), plain, o.history)
