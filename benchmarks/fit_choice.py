@@ -75,20 +75,25 @@ def measure(seed: int, overrides: list[str] = ()) -> dict:
     # the candidates exactly as fit trains and scores them
     nets, right, losses = score_candidates(CANDIDATES, cfg, data, train, val, 0, encoder, rt,
                                            log=lambda _line: None)
-    development, kept = {}, {}
+    development, plain, kept = {}, {}, {}
     pool = ds.train_images[unlabeled]
+
+    def scored(net, shifts):
+        predicted = network_outcome(net, rt, shifts).predict(pool).cpu()
+        return (predicted == truth[unlabeled]).float().mean().item()
+
     for arm in CANDIDATES:
-        kept[arm] = (network_outcome(nets[arm], rt).predict(pool).cpu()
-                     == truth[unlabeled]).float().mean().item()
+        kept[arm] = scored(nets[arm], cfg.shifts)
         final = ARMS[arm].run(cfg.context(data, labeled, 0, encoder, rt), cfg.settings(arm))
-        predicted = final.predict(pool).cpu()
-        development[arm] = (predicted == truth[unlabeled]).float().mean().item()
+        development[arm] = scored(final.net, cfg.shifts)
+        plain[arm] = scored(final.net, 0)  # the same network's plain prediction
     accuracy = {a: r.float().mean().item() for a, r in right.items()}
     top = max(right, key=lambda a: accuracy[a])
     close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= 0.05]
     pretrained = [a for a in CANDIDATES if ARMS[a].pretrained]
     return {"seed": seed, "split": "development", "set": list(overrides),
-            "development_accuracy": development,
+            "development_accuracy": development, "shifts": cfg.shifts,
+            "development_accuracy_plain": plain,
             "candidate_development_accuracy": kept,
             "validation_accuracy": accuracy, "validation_loss": losses,
             "fit_choice": choose_arm(right, losses, unlabeled_arms=pretrained)[0],

@@ -24,9 +24,23 @@ def test_seed_preset_is_the_notebook_protocol():
     assert cfg.shifts == 0  # the notebook's plain prediction
 
 
-def test_the_default_averages_every_network_over_one_pixel_shifts():
-    assert load_preset("default").shifts == 1
-    assert load_preset("default", parse_set(["shifts=0"])).shifts == 0
+def test_the_default_averages_over_one_pixel_shifts_where_the_views_shift_a_pixel():
+    cfg = load_preset("default")
+    assert cfg.shifts == "auto" and cfg.pretrain.augment.translate == 0.08
+    # the views move an image up to 8% of its side: 0.64 pixel on 8×8, 2.24 on 28×28
+    assert [cfg.shifts_for((1, s, s)) for s in (8, 12, 13, 28, 36)] == [0, 0, 1, 1, 1]
+    for given, read in (("0", 0), ("2", 2), ("auto", "auto")):
+        cfg = load_preset("default", parse_set([f"shifts={given}"]))
+        assert cfg.shifts == read and cfg.shifts_for((1, 8, 8)) == (read if given != "auto"
+                                                                    else 0)
+    assert load_preset("seed", parse_set(["shifts=auto"])).shifts == "auto"
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5", "9", "true"])
+def test_a_bad_shifts_value_is_refused_with_the_range_and_auto(value):
+    with pytest.raises(UsageError, match=r"shifts=.* is out of range: .* 0 \(the plain "
+                                         r"prediction\) to 4, or auto"):
+        load_preset("default", parse_set([f"shifts={value}"]))
 
 
 def test_every_preset_loads():

@@ -54,6 +54,7 @@ def test_fit_skips_the_broken_files_and_uses_the_others(fitted):
     assert model.meta["labeled_images"] == fitted["counts"]["labeled"] + 2
     assert model.meta["unlabeled_images"] == fitted["counts"]["unlabeled"]
     assert model.image_shape == (1, 8, 8)  # grey, as most of the images are
+    assert model.shifts == 0  # the default's auto: 8×8 views move under a pixel
 
 
 def test_fit_then_predict_from_the_cli_beats_the_floor(fitted):
@@ -377,6 +378,19 @@ def test_a_small_pool_gets_more_epochs_up_to_the_cap(pool, scale):
     assert cfg.pretrain.epochs == pytest.approx(recipe.epochs * scale)
     assert cfg.pretrain.refine_epochs == round(recipe.refine_epochs * scale)
     assert cfg.pretrain.refine_options["clusters"] == 3
+    assert cfg.shifts == 0  # auto, resolved: 8×8 views move under a pixel (``shifts``)
+
+
+def test_shifts_auto_is_resolved_for_the_images_size():
+    from fewlabels.config import load_preset
+    from fewlabels.data import Dataset
+    from fewlabels.fitting import adapt
+
+    for side, shifts in ((8, 0), (28, 1)):
+        images = torch.zeros(100, 1, side, side, dtype=torch.uint8)
+        ds = Dataset("toy", images, torch.full((100,), -1), images[:0],
+                     torch.zeros(0, dtype=torch.long), ["a", "b"])
+        assert adapt(load_preset("default"), ds).shifts == shifts
 
 
 def test_a_second_fit_onto_the_same_model_file_is_refused_before_any_work(tmp_path):

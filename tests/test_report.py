@@ -66,6 +66,9 @@ def test_the_summary_says_when_predictions_are_averaged_over_shifted_copies():
     assert "averaged" not in _summary_line(results)
     line = _summary_line({**results, "config": {"shifts": 1}})
     assert "softmax averaged over the image and four copies moved 1 pixel (`shifts`)." in line
+    line = _summary_line({**results, "config": {"shifts": "auto"}})
+    assert ("four copies moved one pixel, on images whose training views shift them a whole "
+            "pixel or more (`shifts=auto`).") in line
     results["runs"] = [{**r, "seed": s, "test_accuracy": a, "plain_accuracy": p}
                        for r in results["runs"]
                        for s, (a, p) in enumerate([(0.99, 0.985), (0.98, 0.982), (0.97, 0.96)])]

@@ -15,7 +15,7 @@ from fewlabels.encoders import ClassifierNet, build_encoder
 from fewlabels.errors import UsageError
 from fewlabels.predictor import KIND, Model, model_meta
 from fewlabels.runtime import resolve
-from fewlabels.shifts import check_shifts, mean_softmax, shifted_copies
+from fewlabels.shifts import check_shifts, mean_softmax, resolve_shifts, shifted_copies
 
 
 def test_the_copies_move_the_image_and_fill_zeros_in_as_the_training_views_do():
@@ -48,7 +48,8 @@ def test_the_average_is_the_mean_of_the_copies_softmax():
 
 @pytest.mark.parametrize("value, shape, message", [
     (5, None, "shifts=5 is out of range: a whole number of pixels from 0 (the plain "
-              "prediction) to 4; e.g. shifts=1"),
+              "prediction) to 4, or auto (1 where the training views shift images a whole "
+              "pixel); e.g. shifts=1"),
     (-1, None, "shifts=-1 is out of range"),
     (1.5, None, "shifts=1.5 is out of range"),
     (True, None, "shifts=True is out of range"),
@@ -60,6 +61,7 @@ def test_a_shift_out_of_range_is_refused_with_one_line(value, shape, message):
     with pytest.raises(UsageError, match=re.escape(message)):
         check_shifts("shifts", value, shape)
     check_shifts("shifts", 3, (1, 8, 8))  # the largest the side allows is taken
+    check_shifts("shifts", "auto", (1, 8, 8))  # resolved for the images (``resolve_shifts``)
 
 
 def test_compare_refuses_a_shift_out_of_range_before_any_work(tmp_path, capsys):
@@ -117,3 +119,10 @@ def test_a_model_file_with_a_bad_shift_is_refused(tmp_path):
     checkpoint.save(tmp_path / "m.model", dict(net.state_dict()), KIND, meta)
     with pytest.raises(UsageError, match=re.escape("shifts=40 is out of range")):
         Model.load(tmp_path / "m.model")
+
+
+def test_auto_is_one_pixel_where_the_views_shift_a_whole_pixel():
+    assert resolve_shifts("auto", 0.08, (1, 28, 28)) == 1  # views move up to 2.24 pixels
+    assert resolve_shifts("auto", 0.08, (1, 8, 8)) == 0  # up to 0.64 pixel
+    assert resolve_shifts("auto", 0.0, (3, 64, 64)) == 0  # no shifted views at all
+    assert resolve_shifts(2, 0.0, (1, 8, 8)) == 2  # a number is what was asked

@@ -17,7 +17,7 @@ from .errors import UsageError, check_choice, check_non_negative, check_seed, ch
 from .pretrain import PretrainConfig
 from .runtime import DEVICES, PRECISIONS, Runtime, resolve
 from .semisupervised import SemiSupervisedConfig, check_reduced_side
-from .shifts import check_shifts
+from .shifts import check_shifts, resolve_shifts
 
 SAMPLINGS = ("balanced", "random", "typical", "coverage")
 SELECTED = ("typical", "coverage")  # samplings that need the pretrained encoder
@@ -66,8 +66,9 @@ class CompareConfig:
     feature_map: int = 2000  # test images in the report's t-SNE map of features (0: none)
     quick: bool = False  # reduced epochs for a first look (see `quick`)
     # every network's prediction (each arm's, the ceiling's, a saved model's) averaged over
-    # the image and four copies moved this many pixels (``shifts``; 0: the plain prediction)
-    shifts: int = 0
+    # the image and four copies moved this many pixels (``shifts``; 0: the plain prediction;
+    # auto: 1 where the training views shift images a whole pixel, ``resolve_shifts``)
+    shifts: int | str = 0
 
     def settings(self, arm: str):
         """The config section of ``arm``: all its runner is handed of this config."""
@@ -86,7 +87,13 @@ class CompareConfig:
                                                 data.num_classes, seed),
                        encoder, p.name(),
                        self.semisupervised.most_steps(len(data.train_images))
-                       if self.ceiling.at_least_semisupervised else 0, shared, self.shifts)
+                       if self.ceiling.at_least_semisupervised else 0, shared,
+                       self.shifts_for(data.image_shape))
+
+    def shifts_for(self, image_shape) -> int:
+        """The pixels every network's prediction on images of ``image_shape`` averages
+        copies moved by (``shifts``, ``auto`` resolved)."""
+        return resolve_shifts(self.shifts, self.pretrain.augment.translate, image_shape)
 
     def check_data(self, image_shape) -> None:
         """The settings whose range the data sets, checked before any work:
@@ -94,7 +101,7 @@ class CompareConfig:
         ``semisupervised.reduced_side`` against its height and width."""
         p = self.pretrain
         check_reduced_side(self.semisupervised, image_shape)
-        check_shifts("shifts", self.shifts, image_shape)
+        check_shifts("shifts", self.shifts_for(image_shape), image_shape)
         if self.semisupervised.frozen_layers:
             check_frozen_layers(build_encoder(p.encoder, image_shape, **p.encoder_options),
                                 self.semisupervised.frozen_layers, "semisupervised.")
@@ -249,6 +256,8 @@ def apply(obj, overrides: dict, where: str = "") -> None:
             apply(current, value, f"{where}{key}.")
         else:
             try:
+                if names[key].type == "int | str" and isinstance(value, str):
+                    current = value if not value.strip().lstrip("-").isdigit() else 0
                 setattr(obj, key, _coerce(value, current))
             except UsageError as e:
                 raise UsageError(f"setting {where + key!r}: {e}") from None

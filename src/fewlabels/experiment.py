@@ -148,7 +148,7 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
     seconds = time.perf_counter() - t + extra_seconds
-    plain = (None if o.net is None or not cfg.shifts else  # what the averaging adds
+    plain = (None if o.net is None or not cfg.shifts_for(ds.image_shape) else  # its gain
              (predict(o.net.encoder, o.net.head, ds.test_images, rt) == ds.test_labels)
              .sum().item() / len(ds.test_labels))
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),

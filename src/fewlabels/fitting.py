@@ -84,7 +84,9 @@ def without_images(ds: Dataset, held_out: torch.Tensor, indices: torch.Tensor
 def adapt(cfg: CompareConfig, ds: Dataset) -> CompareConfig:
     """The recipe for this data: SCAN's clusters = its classes; a pool smaller than
     MNIST's is seen for as many images as the recipe shows MNIST (epochs scaled up, at
-    most ``MOST_SCALE`` times); batches no larger than the pool."""
+    most ``MOST_SCALE`` times); batches no larger than the pool; ``shifts=auto`` resolved
+    for its images' size."""
+    cfg.shifts = cfg.shifts_for(ds.image_shape)
     p = cfg.pretrain
     if p.refine == "scan":
         p.refine_options = {**p.refine_options, "clusters": ds.num_classes}

@@ -466,9 +466,11 @@ def _shifts_line(results: dict) -> str:
     if not shifts:
         return ""
     gains = averaging_gains(results["runs"])
+    moved = ("one pixel, on images whose training views shift them a whole pixel or more "
+             "(`shifts=auto`)" if shifts == "auto" else
+             f"{shifts} pixel{'s' if shifts > 1 else ''} (`shifts`)")
     return (f" Every network's prediction (not the pixel arms') is its softmax averaged over "
-            f"the image and four copies moved {shifts} pixel{'s' if shifts > 1 else ''} "
-            "(`shifts`)"
+            f"the image and four copies moved {moved}"
             + ("; over the same networks' plain prediction it added " + "; ".join(
                 f"{g['arm']} ({g['dataset']}, {g['labels']} labels) {g['points']:+.2f} points "
                 f"(higher on {g['higher']} of {g['n']} runs, lower on {g['lower']})"
