@@ -110,7 +110,10 @@ def main(argv=None) -> int:
                         "semisupervised.recalibrate=true does after training)")
     p.add_argument("--also-averaged", nargs="+", default=[], choices=sorted(AVERAGED),
                    help="more rows a draw: the same trained network's prediction averaged "
-                        "over views of each scored image (test-time augmentation)")
+                        "over views of each scored image (test-time augmentation); the "
+                        "first row is the arm's own prediction, which the default's "
+                        "shifts=auto already averages on 28x28 and larger images (--set "
+                        "shifts=0: the plain one)")
     args = p.parse_args(argv)
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
     try:

@@ -125,4 +125,5 @@ def test_auto_is_one_pixel_where_the_views_shift_a_whole_pixel():
     assert resolve_shifts("auto", 0.08, (1, 28, 28)) == 1  # views move up to 2.24 pixels
     assert resolve_shifts("auto", 0.08, (1, 8, 8)) == 0  # up to 0.64 pixel
     assert resolve_shifts("auto", 0.0, (3, 64, 64)) == 0  # no shifted views at all
+    assert resolve_shifts("auto", 0.5, (1, 2, 2)) == 0  # a pixel is half the side
     assert resolve_shifts(2, 0.0, (1, 8, 8)) == 2  # a number is what was asked

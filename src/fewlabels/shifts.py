@@ -64,7 +64,8 @@ def resolve_shifts(shifts, translate: float, image_shape) -> int:
     one-pixel copies scored lower; on 28×28 and 36×36 images, higher)."""
     if shifts != AUTO:
         return shifts
-    return 1 if translate * min(image_shape[-2:]) >= 1 else 0
+    side = min(image_shape[-2:])
+    return 1 if translate * side >= 1 and side >= 3 else 0  # and a pixel under half the side
 
 
 def check_shifts(name: str, shifts, image_shape=None) -> None:
