@@ -59,9 +59,15 @@ def test_the_average_is_the_mean_of_the_copies_softmax():
 ])
 def test_a_shift_out_of_range_is_refused_with_one_line(value, shape, message):
     with pytest.raises(UsageError, match=re.escape(message)):
-        check_shifts("shifts", value, shape)
+        check_shifts("shifts", value, shape, auto=True)
     check_shifts("shifts", 3, (1, 8, 8))  # the largest the side allows is taken
-    check_shifts("shifts", "auto", (1, 8, 8))  # resolved for the images (``resolve_shifts``)
+    # a setting may be auto (resolved for the images, ``resolve_shifts``); a number is not
+    check_shifts("shifts", "auto", (1, 8, 8), auto=True)
+    with pytest.raises(UsageError, match=re.escape("shifts='auto' is out of range: a whole "
+                                                   "number of pixels from 0 (the plain "
+                                                   "prediction) to 3 for images of side 8; "
+                                                   "e.g. shifts=1")):
+        check_shifts("shifts", "auto", (1, 8, 8))
 
 
 def test_compare_refuses_a_shift_out_of_range_before_any_work(tmp_path, capsys):
@@ -112,12 +118,13 @@ def test_a_saved_model_and_its_onnx_export_average_the_same_copies(tmp_path):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_a_model_file_with_a_bad_shift_is_refused(tmp_path):
+@pytest.mark.parametrize("shifts", [40, "auto"])  # a model file holds the number fit resolved
+def test_a_model_file_with_a_bad_shift_is_refused(tmp_path, shifts):
     net = ClassifierNet(build_encoder("conv", (1, 28, 28), width=4), 3)
     meta = {**model_meta(["a", "b", "c"], (1, 28, 28), "probe", "conv", {"width": 4}),
-            "shifts": 40}
+            "shifts": shifts}
     checkpoint.save(tmp_path / "m.model", dict(net.state_dict()), KIND, meta)
-    with pytest.raises(UsageError, match=re.escape("shifts=40 is out of range")):
+    with pytest.raises(UsageError, match=re.escape(f"shifts={shifts!r} is out of range")):
         Model.load(tmp_path / "m.model")
 
 

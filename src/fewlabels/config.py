@@ -101,7 +101,7 @@ class CompareConfig:
         ``semisupervised.reduced_side`` against its height and width."""
         p = self.pretrain
         check_reduced_side(self.semisupervised, image_shape)
-        check_shifts("shifts", self.shifts_for(image_shape), image_shape)
+        check_shifts("shifts", self.shifts_for(image_shape), image_shape, auto=True)
         if self.semisupervised.frozen_layers:
             check_frozen_layers(build_encoder(p.encoder, image_shape, **p.encoder_options),
                                 self.semisupervised.frozen_layers, "semisupervised.")
@@ -150,7 +150,7 @@ class CompareConfig:
         check_unique("label_sampling", self.samplings())
         check_choice("device", self.device, DEVICES)
         check_choice("precision", self.precision, PRECISIONS)
-        check_shifts("shifts", self.shifts)
+        check_shifts("shifts", self.shifts, auto=True)
         check_non_negative("tune", self.tune, integer=True, hint=": a number of trials")
         if self.tune > MOST_TRIALS:  # 10^20 trials were accepted and ran for ever
             raise UsageError(f"tune={self.tune} is out of range: use 0..{MOST_TRIALS:,} trials "

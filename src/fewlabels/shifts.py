@@ -56,27 +56,36 @@ class Averaged(torch.nn.Module):
         return mean_softmax(self.net, shifted_copies(x, self.shifts))
 
 
+def most_shift(side: int) -> int:
+    """The most pixels a copy of an image of ``side`` may move: ``MOST_SHIFT``, and under
+    half the side."""
+    return min(MOST_SHIFT, (side - 1) // 2)
+
+
 def resolve_shifts(shifts, translate: float, image_shape) -> int:
     """The pixels a prediction on images of ``image_shape`` averages copies moved by:
     ``shifts`` itself, or for ``"auto"`` one pixel where the training views' shifts
-    (``translate``, a share of the side) reach a whole pixel, else 0 — the copies then look
-    like what the network trained on (on 8×8 digits, whose views move at most 0.64 pixel,
-    one-pixel copies scored lower; on 28×28 and 36×36 images, higher)."""
+    (``translate``, a share of the side) reach a whole pixel and the side allows one, else 0
+    — the copies then look like what the network trained on (on 8×8 digits, whose views
+    move at most 0.64 pixel, one-pixel copies scored lower; on 28×28 and 36×36 images,
+    higher)."""
     if shifts != AUTO:
         return shifts
     side = min(image_shape[-2:])
-    return 1 if translate * side >= 1 and side >= 3 else 0  # and a pixel under half the side
+    return 1 if translate * side >= 1 and most_shift(side) >= 1 else 0
 
 
-def check_shifts(name: str, shifts, image_shape=None) -> None:
-    """``shifts`` is ``"auto"`` or a whole number of pixels, 0 to ``MOST_SHIFT`` and under
-    half the side of ``image_shape`` (when given)."""
-    if shifts == AUTO:
+def check_shifts(name: str, shifts, image_shape=None, auto: bool = False) -> None:
+    """``shifts`` is a whole number of pixels, 0 to ``MOST_SHIFT`` and under half the side
+    of ``image_shape`` (when given), or with ``auto`` (a setting, not a saved model's
+    number) ``"auto"``."""
+    if auto and shifts == AUTO:
         return
     side = min(image_shape[-2:]) if image_shape is not None else None
-    most = MOST_SHIFT if side is None else min(MOST_SHIFT, (side - 1) // 2)
+    most = MOST_SHIFT if side is None else most_shift(side)
     if isinstance(shifts, bool) or not isinstance(shifts, int) or not 0 <= shifts <= most:
         where = f" for images of side {side}" if side is not None else ""
+        also = (", or auto (1 where the training views shift images a whole pixel)" if auto
+                else "")
         raise UsageError(f"{name}={shifts!r} is out of range: a whole number of pixels from "
-                         f"0 (the plain prediction) to {most}{where}, or auto (1 where the "
-                         f"training views shift images a whole pixel); e.g. {name}=1")
+                         f"0 (the plain prediction) to {most}{where}{also}; e.g. {name}=1")
