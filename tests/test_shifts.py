@@ -9,6 +9,7 @@ import torch
 
 from fewlabels import checkpoint
 from fewlabels.arms import network_outcome
+from fewlabels.classifiers import predict_and_plain
 from fewlabels.cli import main
 from fewlabels.config import load_preset
 from fewlabels.encoders import ClassifierNet, build_encoder
@@ -90,6 +91,15 @@ def test_an_arms_predictor_gives_the_averaged_class():
     assert torch.equal(plain, net(images.float() / 255).argmax(1))
     config = load_preset("default", {"shifts": 1})
     assert config.validate().shifts == 1
+    # the comparison's score and its plain one come from the same passes (the unshifted
+    # copy is one of the averaged views), over more than one chunk
+    many = torch.randint(0, 256, (2500, 1, 12, 12), dtype=torch.uint8)
+    with torch.no_grad():
+        net.head.bias.zero_()  # no class wins every image, so the two predictions differ
+    averaged, alone = predict_and_plain(net.encoder, net.head, many, rt, 1)
+    assert torch.equal(averaged, network_outcome(net, rt, 1).predict(many))
+    assert torch.equal(alone, network_outcome(net, rt).predict(many))
+    assert not torch.equal(averaged, alone)
 
 
 def _saved(tmp_path, shifts: int) -> Model:

@@ -166,17 +166,30 @@ def probabilities(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
     """(N, classes) float32 on the CPU: ``head`` on ``encoder``'s features (eval mode) of
     ``images``, its softmax averaged over ``shifts``-pixel copies of each (``shifts``), or
     over the float images ``views`` makes of each chunk."""
+    return _averaged(encoder, head, images, runtime, shifts, chunk, views)[0]
+
+
+def _averaged(encoder: nn.Module, head: nn.Module, images: torch.Tensor, runtime: Runtime,
+              shifts: int = 0, chunk: int = 1024,
+              views: Callable[[torch.Tensor], list[torch.Tensor]] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``probabilities`` and, from the same passes, (N,) the class of the first view alone
+    (the image itself, for shifted copies): the plain prediction at no pass of its own."""
     def logits(x):
         with torch.no_grad():
             return head(features(encoder, x, runtime))
 
     views = views or partial(shifted_copies, pixels=shifts)
-    out = []
+    averaged, first = [], []
     for part in images.split(chunk):
         x = part.to(runtime.device)
         x = as_float(x) if x.dtype == torch.uint8 else x.float()
-        out.append(mean_softmax(logits, views(x)).cpu())
-    return torch.cat(out) if out else torch.zeros((0, head.out_features))
+        each = [logits(v) for v in views(x)]
+        first.append(each[0].argmax(1).cpu())
+        averaged.append(mean_softmax(lambda out: out, each).cpu())
+    if not averaged:
+        return torch.zeros((0, head.out_features)), torch.zeros(0, dtype=torch.long)
+    return torch.cat(averaged), torch.cat(first)
 
 
 def predict(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
@@ -186,6 +199,17 @@ def predict(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
     if shifts:
         return probabilities(encoder, head, images, runtime, shifts).argmax(1)
     return _predict(head, features(encoder, images, runtime))
+
+
+def predict_and_plain(encoder: nn.Module, head: nn.Module, images: torch.Tensor,
+                      runtime: Runtime, shifts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(``predict`` with ``shifts``, the plain prediction): what averaging adds, read from
+    one set of passes (the unshifted copy is one of the averaged views)."""
+    if not shifts:
+        classes = predict(encoder, head, images, runtime)
+        return classes, classes
+    p, plain = _averaged(encoder, head, images, runtime, shifts)
+    return p.argmax(1), plain
 
 
 def _accuracy(head: nn.Module, feats: torch.Tensor, labels: torch.Tensor) -> float:

@@ -22,7 +22,7 @@ import torch
 
 from . import checkpoint, memo
 from .arms import ARMS, SAMPLED
-from .classifiers import check_split, features, predict
+from .classifiers import check_split, features, predict_and_plain
 from .config import SELECTED, CompareConfig, to_dict
 from .data import (
     Dataset,
@@ -144,13 +144,18 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     t = time.perf_counter()
     o = ARMS[arm].run(cfg.context(ds.without_test(), labeled, seed, encoder, rt, shared),
                       settings or cfg.settings(arm))
-    conf = confusion_matrix(o.predict(ds.test_images), ds.test_labels, ds.num_classes)
+    shifts = cfg.shifts_for(ds.image_shape)
+    if o.net is None:
+        classes, plain = o.predict(ds.test_images), None
+    else:  # a network: its plain prediction too, from the same passes, for what shifts add
+        classes, plain_classes = predict_and_plain(o.net.encoder, o.net.head, ds.test_images,
+                                                   rt, shifts)
+        plain = ((plain_classes == ds.test_labels).sum().item() / len(ds.test_labels)
+                 if shifts else None)
+    conf = confusion_matrix(classes, ds.test_labels, ds.num_classes)
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
     seconds = time.perf_counter() - t + extra_seconds
-    plain = (None if o.net is None or not cfg.shifts_for(ds.image_shape) else  # its gain
-             (predict(o.net.encoder, o.net.head, ds.test_images, rt) == ds.test_labels)
-             .sum().item() / len(ds.test_labels))
     run = Run(ds.name, name, o.method, count, seed, float(conf.trace() / conf.sum()),
               per_class, conf.tolist(), seconds, chosen, pretrain_seed,
               torch.get_num_threads(), plain, o.history)
