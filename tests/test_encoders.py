@@ -34,23 +34,3 @@ def test_encoders_are_built_by_name_and_unknown_names_are_refused():
     assert build_encoder("conv", (3, 32, 32), width=2)(torch.rand(1, 3, 32, 32)).shape == (1, 8)
     with pytest.raises(UsageError, match="encoder"):
         build_encoder("resnet", (1, 28, 28))
-
-
-def test_a_first_layer_at_full_resolution_keeps_the_later_maps_and_their_work():
-    strided, full = ConvEncoder(width=4), ConvEncoder(width=4, first_stride=1)
-    x = torch.rand(2, 1, 28, 28)
-    sizes = {}
-    for name, enc in (("strided", strided), ("full", full)):
-        maps = []
-        hooks = [m.register_forward_hook(lambda m, i, o: maps.append(tuple(o.shape[1:])))
-                 for m in enc.net if isinstance(m, torch.nn.Conv2d)]
-        assert enc(x).shape == (2, 16)
-        for h in hooks:
-            h.remove()
-        sizes[name] = maps
-    assert sizes["strided"] == [(4, 14, 14), (8, 14, 14), (16, 7, 7), (16, 7, 7)]
-    assert sizes["full"] == [(4, 28, 28), (8, 14, 14), (16, 7, 7), (16, 7, 7)]
-    assert [p.shape for p in strided.parameters()] == [p.shape for p in full.parameters()]
-    for bad in (0, 3, True):
-        with pytest.raises(UsageError, match=f"first_stride={bad!r} is out of range: 2"):
-            ConvEncoder(width=4, first_stride=bad)

@@ -148,27 +148,19 @@ class ConvEncoder(nn.Module):
 
     (N, C, 28, 28) → 3×3/2 conv (14×14, w) → 3×3 conv (2w) → 3×3/2 conv (7×7, 4w)
     → 3×3 conv (4w) → global average pool → (N, 4w) features.
-
-    ``first_stride=1`` runs the first layer at full resolution and strides the second
-    instead: the same feature maps from the second layer on, the second layer's work the
-    same, the first layer's (one input channel) four times a small share — a first layer
-    that sees every pixel's neighbours, where a stroke or a seam is a pixel or two wide.
     """
 
     def __init__(self, in_shape: Sequence[int] = (1, 28, 28), width: int = 32,
-                 channels_last: bool = True, first_stride: int = 2):
+                 channels_last: bool = True):
         super().__init__()
         check_positive("width", width, integer=True)
         if width > MAX_WIDTH:  # 100,000 asked 720 GB of the allocator for one layer
             raise UsageError(f"width={width} is out of range: use 1..{MAX_WIDTH} (the "
                              "default is 32; memory and time grow with its square)")
-        if first_stride not in (1, 2) or isinstance(first_stride, bool):
-            raise UsageError(f"first_stride={first_stride!r} is out of range: 2 (the first "
-                             "layer strided, the default) or 1 (at full resolution)")
         self.in_shape = tuple(in_shape)
         self.width = int(width)
-        w, s = self.width, first_stride
-        self.net = nn.Sequential(*_conv_bn(in_shape[0], w, s), *_conv_bn(w, 2 * w, 3 - s),
+        w = self.width
+        self.net = nn.Sequential(*_conv_bn(in_shape[0], w, 2), *_conv_bn(w, 2 * w, 1),
                                  *_conv_bn(2 * w, 4 * w, 2), *_conv_bn(4 * w, 4 * w, 1),
                                  GlobalAvgPool())
         self.num_features = 4 * w
