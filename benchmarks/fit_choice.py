@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from digits_folder import digits_arrays  # noqa: E402
 
 from fewlabels.arms import ARMS, network_outcome  # noqa: E402
+from fewlabels.classifiers import predict_and_plain  # noqa: E402
 from fewlabels.config import load_preset, parse_set  # noqa: E402
 from fewlabels.data import Dataset  # noqa: E402
 from fewlabels.development import check_development_draws  # noqa: E402
@@ -78,15 +79,16 @@ def measure(seed: int, overrides: list[str] = ()) -> dict:
     development, plain, kept = {}, {}, {}
     pool = ds.train_images[unlabeled]
 
-    def scored(net, shifts):
-        predicted = network_outcome(net, rt, shifts).predict(pool).cpu()
-        return (predicted == truth[unlabeled]).float().mean().item()
+    def share_right(predicted):
+        return (predicted.cpu() == truth[unlabeled]).float().mean().item()
 
     for arm in CANDIDATES:
-        kept[arm] = scored(nets[arm], cfg.shifts)
+        kept[arm] = share_right(network_outcome(nets[arm], rt, cfg.shifts).predict(pool))
         final = ARMS[arm].run(cfg.context(data, labeled, 0, encoder, rt), cfg.settings(arm))
-        development[arm] = scored(final.net, cfg.shifts)
-        plain[arm] = scored(final.net, 0)  # the same network's plain prediction
+        # the arm's prediction and the same network's plain one, from one set of passes
+        averaged, alone = predict_and_plain(final.net.encoder, final.net.head, pool, rt,
+                                            cfg.shifts)
+        development[arm], plain[arm] = share_right(averaged), share_right(alone)
     accuracy = {a: r.float().mean().item() for a, r in right.items()}
     top = max(right, key=lambda a: accuracy[a])
     close = [a for a in right if a == top or mcnemar_p(right[top], right[a]) >= 0.05]
