@@ -100,6 +100,10 @@ def test_an_arms_predictor_gives_the_averaged_class():
     assert torch.equal(averaged, network_outcome(net, rt, 1).predict(many))
     assert torch.equal(alone, network_outcome(net, rt).predict(many))
     assert not torch.equal(averaged, alone)
+    # the arm's Outcome carries both (what ``compare`` scores), a plain predictor neither
+    both = network_outcome(net, rt, 1).predict_and_plain(many)
+    assert torch.equal(both[0], averaged) and torch.equal(both[1], alone)
+    assert network_outcome(net, rt).predict_and_plain is None
 
 
 def _saved(tmp_path, shifts: int) -> Model:

@@ -28,6 +28,7 @@ from .classifiers import (
     linear_probe,
     new_classifier,
     predict,
+    predict_and_plain,
     train_network,
     with_fitted_head,
 )
@@ -80,6 +81,9 @@ class Outcome:
     history: list | None = None  # learning curve records
     chosen: dict = field(default_factory=dict)  # hyperparameters chosen on validation
     net: ClassifierNet | None = None  # the trained network, for the arms that train one
+    # (``predict``'s classes, the plain prediction's) from one set of passes, for a
+    # predictor that averages shifted copies (``network_outcome``); None: ``predict`` is plain
+    predict_and_plain: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @dataclass
@@ -138,6 +142,8 @@ def network_outcome(net: ClassifierNet, rt: Runtime, shifts: int = 0, **fields) 
     """An Outcome whose predictor is ``net`` (its prediction averaged over copies moved
     ``shifts`` pixels, ``shifts``)."""
     return Outcome(lambda images: predict(net.encoder, net.head, images, rt, shifts), net=net,
+                   predict_and_plain=(lambda images: predict_and_plain(
+                       net.encoder, net.head, images, rt, shifts)) if shifts else None,
                    **fields)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from . import checkpoint, memo
 from .arms import ARMS, SAMPLED
-from .classifiers import check_split, features, predict_and_plain
+from .classifiers import check_split, features
 from .config import SELECTED, CompareConfig, to_dict
 from .data import (
     Dataset,
@@ -144,14 +144,11 @@ def _run_arm(arm: str, ds: Dataset, labeled: torch.Tensor, seed: int, count: int
     t = time.perf_counter()
     o = ARMS[arm].run(cfg.context(ds.without_test(), labeled, seed, encoder, rt, shared),
                       settings or cfg.settings(arm))
-    shifts = cfg.shifts_for(ds.image_shape)
-    if o.net is None:
+    if o.predict_and_plain is None:
         classes, plain = o.predict(ds.test_images), None
-    else:  # a network: its plain prediction too, from the same passes, for what shifts add
-        classes, plain_classes = predict_and_plain(o.net.encoder, o.net.head, ds.test_images,
-                                                   rt, shifts)
-        plain = ((plain_classes == ds.test_labels).sum().item() / len(ds.test_labels)
-                 if shifts else None)
+    else:  # an averaging predictor: its plain prediction too, for what the averaging adds
+        classes, plain_classes = o.predict_and_plain(ds.test_images)
+        plain = (plain_classes == ds.test_labels).sum().item() / len(ds.test_labels)
     conf = confusion_matrix(classes, ds.test_labels, ds.num_classes)
     per_class = (conf.diagonal() / conf.sum(1).clip(min=1)).round(4).tolist()
     chosen = {**({"tuning": tuning} if tuning else {}), **o.chosen}
