@@ -34,3 +34,13 @@ def test_encoders_are_built_by_name_and_unknown_names_are_refused():
     assert build_encoder("conv", (3, 32, 32), width=2)(torch.rand(1, 3, 32, 32)).shape == (1, 8)
     with pytest.raises(UsageError, match="encoder"):
         build_encoder("resnet", (1, 28, 28))
+
+
+def test_conv_encoder_depth_adds_convolutions_at_the_last_resolution():
+    convs = {d: sum(isinstance(m, torch.nn.Conv2d) for m in ConvEncoder(width=2, depth=d).modules())
+             for d in (1, 2, 4)}
+    assert convs == {1: 3, 2: 4, 4: 6}  # depth 2 is the default network
+    assert ConvEncoder(width=2, depth=4)(torch.rand(2, 1, 28, 28)).shape == (2, 8)
+    for bad in (0, 17, 2.5):
+        with pytest.raises(UsageError, match=f"depth={bad}"):
+            ConvEncoder(width=2, depth=bad)
