@@ -12,6 +12,7 @@ the step's time goes by kind of operator (torch's profiler) and the convolutions
 of the peak — what bounds a step below it. Prints JSON; the README's profile table is made
 from it.
 Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE] [--reduced-side S]
+       [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -243,10 +244,13 @@ def main() -> None:
     ap.add_argument("--reduced-side", type=float, default=None,
                     help="also time the teacher and the student on images resized to this "
                          "share of the side (default: the preset's semisupervised.reduced_side)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a preset setting changed, as the CLI's --set (e.g. "
+                         "pretrain.encoder_options.depth=3)")
     args = ap.parse_args()
     side = [] if args.reduced_side is None else [f"semisupervised.reduced_side={args.reduced_side}"]
-    try:  # the preset's own check of the setting
-        cfg = load_preset("default", parse_set(side))
+    try:  # the preset's own check of the settings
+        cfg = load_preset("default", parse_set([*args.set, *side]))
     except UsageError as e:
         ap.error(str(e))
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed
@@ -264,7 +268,7 @@ def main() -> None:
     rows += pretraining_stages(cfg, rt, pool, args.steps, peaks)
     rows += semisupervised_parts(cfg, rt, pool, labeled, args.steps, peaks)
     sup = cfg.supervised
-    net = new_classifier(lambda: build_encoder("conv", (1, 28, 28),
+    net = new_classifier(lambda: build_encoder(cfg.pretrain.encoder, (1, 28, 28),
                                                **cfg.pretrain.encoder_options), 10, 0)
     g = torch.Generator().manual_seed(0)
     xb, yb = labeled[:int(sup.batch)], torch.arange(int(sup.batch)) % 10
@@ -280,8 +284,8 @@ def main() -> None:
         if row["stage"] in counts:
             row["per_comparison"] = counts[row["stage"]]
             row["per_comparison_s"] = round(row["seconds"] * counts[row["stage"]], 1)
-    emit({"cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(), "precision": rt.precision,
-          "threads": torch.get_num_threads(),
+    emit({"set": args.set, "cpu": cpu_name(), "cpu_bf16": cpu_bf16_units(),
+          "precision": rt.precision, "threads": torch.get_num_threads(),
           "matmul_peak_gflop_per_s": {k: round(v, 1) for k, v in peaks.items()},
           "stages": rows, "environment": environment(rt)}, args.out)
 
