@@ -108,7 +108,7 @@ BAD = [
     ("pretrain.method=byol", "unknown pretrain.method 'byol'"),
     ("pretrain.encoder=resnet", "unknown pretrain.encoder 'resnet'"),
     ("pretrain.encoder_options.width=0", "pretrain.encoder_options.width=0 is not allowed"),
-    ("pretrain.encoder_options.depth=3", "unknown setting 'pretrain.encoder_options.depth'"),
+    ("pretrain.encoder_options.height=3", "unknown setting 'pretrain.encoder_options.height'"),
     ("pretrain.epochs=0", "pretrain.epochs=0.0 is not allowed"),
     ("pretrain.epochs=1e12", "pretrain.epochs=1000000000000.0 is out of range: at most 1,000,000"),
     ("pretrain.refine_epochs=2000000", "at most 1,000,000 passes"),

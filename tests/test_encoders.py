@@ -44,3 +44,13 @@ def test_conv_encoder_depth_adds_convolutions_at_the_last_resolution():
     for bad in (0, 17, 2.5):
         with pytest.raises(UsageError, match=f"depth={bad}"):
             ConvEncoder(width=2, depth=bad)
+
+
+def test_conv_encoder_draws_its_layers_weights_in_order():
+    # the default network's weights from a seed are what they were before ``depth`` existed:
+    # its first layers draw first, and a deeper network shares them
+    torch.manual_seed(0)
+    default = ConvEncoder(width=2).state_dict()
+    torch.manual_seed(0)
+    deeper = ConvEncoder(width=2, depth=3).state_dict()
+    assert all(torch.equal(deeper[k], v) for k, v in default.items())

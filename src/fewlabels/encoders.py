@@ -167,9 +167,11 @@ class ConvEncoder(nn.Module):
         self.in_shape = tuple(in_shape)
         self.width = int(width)
         w = self.width
-        last = [m for _ in range(int(depth) - 1) for m in _conv_bn(4 * w, 4 * w, 1)]
-        self.net = nn.Sequential(*_conv_bn(in_shape[0], w, 2), *_conv_bn(w, 2 * w, 1),
-                                 *_conv_bn(2 * w, 4 * w, 2), *last, GlobalAvgPool())
+        layers = [*_conv_bn(in_shape[0], w, 2), *_conv_bn(w, 2 * w, 1),
+                  *_conv_bn(2 * w, 4 * w, 2)]
+        for _ in range(int(depth) - 1):  # built in order: a seed draws the same weights
+            layers += _conv_bn(4 * w, 4 * w, 1)
+        self.net = nn.Sequential(*layers, GlobalAvgPool())
         self.num_features = 4 * w
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.to(memory_format=self.memory_format)
