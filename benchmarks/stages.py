@@ -11,8 +11,7 @@ what the hardware can do; for the pretraining steps and the semi-supervised stud
 the step's time goes by kind of operator (torch's profiler) and the convolutions' own share
 of the peak — what bounds a step below it. Prints JSON; the README's profile table is made
 from it.
-Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE] [--reduced-side S]
-       [--set KEY=VALUE ...]
+Usage: python benchmarks/stages.py [--steps 6] [--quick] [--out FILE] [--set KEY=VALUE ...]
 """
 
 from __future__ import annotations
@@ -241,16 +240,14 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="2,000 pool and 500 test images (a check that it runs)")
     ap.add_argument("--out")
-    ap.add_argument("--reduced-side", type=float, default=None,
-                    help="also time the teacher and the student on images resized to this "
-                         "share of the side (default: the preset's semisupervised.reduced_side)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a preset setting changed, as the CLI's --set (e.g. "
-                         "pretrain.encoder_options.depth=3)")
+                         "pretrain.encoder_options.depth=3; semisupervised.reduced_side=S "
+                         "also times the teacher and the student on images resized to S of "
+                         "the side)")
     args = ap.parse_args()
-    side = [] if args.reduced_side is None else [f"semisupervised.reduced_side={args.reduced_side}"]
     try:  # the preset's own check of the settings
-        cfg = load_preset("default", parse_set([*args.set, *side]))
+        cfg = load_preset("default", parse_set(args.set))
     except UsageError as e:
         ap.error(str(e))
     set_threads()  # as the CLI does: FEWLABELS_THREADS, else the CPUs allowed

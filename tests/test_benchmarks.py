@@ -105,14 +105,15 @@ def test_workers_benchmark_times_both_ways_and_checks_the_numbers(tiny_encoder):
 @pytest.mark.usefixtures("mnist")
 def test_stage_profile_times_every_stage_against_the_matmul_peak():
     out = subprocess.run([sys.executable, str(BENCHMARKS / "stages.py"), "--steps", "1",
-                          "--quick", "--reduced-side", "0.5",
+                          "--quick", "--set", "semisupervised.reduced_side=0.5",
                           "--set", "pretrain.encoder_options.depth=1"],
                          capture_output=True, text=True, timeout=600, check=True)
     report = json.loads(out.stdout)
     # a preset setting reaches the networks timed: at depth 1 an image's forward pass is
     # three convolutions (14x14x32x9 + 14x14x64x32x9 + 7x7x128x64x9 multiply-adds) and
     # the head (128x10), two FLOPs each
-    assert report["set"] == ["pretrain.encoder_options.depth=1"]
+    assert report["set"] == ["semisupervised.reduced_side=0.5",
+                             "pretrain.encoder_options.depth=1"]
     per_image = 2 * (14 * 14 * 32 * 9 + 14 * 14 * 64 * 32 * 9 + 7 * 7 * 128 * 64 * 9 + 1280)
     evaluation = next(r for r in report["stages"] if r["stage"].startswith("evaluation"))
     assert evaluation["gflop"] == pytest.approx(500 * per_image / 1e9, rel=0.01)
