@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 import re
 from pathlib import Path
 
@@ -389,14 +390,28 @@ def _confusions(results: dict, name: str, classes):
         return None
     small = min(r["labels"] for r in runs)
     arms = list(dict.fromkeys(r["arm"] for r in runs))
-    fig, axes = plt.subplots(1, len(arms), figsize=(3.3 * len(arms), 3.4), squeeze=False)
-    for ax, arm in zip(axes[0], arms, strict=True):
+    rows, columns = panel_grid(len(arms))
+    fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.4 * rows),
+                             squeeze=False)
+    for ax in axes.flat[len(arms):]:
+        ax.set_visible(False)
+    for ax, arm in zip(axes.flat, arms, strict=False):
         mine = [r for r in runs if r["arm"] == arm]
         labels = small if any(r["labels"] == small for r in mine) else mine[0]["labels"]
         total = sum(np.asarray(r["confusion"]) for r in mine if r["labels"] == labels)
         plots.confusion(total, classes, f"{arm} ({labels} labels)", ax=ax)
     fig.tight_layout()
     return fig
+
+
+MOST_PANELS_A_ROW = 5  # a figure wider than this is shrunk to the page: unreadable panels
+
+
+def panel_grid(panels: int) -> tuple[int, int]:
+    """(rows, columns) for ``panels`` panels: as few rows as hold them at
+    ``MOST_PANELS_A_ROW`` a row, the panels spread evenly over them (7: 2 × 4, 14: 3 × 5)."""
+    rows = max(1, math.ceil(panels / MOST_PANELS_A_ROW))
+    return rows, max(1, math.ceil(panels / rows))
 
 
 # ----------------------------------------------------------------------------- documents
