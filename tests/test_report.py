@@ -83,7 +83,7 @@ def test_many_panels_wrap_into_even_rows(panels, grid):
     assert panel_grid(panels) == grid
 
 
-def test_the_confusion_figure_of_every_arm_tuned_and_untuned_wraps(tmp_path):
+def test_the_confusion_figure_of_every_arm_tuned_and_untuned_wraps():
     arms = ["probe", "supervised", "finetune", "semisupervised", "pixels-logreg",
             "pixels-knn", "pixels-labelspreading"]
     arms += [a + "-tuned" for a in arms]
