@@ -24,6 +24,7 @@ import torch
 from emit import emit
 from torch.utils.flop_counter import FlopCounterMode
 
+from fewlabels import optimizers
 from fewlabels.augment import augment, strong_augment
 from fewlabels.classifiers import features, new_classifier, param_groups, predict
 from fewlabels.config import load_preset, parse_set
@@ -113,7 +114,7 @@ def measure(name: str, call: Callable[[], object], images: int, steps: int,
 
 def trainer(module: torch.nn.Module, loss: Callable[[], torch.Tensor], rt):
     """A training step of ``module``: ``loss()`` under autocast, backward, AdamW."""
-    opt = torch.optim.AdamW(module.parameters(), lr=1e-4)
+    opt = optimizers.AdamW(module.parameters(), lr=1e-4)
 
     def step():
         with rt.autocast():
@@ -176,7 +177,7 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
     xu = pool[torch.randperm(len(pool))[:s.batch * s.ratio]]
     xl = labeled[:s.batch]
     y = torch.arange(len(xl)) % 10
-    opt = torch.optim.AdamW(param_groups(net, s.encoder_lr_scale), lr=1e-4)
+    opt = optimizers.AdamW(param_groups(net, s.encoder_lr_scale), lr=1e-4)
     weak, strong, lab = augment(xu, p.augment, g), strong_augment(xu, s.strong, g), \
         augment(xl, p.augment, g)
 

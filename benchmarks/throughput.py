@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from fewlabels import optimizers
 from fewlabels.augment import augment
 from fewlabels.config import load_preset
 from fewlabels.data import as_float, load_dataset
@@ -41,7 +42,7 @@ def make_step(cfg, rt, channels_last: bool, pool):
         opts["channels_last"] = channels_last
     method = METHODS[cfg.method](build_encoder(cfg.encoder, (1, 28, 28), **opts),
                                  **cfg.options).to(rt.device)
-    opt = torch.optim.AdamW(method.parameters(), lr=cfg.lr)
+    opt = optimizers.AdamW(method.parameters(), lr=cfg.lr)
     g = torch.Generator(device=rt.device).manual_seed(0)
 
     def step(idx):

@@ -32,8 +32,9 @@ from .errors import (
     check_non_negative,
     check_positive,
 )
+from .optimizers import OPTIMIZERS
 from .runtime import Runtime
-from .train import OPTIMIZERS, History, MovingAverage, loop, shuffled_batches, warmup_cosine
+from .train import History, MovingAverage, loop, shuffled_batches, warmup_cosine
 
 
 @dataclass

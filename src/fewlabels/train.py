@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from . import optimizers
 from .distributed import average_gradients
 from .errors import Terminated, UsageError, check_choice, check_positive, is_finite_number
 from .runtime import Runtime
@@ -138,21 +139,6 @@ def _signals_wait_for_the_step(active: bool):
             signal.signal(s, handler)
 
 
-OPTIMIZERS = ("adamw", "sgd")
-
-
-def _without_decay_on_vectors(groups: list[dict], weight_decay: float) -> list[dict]:
-    """Each group split in two: its matrices and kernels with ``weight_decay``, its vectors
-    (BatchNorm weights, biases) without, the group's other settings kept."""
-    split = []
-    for g in groups:
-        for decay, keep in ((weight_decay, lambda p: p.ndim > 1), (0.0, lambda p: p.ndim <= 1)):
-            params = [p for p in g["params"] if keep(p)]
-            if params:
-                split.append({**g, "params": params, "weight_decay": decay})
-    return split
-
-
 class MovingAverage:
     """An exponential moving average of ``net``'s weights and buffers (decay ``decay``; a
     mean teacher: Tarvainen & Valpola, NeurIPS 2017): ``update()`` after each step,
@@ -210,14 +196,9 @@ def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
     for g in groups:
         g.setdefault("lr_scale", 1.0)
         g["lr"] = lr * g["lr_scale"]
-    check_choice("optimizer", optimizer, OPTIMIZERS)
-    if optimizer == "sgd":
-        groups = _without_decay_on_vectors(groups, weight_decay)
-        opt = torch.optim.SGD(groups, lr=lr, momentum=0.9, nesterov=True,
-                              weight_decay=weight_decay)
-    else:
-        opt = torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay)
-    every_param = [p for g in groups for p in g["params"]]
+    check_choice("optimizer", optimizer, optimizers.OPTIMIZERS)
+    opt = optimizers.build(optimizer, groups, lr, weight_decay)
+    every_param = [p for g in opt.param_groups for p in g["params"]]
     history = History()
     start = time.perf_counter()
     shown: dict[str, float] = {}

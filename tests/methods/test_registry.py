@@ -4,6 +4,7 @@ the encoder, and a few steps on a fixed batch lower the loss."""
 import pytest
 import torch
 
+from fewlabels import optimizers
 from fewlabels.augment import AugmentConfig, augment
 from fewlabels.encoders import ConvEncoder, MLPEncoder
 from fewlabels.methods import METHODS
@@ -20,7 +21,7 @@ def test_method_trains(name, make_encoder, mnist):
     g = torch.Generator().manual_seed(0)
     light = AugmentConfig(rotate=5, scale=0.05, shear=0, translate=0.03)
     views = [augment(x, light, g) for _ in range(method.views)]
-    opt = torch.optim.Adam(method.parameters(), lr=1e-3)
+    opt = optimizers.AdamW(method.parameters(), lr=1e-3, weight_decay=0)
     losses = []
     for step in range(15):
         loss = method(views, x)
