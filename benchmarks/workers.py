@@ -4,8 +4,9 @@ one-thread worker a CPU, (c) one worker more than the CPUs (one thread each: ``a
 (d) one process with every CPU's thread. Each in a fresh process, one after the other.
 Prints JSON: the wall seconds of each, the ratios to (c), and whether (a), (b) and (c)
 wrote the same accuracies (they must: the same threads a run).
-Usage: python benchmarks/workers.py [--encoder FILE] [--arms ...] [--out FILE]
-(without --encoder, a short pretraining makes one first).
+Usage: python benchmarks/workers.py [--encoder FILE] [--arms ...] [--only TEXT ...] [--out FILE]
+(without --encoder, a short pretraining makes one first; with --only, the settings whose
+names hold one of the texts, (c) always among them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> None:
     ap.add_argument("--encoder")
     ap.add_argument("--arms", nargs="+", default=["probe", "finetune", "semisupervised",
                                                   "supervised"])
+    ap.add_argument("--only", nargs="+", help="the settings whose names hold one of these")
     ap.add_argument("--out")
     args = ap.parse_args()
     from fewlabels.runtime import available_cpus, cpu_name
@@ -58,18 +60,23 @@ def main() -> None:
                     f"{cpus + 1} workers, 1 thread each": common + ["--workers", str(cpus + 1)],
                     f"one process, {cpus} threads": ["--threads", str(cpus)] + common
                     + ["--workers", "1"]}
-        seconds, folders = {}, {}
+        auto = list(settings)[2]
+        one_thread_a_run = list(settings)[:3]
+        if args.only:
+            settings = {n: a for n, a in settings.items()
+                        if n == auto or any(text in n for text in args.only)}
+        seconds, found = {}, {}
         for i, (name, argv) in enumerate(settings.items()):
-            folders[name] = tmp / f"run{i}"
-            seconds[name] = round(timed(argv + ["--out", str(folders[name])]), 1)
-        names = list(settings)
-        one, per_cpu, auto = (accuracies(folders[n]) for n in names[:3])
-    emit({"cpu": cpu_name(), "cpus_available": cpus, "arms": args.arms, "runs": len(one),
+            folder = tmp / f"run{i}"
+            seconds[name] = round(timed(argv + ["--out", str(folder)]), 1)
+            found[name] = accuracies(folder)
+    same = [found[n] for n in one_thread_a_run if n in found]
+    emit({"cpu": cpu_name(), "cpus_available": cpus, "arms": args.arms, "runs": len(found[auto]),
           "wall_seconds": seconds,
-          "speedup_of_auto": {n: round(seconds[n] / seconds[names[2]], 2)
-                              for n in names if n != names[2]},
-          "same_accuracies_as_one_process_1_thread": one == per_cpu == auto,
-          "accuracies": auto}, args.out)
+          "speedup_of_auto": {n: round(seconds[n] / seconds[auto], 2)
+                              for n in settings if n != auto},
+          "same_accuracies_as_one_process_1_thread": all(a == same[0] for a in same),
+          "accuracies": found[auto]}, args.out)
 
 
 if __name__ == "__main__":
