@@ -346,8 +346,18 @@ FLAGS = [
     (["--set", "probe.lr=0.2"], lambda c: c.probe.lr == 0.2),
     (["--tune", "3"], lambda c: c.tune == 3),
     (["--quick"], lambda c: c.quick and c.probe.epochs <= 50 and c.pretrain.epochs <= 12
-                   and c.supervised.cycles == c.finetune.cycles == 1),
+                   and c.supervised.cycles == c.finetune.cycles == 1 and c.shifts == 0),
 ]
+
+
+def test_quick_predicts_plainly_unless_the_shifts_were_given():
+    from fewlabels.cli import build_parser, compare_config
+
+    def shifts(*flags):
+        return compare_config(build_parser().parse_args(["compare", *flags])).shifts
+
+    assert shifts() == "auto" and shifts("--quick") == 0
+    assert shifts("--quick", "--set", "shifts=1") == 1
 
 
 @pytest.mark.parametrize("preset", ["seed", "default"])
