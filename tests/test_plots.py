@@ -37,3 +37,11 @@ def test_save_writes_a_whole_png_and_a_failed_write_keeps_the_previous_one(tmp_p
         _save(2.0, path)
     assert path.read_bytes() == first
     assert [p.name for p in path.parent.iterdir()] == ["curve.png"]  # no temp file left
+
+
+@pytest.mark.parametrize("panels, most, grid", [(1, 5, (1, 1)), (4, 5, (1, 4)), (5, 5, (1, 5)),
+                                                (7, 5, (2, 4)), (14, 5, (3, 5)),
+                                                (15, 5, (3, 5)), (12, 10, (2, 6)),
+                                                (10, 10, (1, 10))])
+def test_many_panels_wrap_into_even_rows(panels, most, grid):
+    assert plots.panel_grid(panels, most) == grid

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fewlabels.cli import main
-from fewlabels.report import _confusions, _summary_line, panel_grid, which_arm
+from fewlabels.report import _confusions, _summary_line, which_arm
 from fewlabels.stats import paired_differences, summarize
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
@@ -75,12 +75,6 @@ def test_the_summary_says_when_predictions_are_averaged_over_shifted_copies():
     line = _summary_line({**results, "config": {"shifts": 1}})
     assert ("(`shifts`); over the same networks' plain prediction it added probe (mnist, 600 "
             "labels) +0.43 points (higher on 2 of 3 runs, lower on 1).") in line
-
-
-@pytest.mark.parametrize("panels, grid", [(1, (1, 1)), (4, (1, 4)), (5, (1, 5)), (7, (2, 4)),
-                                          (14, (3, 5)), (15, (3, 5))])
-def test_many_panels_wrap_into_even_rows(panels, grid):
-    assert panel_grid(panels) == grid
 
 
 def test_the_confusion_figure_of_every_arm_tuned_and_untuned_wraps():

@@ -4,6 +4,7 @@ it inline when running under Jupyter."""
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -79,12 +80,17 @@ def reconstructions(originals: torch.Tensor, recon: torch.Tensor, title: str):
     return fig
 
 
+def panel_grid(panels: int, most_a_row: int) -> tuple[int, int]:
+    """(rows, columns) for ``panels`` panels: as few rows as hold them at ``most_a_row`` a
+    row, the panels spread evenly over them (at most 5 a row: 7 is 2 × 4, 14 is 3 × 5)."""
+    rows = max(1, math.ceil(panels / most_a_row))
+    return rows, max(1, math.ceil(panels / rows))
+
+
 def predictions(images: torch.Tensor, predicted: Sequence[int], truth: Sequence[int],
                 classes: Sequence[str], title: str):
-    """Images with predicted and true labels; wrong predictions in red."""
-    n = len(images)
-    cols = min(n, 10)
-    rows = (n + cols - 1) // cols
+    """Images with predicted and true labels (at most ten a row); wrong predictions in red."""
+    rows, cols = panel_grid(len(images), 10)
     fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 import re
 from pathlib import Path
 
@@ -390,7 +389,8 @@ def _confusions(results: dict, name: str, classes):
         return None
     small = min(r["labels"] for r in runs)
     arms = list(dict.fromkeys(r["arm"] for r in runs))
-    rows, columns = panel_grid(len(arms))
+    # at most five wide panels a row: a wider figure is shrunk to the page, unreadable
+    rows, columns = plots.panel_grid(len(arms), 5)
     fig, axes = plt.subplots(rows, columns, figsize=(3.3 * columns, 3.4 * rows),
                              squeeze=False)
     for ax in axes.flat[len(arms):]:
@@ -403,15 +403,6 @@ def _confusions(results: dict, name: str, classes):
     fig.tight_layout()
     return fig
 
-
-MOST_PANELS_A_ROW = 5  # a figure wider than this is shrunk to the page: unreadable panels
-
-
-def panel_grid(panels: int) -> tuple[int, int]:
-    """(rows, columns) for ``panels`` panels: as few rows as hold them at
-    ``MOST_PANELS_A_ROW`` a row, the panels spread evenly over them (7: 2 × 4, 14: 3 × 5)."""
-    rows = max(1, math.ceil(panels / MOST_PANELS_A_ROW))
-    return rows, max(1, math.ceil(panels / rows))
 
 
 # ----------------------------------------------------------------------------- documents
