@@ -404,7 +404,6 @@ def _confusions(results: dict, name: str, classes):
     return fig
 
 
-
 # ----------------------------------------------------------------------------- documents
 
 
