@@ -119,7 +119,7 @@ def trainer(module: torch.nn.Module, loss: Callable[[], torch.Tensor], rt):
     def step():
         with rt.autocast():
             value = loss()
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         value.backward()
         opt.step()
     return step
@@ -192,7 +192,7 @@ def semisupervised_parts(cfg, rt, pool, labeled, steps, peaks) -> list[dict]:
         with rt.autocast():
             logits = net(resized(torch.cat([lab, strong]), side)).float()
         loss = torch.nn.functional.cross_entropy(logits[:len(xl)], y) + logits.mean() * 0
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
 
     n = len(xu) + len(xl)

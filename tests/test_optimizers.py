@@ -32,7 +32,7 @@ def _steps(net, opt, first, last):
         x, y = torch.randn(8, 1, 8, 8, generator=g), torch.randint(0, 3, (8,), generator=g)
         for group in opt.param_groups:
             group["lr"] = 0.01 * group["lr_scale"] * (1 - step / 20)  # a schedule
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
 

@@ -28,12 +28,10 @@ class Optimizer:
     def _params(self) -> list[torch.Tensor]:
         return [p for g in self.param_groups for p in g["params"]]
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
+        """The gradients dropped (``torch.optim``'s ``set_to_none=True``)."""
         for p in self._params():
-            if set_to_none:
-                p.grad = None
-            elif p.grad is not None:
-                p.grad.zero_()
+            p.grad = None
 
     def state_dict(self) -> dict:
         """``torch.optim``'s layout: states by a parameter's number across the groups."""

@@ -226,7 +226,7 @@ def loop(params: list[nn.Parameter] | list[dict], loss_fn: LossFn,
         if schedule is not None:
             for group in opt.param_groups:
                 group["lr"] = lr * group["lr_scale"] * schedule(step)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         average_gradients(every_param)  # over the ranks of a torchrun launch; else nothing
         opt.step()
